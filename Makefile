@@ -1,0 +1,91 @@
+# vidhub's commands. "make help" lists them; the README uses these.
+GO      ?= go
+BIN     := bin
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+FUZZTIME ?= 10s
+
+.DEFAULT_GOAL := help
+.PHONY: help deps deps-test demo build static test test-short fuzz bench lint clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+deps: ## install what building and running needs (Debian packages, Go modules)
+	@scripts/deps.sh run
+
+deps-test: ## install what the tests need as well (Xvfb, Chromium, ...)
+	@scripts/deps.sh test
+
+demo: deps ## run the hub: embedded broker, two pattern publishers, a viewer
+	$(GO) run -ldflags '$(LDFLAGS)' ./cmd/vidhub demo
+
+build: deps ## build bin/vidhub (full build, with OpenCV)
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/vidhub ./cmd/vidhub
+
+static: ## build bin/vidhub-static (CGO_ENABLED=0: no OpenCV, runs anywhere)
+	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/vidhub-static ./cmd/vidhub
+
+test: deps-test ## run every test, with the race detector
+	$(GO) test -race -count=1 -timeout 30m ./...
+	$(GO) test -race -count=1 -tags matprofile -run MatsClosed ./publisher ./subscriber
+
+test-short: ## run the quick tests only
+	$(GO) test -short -count=1 ./...
+
+fuzz: ## run each fuzz target for FUZZTIME (default 10s)
+	@for pkg in $$($(GO) list ./...); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+			echo "fuzz $$pkg $$f"; \
+			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+		done; \
+	done
+
+bench: deps ## run the benchmark suite (vidhub vs raw NATS vs classic; bench-results/, BENCHMARKS.md) and the Go benchmarks
+	$(GO) run ./cmd/vidhub bench --out bench-results --markdown BENCHMARKS.md
+	cp bench-results/chart.svg docs/bench-chart.svg
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 200ms ./... | tee bench-results/go-bench.txt
+
+lint: deps ## gofmt, go vet (both builds), staticcheck, go mod tidy
+	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt: run gofmt -w ."; exit 1; }
+	$(GO) vet ./...
+	CGO_ENABLED=0 $(GO) vet ./...
+	$(GO) tool staticcheck ./...
+	$(GO) mod tidy -diff
+
+clean: ## remove build output
+	rm -rf $(BIN)
+
+# --- container image and compose stack (deploy/, docker-compose.yml) ---
+IMAGE     ?= vidhub:latest
+IMAGE_DIR ?= $(BIN)/image
+COMPOSE   ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+PROFILE   ?=
+.PHONY: image up down
+
+image: ## build the static binary and the FROM-scratch image IMAGE (default vidhub:latest)
+	@mkdir -p $(IMAGE_DIR)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(IMAGE_DIR)/vidhub ./cmd/vidhub
+	@if [ -r /etc/ssl/certs/ca-certificates.crt ]; then cp /etc/ssl/certs/ca-certificates.crt $(IMAGE_DIR)/; else : > $(IMAGE_DIR)/ca-certificates.crt; fi
+	docker build -f deploy/Dockerfile -t $(IMAGE) \
+		--build-arg VERSION=$(VERSION) \
+		--build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null || echo unknown) \
+		--build-arg CREATED=$$(date -u +%Y-%m-%dT%H:%M:%SZ) \
+		$(IMAGE_DIR)
+
+up: image ## build the image and start the compose stack (PROFILE=cluster for three brokers); web on http://localhost:8080
+	VIDHUB_IMAGE=$(IMAGE) $(COMPOSE) $(if $(PROFILE),--profile $(PROFILE)) up -d
+	@echo "vidhub is up: web http://localhost:$${VIDHUB_WEB_PORT:-8080}  NATS nats://localhost:$${VIDHUB_NATS_PORT:-4222}  monitoring http://localhost:$${VIDHUB_MONITOR_PORT:-8222}"
+
+down: ## stop the compose stack and remove its containers and networks (every profile)
+	VIDHUB_IMAGE=$(IMAGE) $(COMPOSE) --profile cluster down --remove-orphans
+
+# --- soak (not part of "make test": it runs for SOAK, default 10 minutes) ---
+SOAK        ?= 10m
+SOAK_REPORT ?= bench-results/soak-report.md
+.PHONY: soak
+
+# The test timeout is SOAK plus 5 minutes: Go reads "10m5m" as 15m.
+soak: deps ## run the soak: 4 publishers x 10 viewers for SOAK (default 10m); report in SOAK_REPORT
+	@mkdir -p $(dir $(SOAK_REPORT))
+	$(GO) test -count=1 -v -run TestSoak -timeout $(SOAK)5m ./soak -args -soak $(SOAK) -soak-report $(abspath $(SOAK_REPORT))

@@ -1,0 +1,189 @@
+// Package access turns vidhub's access file (users, and the rooms each may
+// view and publish into) into NATS permissions on the protocol's subjects:
+// for the embedded broker directly, and as a stock nats-server
+// configuration for external brokers.
+//
+// Viewing room R is subscribing to vidhub.R.> (and beating the viewer's own
+// presence); publishing into R as user U is publishing on vidhub.R.U.>, so
+// a user can never publish under another participant's name.
+package access
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nkeys"
+	"gopkg.in/yaml.v3"
+
+	"github.com/vidhub/vidhub/protocol"
+)
+
+// AnyRoom in a view or publish list means every room.
+const AnyRoom = "*"
+
+// ErrBadFile is returned (wrapped) for an access file that cannot be used.
+var ErrBadFile = errors.New("vidhub: bad access file")
+
+// File is the access file.
+type File struct {
+	Users []User `yaml:"users"`
+}
+
+// User is one user of the hub. Its NATS username is Name, and as a
+// publisher it may only appear as participant Name.
+type User struct {
+	Name string `yaml:"name"`
+	// Password is plain text or a bcrypt hash ("$2a$..."); NKey is a
+	// public user NKey ("U..."). Exactly one is set.
+	Password string `yaml:"password,omitempty"`
+	NKey     string `yaml:"nkey,omitempty"`
+	// View and Publish list room names, or "*" for every room.
+	View    []string `yaml:"view,omitempty"`
+	Publish []string `yaml:"publish,omitempty"`
+}
+
+// Load reads and checks an access file.
+func Load(path string) (*File, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadFile, err)
+	}
+	f, err := Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return f, nil
+}
+
+// Parse parses and checks an access file's contents.
+func Parse(b []byte) (*File, error) {
+	var f File
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%w: %w", ErrBadFile, err)
+	}
+	return &f, f.Check()
+}
+
+// Check reports the first problem of the file, naming the user.
+func (f *File) Check() error {
+	if len(f.Users) == 0 {
+		return fmt.Errorf("%w: no users; list them under the users key", ErrBadFile)
+	}
+	seen := map[string]bool{}
+	for i, u := range f.Users {
+		if err := protocol.ValidateName("user", u.Name); err != nil {
+			return fmt.Errorf("%w: user %d: %w", ErrBadFile, i+1, err)
+		}
+		if seen[u.Name] {
+			return fmt.Errorf("%w: user %s is listed twice", ErrBadFile, u.Name)
+		}
+		seen[u.Name] = true
+		switch {
+		case u.Password == "" && u.NKey == "":
+			return fmt.Errorf("%w: user %s has neither password nor nkey", ErrBadFile, u.Name)
+		case u.Password != "" && u.NKey != "":
+			return fmt.Errorf("%w: user %s has both password and nkey; keep one", ErrBadFile, u.Name)
+		case u.NKey != "" && !nkeys.IsValidPublicUserKey(u.NKey):
+			return fmt.Errorf("%w: user %s: nkey is not a public user key (U...); make one with \"nk -gen user -pubout\"", ErrBadFile, u.Name)
+		}
+		for _, r := range append(slices.Clone(u.View), u.Publish...) {
+			if r == AnyRoom {
+				continue
+			}
+			if err := protocol.ValidRoom(r); err != nil {
+				return fmt.Errorf("%w: user %s: %w (or %q for every room)", ErrBadFile, u.Name, err, AnyRoom)
+			}
+		}
+		if len(u.View) == 0 && len(u.Publish) == 0 {
+			return fmt.Errorf("%w: user %s may neither view nor publish; give it view: or publish: rooms", ErrBadFile, u.Name)
+		}
+	}
+	return nil
+}
+
+// subjects returns what u may publish and subscribe to.
+func (u User) subjects() (pub, sub []string) {
+	add := func(list []string, s string) []string {
+		if !slices.Contains(list, s) {
+			list = append(list, s)
+		}
+		return list
+	}
+	for _, r := range u.View {
+		sub = add(sub, protocol.Prefix+"."+r+".>")
+		// A viewer announces itself, under its own name only.
+		pub = add(pub, protocol.Prefix+"."+r+"."+u.Name+".presence")
+	}
+	for _, r := range u.Publish {
+		pub = add(pub, protocol.Prefix+"."+r+"."+u.Name+".>")
+		// A publisher hears who watches its room, to know which layers to encode.
+		sub = add(sub, protocol.Prefix+"."+r+".*.presence")
+	}
+	// Replies to the client's own requests.
+	sub = add(sub, "_INBOX.>")
+	return pub, sub
+}
+
+// Permissions returns u's NATS permissions: only what is listed is allowed.
+func (u User) Permissions() *server.Permissions {
+	pub, sub := u.subjects()
+	return &server.Permissions{
+		Publish:   &server.SubjectPermission{Allow: pub},
+		Subscribe: &server.SubjectPermission{Allow: sub},
+	}
+}
+
+// ServerUsers returns the users for nats-server's options (Users and
+// Nkeys).
+func (f *File) ServerUsers() ([]*server.User, []*server.NkeyUser) {
+	var users []*server.User
+	var nkeyUsers []*server.NkeyUser
+	for _, u := range f.Users {
+		if u.NKey != "" {
+			nkeyUsers = append(nkeyUsers, &server.NkeyUser{Nkey: u.NKey, Permissions: u.Permissions()})
+			continue
+		}
+		users = append(users, &server.User{Username: u.Name, Password: u.Password, Permissions: u.Permissions()})
+	}
+	return users, nkeyUsers
+}
+
+// NATSConfig returns the equivalent authorization block for a stock
+// nats-server configuration file. It holds the passwords: keep it as
+// private as the access file.
+func (f *File) NATSConfig() string {
+	var b strings.Builder
+	b.WriteString("# vidhub access control: include this in a nats-server configuration.\n")
+	b.WriteString("# It holds the users' passwords: keep it as private as the access file.\n")
+	b.WriteString("authorization {\n  users = [\n")
+	for _, u := range f.Users {
+		pub, sub := u.subjects()
+		b.WriteString("    {\n")
+		if u.NKey != "" {
+			fmt.Fprintf(&b, "      # %s\n      nkey: %s\n", u.Name, strconv.Quote(u.NKey))
+		} else {
+			fmt.Fprintf(&b, "      user: %s\n      password: %s\n", strconv.Quote(u.Name), strconv.Quote(u.Password))
+		}
+		fmt.Fprintf(&b, "      permissions: {\n        publish: { allow: %s }\n        subscribe: { allow: %s }\n      }\n", quoteList(pub), quoteList(sub))
+		b.WriteString("    }\n")
+	}
+	b.WriteString("  ]\n}\n")
+	return b.String()
+}
+
+func quoteList(l []string) string {
+	q := make([]string, len(l))
+	for i, s := range l {
+		q[i] = strconv.Quote(s)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
+}

@@ -1,0 +1,110 @@
+package access
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+)
+
+const example = `
+users:
+  - name: alice
+    password: s3cret
+    view: [lobby, hall]
+    publish: [lobby]
+  - name: wall
+    password: other
+    view: ["*"]
+  - name: cam
+    nkey: UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4
+    publish: ["*"]
+`
+
+func TestParseExample(t *testing.T) {
+	f, err := Parse([]byte(example))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.Users) != 3 {
+		t.Fatalf("%d users", len(f.Users))
+	}
+	alice := f.Users[0].Permissions()
+	wantPub := []string{"vidhub.lobby.alice.presence", "vidhub.hall.alice.presence", "vidhub.lobby.alice.>"}
+	if !slices.Equal(alice.Publish.Allow, wantPub) {
+		t.Errorf("alice publish %v, want %v", alice.Publish.Allow, wantPub)
+	}
+	for _, s := range []string{"vidhub.lobby.>", "vidhub.hall.>"} {
+		if !slices.Contains(alice.Subscribe.Allow, s) {
+			t.Errorf("alice may not subscribe %s: %v", s, alice.Subscribe.Allow)
+		}
+	}
+	for _, s := range alice.Subscribe.Allow {
+		if strings.HasPrefix(s, "vidhub.*") || s == ">" {
+			t.Errorf("alice may subscribe to every room: %s", s)
+		}
+	}
+	wall := f.Users[1].Permissions()
+	if !slices.Contains(wall.Subscribe.Allow, "vidhub.*.>") || !slices.Equal(wall.Publish.Allow, []string{"vidhub.*.wall.presence"}) {
+		t.Errorf("wall %+v %+v", wall.Publish, wall.Subscribe)
+	}
+	users, nkeyUsers := f.ServerUsers()
+	if len(users) != 2 || len(nkeyUsers) != 1 || users[0].Username != "alice" || users[0].Password != "s3cret" {
+		t.Errorf("server users %+v %+v", users, nkeyUsers)
+	}
+	conf := f.NATSConfig()
+	for _, want := range []string{`user: "alice"`, `password: "s3cret"`, `nkey: "UDXU4`, `"vidhub.lobby.alice.>"`, `"vidhub.*.>"`} {
+		if !strings.Contains(conf, want) {
+			t.Errorf("nats config lacks %s:\n%s", want, conf)
+		}
+	}
+}
+
+func TestParseRejects(t *testing.T) {
+	for _, tc := range []struct{ file, want string }{
+		{``, "no users"},
+		{`users: []`, "no users"},
+		{"users:\n  - name: a.b\n    password: x\n    view: [r]", "user 1"},
+		{"users:\n  - name: a\n    view: [r]", "neither password nor nkey"},
+		{"users:\n  - name: a\n    password: x\n    nkey: UX\n    view: [r]", "both"},
+		{"users:\n  - name: a\n    nkey: SUAAAA\n    view: [r]", "public user key"},
+		{"users:\n  - name: a\n    password: x\n    view: [a.b]", "user a"},
+		{"users:\n  - name: a\n    password: x\n    view: [\">\"]", "user a"},
+		{"users:\n  - name: a\n    password: x", "neither view nor publish"},
+		{"users:\n  - name: a\n    password: x\n    view: [r]\n  - name: a\n    password: y\n    view: [r]", "twice"},
+		{"users:\n  - name: a\n    pasword: x\n    view: [r]", "pasword"},
+		{"not: [yaml", ""},
+	} {
+		_, err := Parse([]byte(tc.file))
+		if !errors.Is(err, ErrBadFile) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Parse(%q) = %v, want ErrBadFile mentioning %q", tc.file, err, tc.want)
+		}
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(example))
+	f.Add([]byte("users:\n  - name: x\n    password: y\n    view: ['*']"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		file, err := Parse(b)
+		if err != nil {
+			return
+		}
+		// Whatever is accepted yields permissions only on vidhub subjects
+		// (and inbox replies), and publish rights only under the user's name.
+		for _, u := range file.Users {
+			p := u.Permissions()
+			for _, s := range p.Publish.Allow {
+				parts := strings.Split(s, ".")
+				if len(parts) != 4 || parts[0] != "vidhub" || parts[2] != u.Name {
+					t.Fatalf("user %q may publish %q", u.Name, s)
+				}
+			}
+			for _, s := range p.Subscribe.Allow {
+				if !strings.HasPrefix(s, "vidhub.") && s != "_INBOX.>" {
+					t.Fatalf("user %q may subscribe %q", u.Name, s)
+				}
+			}
+		}
+	})
+}

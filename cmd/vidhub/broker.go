@@ -1,0 +1,89 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"strings"
+
+	"github.com/vidhub/vidhub/access"
+	"github.com/vidhub/vidhub/broker"
+)
+
+func runBroker(ctx context.Context, env *cmdEnv, args []string) error {
+	fs := env.flagSet("broker")
+	listen := fs.String("listen", broker.DefaultListen, "client address HOST:PORT (port 0 picks a free one)")
+	httpAddr := fs.String("http", "", "NATS monitoring address HOST:PORT, e.g. 0.0.0.0:8222 (off when empty)")
+	maxPayload := bytesFlag{broker.DefaultMaxPayload}
+	fs.Var(&maxPayload, "max-payload", "largest message, e.g. 8MB")
+	config := fs.String("config", "", "stock nats-server configuration file; flags given explicitly override it")
+	serverName := fs.String("server-name", "", "this server's name in monitoring and its cluster (default: the config file's, or a generated ID)")
+	clusterName := fs.String("cluster-name", "", "NATS cluster to form or join; the same on every member")
+	clusterListen := fs.String("cluster-listen", "", "address other cluster members connect to, HOST:PORT, e.g. 0.0.0.0:6222 (no clustering when empty and no config file cluster block)")
+	clusterAdvertise := fs.String("cluster-advertise", "", "HOST:PORT to tell other members to use for this one, when it differs from --cluster-listen")
+	routes := fs.String("routes", "", "comma-separated cluster members to connect to, e.g. nats://b1:6222,nats://b2:6222 (this broker's own address may be in the list)")
+	accessFile := fs.String("access", "", "access file (YAML): users and the rooms each may view and publish into")
+	tlsCert := fs.String("tls-cert", "", "server certificate (PEM): turns on TLS for clients")
+	tlsKey := fs.String("tls-key", "", "server certificate's key (PEM)")
+	tlsCA := fs.String("tls-ca", "", "CA bundle (PEM) that client certificates are checked against, with --tls-verify")
+	tlsVerify := fs.Bool("tls-verify", false, "require client certificates signed by --tls-ca")
+	var level string
+	registerLogLevel(fs, &level)
+	if err := env.parse(fs, args, nil); err != nil {
+		return err
+	}
+	log, err := env.logger(level)
+	if err != nil {
+		return err
+	}
+	cfg := broker.Config{
+		ConfigFile: *config, HTTP: *httpAddr, Logger: log,
+		ServerName: *serverName, ClusterName: *clusterName,
+		ClusterListen: *clusterListen, ClusterAdvertise: *clusterAdvertise,
+	}
+	cfg.TLSCert, cfg.TLSKey, cfg.TLSCA, cfg.TLSVerify = *tlsCert, *tlsKey, *tlsCA, *tlsVerify
+	if *accessFile != "" {
+		if cfg.Access, err = access.Load(*accessFile); err != nil {
+			return err
+		}
+		log.Info("access control on", "file", *accessFile, "users", len(cfg.Access.Users))
+	} else if *config == "" {
+		log.Warn("no --access file: any client may view and publish into every room")
+	}
+	for r := range strings.SplitSeq(*routes, ",") {
+		if r = strings.TrimSpace(r); r != "" {
+			cfg.Routes = append(cfg.Routes, r)
+		}
+	}
+	if *config == "" && *clusterListen == "" && (len(cfg.Routes) > 0 || *clusterName != "" || *clusterAdvertise != "") {
+		return usagef("--routes, --cluster-name and --cluster-advertise need --cluster-listen (e.g. 0.0.0.0:6222)")
+	}
+	for _, r := range cfg.Routes {
+		if _, err := broker.ParseRoute(r); err != nil {
+			return usageError{err}
+		}
+	}
+	// With a config file, only what was asked for explicitly overrides it.
+	explicit := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
+	if *config == "" || explicit["listen"] || env.getenv("VIDHUB_LISTEN") != "" {
+		cfg.Listen = *listen
+	}
+	if *config == "" || explicit["max-payload"] || env.getenv("VIDHUB_MAX_PAYLOAD") != "" {
+		cfg.MaxPayload = maxPayload.n
+	}
+	b, err := broker.Start(cfg)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	fmt.Fprintf(env.stdout, "vidhub broker listening on %s (max payload %d bytes)\n", b.ClientURL(), b.MaxPayload())
+	if u := b.MonitorURL(); u != "" {
+		fmt.Fprintf(env.stdout, "NATS monitoring on %s\n", u)
+	}
+	if u := b.ClusterURL(); u != "" {
+		fmt.Fprintf(env.stdout, "cluster %s: routes on %s\n", b.Server().ClusterName(), u)
+	}
+	<-ctx.Done()
+	return nil
+}

@@ -1,0 +1,6 @@
+//go:build !(matprofile && cgo)
+
+package main
+
+// matCount is -1: without -tags matprofile (and cgo) Mats are not counted.
+func matCount() int { return -1 }

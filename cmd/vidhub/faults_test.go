@@ -1,0 +1,239 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vidhub/vidhub/internal/hubtest"
+	"github.com/vidhub/vidhub/subscriber"
+)
+
+// proc is a vidhub process of a test.
+type proc struct {
+	cmd    *exec.Cmd
+	stderr hubtest.Buffer
+	done   chan error
+}
+
+// startProc runs the vidhub binary with args until the test ends.
+func startProc(t *testing.T, bin string, stdout io.Writer, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(bin, args...), done: make(chan error, 1)}
+	p.cmd.Stdout, p.cmd.Stderr = stdout, &p.stderr
+	p.cmd.Env = append(os.Environ(), "DISPLAY=")
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Signal(syscall.SIGCONT)
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	})
+	return p
+}
+
+// statsLog collects the JSON stats lines of a headless viewer, per
+// participant, with the time each line arrived.
+type statsLog struct {
+	mu    sync.Mutex
+	lines []statsLine
+}
+
+type statsLine struct {
+	at time.Time
+	subscriber.TileStats
+}
+
+func (l *statsLog) writer(t *testing.T) io.Writer {
+	r, w := io.Pipe()
+	go func() {
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			var s subscriber.TileStats
+			if json.Unmarshal(sc.Bytes(), &s) != nil {
+				continue
+			}
+			l.mu.Lock()
+			l.lines = append(l.lines, statsLine{time.Now(), s})
+			l.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() { _ = w.Close() })
+	return w
+}
+
+// last returns the newest line of participant, if any.
+func (l *statsLog) last(participant string) (statsLine, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i := len(l.lines) - 1; i >= 0; i-- {
+		if l.lines[i].Participant == participant {
+			return l.lines[i], true
+		}
+	}
+	return statsLine{}, false
+}
+
+// since returns the lines of participant that arrived after t.
+func (l *statsLog) since(participant string, t time.Time) []statsLine {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []statsLine
+	for _, s := range l.lines {
+		if s.Participant == participant && s.at.After(t) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (l *statsLog) frames(participant string) uint64 {
+	s, _ := l.last(participant)
+	return s.Frames
+}
+
+// TestBrokerKilledAndRestarted kills the broker with SIGKILL while a
+// publisher and a headless viewer (separate processes) run, restarts it on
+// the same address, and checks both resume by themselves: the viewer's
+// next stats (printed each second) show new frames within 2 s of the
+// broker's return plus one interval, frames of the outage are dropped and
+// counted rather than replayed late, and nothing exits.
+func TestBrokerKilledAndRestarted(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs processes")
+	}
+	bin := hubtest.GoBuild(t, "vidhub", ".", nil)
+	srv := hubtest.StartNatsServer(t, 0)
+	pub := startProc(t, bin, io.Discard, "publish", "--nats", srv.URL, "--room", "outage", "--name", "cam",
+		"--source", "pattern", "--size", "320x180", "--fps", "20")
+	var stats statsLog
+	view := startProc(t, bin, stats.writer(t), "view", "--nats", srv.URL, "--room", "outage", "--headless", "--json")
+	hubtest.Eventually(t, 15*time.Second, func() bool { return stats.frames("cam") >= 20 }, "no frames before the outage")
+
+	srv.Kill()
+	down := time.Now()
+	// Dead air: the viewer's stats stop counting frames.
+	hubtest.Eventually(t, 5*time.Second, func() bool {
+		s, _ := stats.last("cam")
+		return s.at.After(down.Add(500*time.Millisecond)) && s.FPS == 0
+	}, "frames still counted with the broker down")
+	before := stats.frames("cam")
+	outage := time.Since(down)
+	hubtest.StartNatsServer(t, srv.Port)
+	back := time.Now()
+	hubtest.Eventually(t, 10*time.Second, func() bool { return stats.frames("cam") > before+5 }, "viewer did not resume")
+	var first statsLine
+	for _, s := range stats.since("cam", back) {
+		if s.Frames > before {
+			first = s
+			break
+		}
+	}
+	if d := first.at.Sub(back); d > 3*time.Second {
+		t.Errorf("first stats with new frames %v after the broker came back; want within 2 s plus the 1 s interval", d)
+	}
+	// Nothing stale was replayed: every frame after the outage is fresh.
+	hubtest.Eventually(t, 5*time.Second, func() bool { return len(stats.since("cam", first.at)) >= 1 }, "no stats after resuming")
+	for _, s := range stats.since("cam", first.at.Add(-time.Millisecond)) {
+		if s.LatencyMax > float64(outage.Milliseconds())/2 {
+			t.Errorf("after the outage a frame %.0f ms old was shown: the outage's frames were replayed", s.LatencyMax)
+		}
+	}
+	last, _ := stats.last("cam")
+	if last.Gaps == 0 {
+		t.Errorf("no frames counted as lost across a %v outage: %+v", outage, last.TileStats)
+	}
+	for name, p := range map[string]*proc{"publish": pub, "view": view} {
+		select {
+		case err := <-p.done:
+			t.Fatalf("%s exited during the outage: %v\n%s", name, err, p.stderr.String())
+		default:
+		}
+	}
+	// The publisher counted what it dropped, and stops cleanly.
+	_ = pub.cmd.Process.Signal(os.Interrupt)
+	if err := <-pub.done; err != nil {
+		t.Fatalf("publisher exit: %v", err)
+	}
+	pub.done <- nil
+	if !strings.Contains(pub.stderr.String(), "dropped_offline=") || strings.Contains(pub.stderr.String(), "dropped_offline=0 ") {
+		t.Errorf("publisher did not count frames dropped in the outage:\n%s", pub.stderr.String())
+	}
+}
+
+// TestStalledViewer stops one of ten viewers of a 720p30 room with
+// SIGSTOP for 10 s. The other nine lose nothing; the stopped one, once
+// continued, is back to fresh frames at once instead of playing a backlog.
+func TestStalledViewer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs processes")
+	}
+	bin := hubtest.GoBuild(t, "vidhub", ".", nil)
+	srv := hubtest.StartNatsServer(t, 0)
+	startProc(t, bin, io.Discard, "publish", "--nats", srv.URL, "--room", "stall", "--name", "cam",
+		"--source", "pattern", "--size", "1280x720", "--fps", "30")
+	logs := make([]*statsLog, 10)
+	procs := make([]*proc, 10)
+	for i := range logs {
+		logs[i] = &statsLog{}
+		procs[i] = startProc(t, bin, logs[i].writer(t), "view", "--nats", srv.URL, "--room", "stall",
+			"--layer", "hi", "--headless", "--json", "--name", "v"+strconv.Itoa(i))
+	}
+	hubtest.Eventually(t, 20*time.Second, func() bool {
+		for _, l := range logs {
+			if l.frames("cam") < 30 {
+				return false
+			}
+		}
+		return true
+	}, "viewers not all receiving")
+
+	stopped := procs[0]
+	if err := stopped.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	gapsBefore := make([]uint64, 10)
+	framesBefore := make([]uint64, 10)
+	for i, l := range logs {
+		s, _ := l.last("cam")
+		gapsBefore[i], framesBefore[i] = s.Gaps, s.Frames
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	<-ctx.Done() // the stall itself is the test's subject: 10 s of it
+	cancel()
+	if err := stopped.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	resumed := time.Now()
+
+	for i, l := range logs[1:] {
+		s, _ := l.last("cam")
+		if s.Gaps != gapsBefore[i+1] {
+			t.Errorf("viewer %d lost %d frames while another viewer was stopped", i+1, s.Gaps-gapsBefore[i+1])
+		}
+		// 10 s at 30 fps: the nine saw (nearly) every frame.
+		if got := s.Frames - framesBefore[i+1]; got < 270 {
+			t.Errorf("viewer %d got %d frames in the 10 s stall, want about 300", i+1, got)
+		}
+	}
+	// The continued viewer: within its next stats, frames are fresh.
+	hubtest.Eventually(t, 10*time.Second, func() bool {
+		for _, s := range logs[0].since("cam", resumed) {
+			if s.FPS > 0 && s.LatencyP50 < 1000 && s.at.Sub(resumed) < 3*time.Second {
+				return true
+			}
+		}
+		return false
+	}, "the continued viewer did not get back to fresh frames within a second (it played a backlog)")
+}

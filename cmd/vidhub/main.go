@@ -1,0 +1,54 @@
+// Command vidhub is a NATS-brokered publish/subscribe video hub: an
+// embedded broker, camera and pattern publishers, desktop and headless
+// viewers, and the tools around them, in one binary.
+//
+// Run "vidhub help" for the subcommands.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+)
+
+func init() {
+	// OpenCV's HighGUI must run on the main OS thread; the window runs on
+	// the main goroutine, so pin it there before anything else starts.
+	runtime.LockOSThread()
+}
+
+func main() {
+	stopDebugStats := startDebugStats(os.Getenv)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	stopDebugStats()
+	os.Exit(exitCode(err, os.Stderr))
+}
+
+// exitCode reports err and maps it to the process's exit status: 0 for
+// none, 2 for usage errors, 1 for the rest.
+func exitCode(err error, stderr io.Writer) int {
+	if err == nil {
+		return 0
+	}
+	if errors.Is(err, errHelp) {
+		return 0
+	}
+	msg := err.Error()
+	if !strings.HasPrefix(msg, "vidhub: ") {
+		msg = "vidhub: " + msg
+	}
+	fmt.Fprintln(stderr, msg)
+	var ue usageError
+	if errors.As(err, &ue) {
+		return 2
+	}
+	return 1
+}

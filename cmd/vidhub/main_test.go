@@ -1,0 +1,383 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/vidhub/vidhub/broker"
+	"github.com/vidhub/vidhub/internal/hubtest"
+	"github.com/vidhub/vidhub/protocol"
+	"github.com/vidhub/vidhub/publisher"
+)
+
+// env makes a getenv from pairs; nothing else of the process leaks in.
+func env(kv ...string) func(string) string {
+	m := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(k string) string { return m[k] }
+}
+
+// runCmd runs vidhub in-process with a timeout.
+func runCmd(t *testing.T, timeout time.Duration, getenv func(string) string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var out, errOut hubtest.Buffer
+	err := run(ctx, args, getenv, &out, &errOut)
+	code = exitCode(err, &errOut)
+	return out.String(), errOut.String(), code
+}
+
+// publishPattern runs an in-process pattern publisher for the test.
+func publishPattern(t *testing.T, url, room, name string) {
+	t.Helper()
+	nc := hubtest.Connect(t, url)
+	p, err := publisher.New(nc, publisher.Config{Room: room, Name: name, Source: "pattern", FPS: 20, Width: 320, Height: 180})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = p.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+func TestBadNamesExitTwo(t *testing.T) {
+	bad := []string{"a.b", "*", ">", "a b", "", strings.Repeat("x", 65)}
+	for _, name := range bad {
+		for _, args := range [][]string{
+			{"publish", "--room", name, "--name", "ok", "--source", "pattern"},
+			{"publish", "--room", "ok", "--name", name, "--source", "pattern"},
+			{"view", "--room", name, "--headless"},
+			{"join", "--room", "ok", "--name", name, "--source", "pattern", "--headless"},
+			{"demo", "--room", name},
+		} {
+			_, stderr, code := runCmd(t, 5*time.Second, env(), args...)
+			if code != 2 || !strings.Contains(stderr, protocol.NameRule) {
+				t.Errorf("%q: exit %d, stderr %q; want 2 and the rule", args, code, stderr)
+			}
+		}
+	}
+}
+
+func TestUsage(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{nil, 2, "usage: vidhub"},
+		{[]string{"help"}, 0, "usage: vidhub"},
+		{[]string{"nope"}, 2, `unknown subcommand "nope"`},
+		{[]string{"view", "--bogus"}, 2, "bogus"},
+		{[]string{"view", "stray"}, 2, "unexpected argument"},
+		{[]string{"view", "--layer", "mid", "--headless"}, 2, "use auto, hi or lo"},
+		{[]string{"view", "--json"}, 2, "--json needs --headless"},
+		{[]string{"publish", "--room", "r", "--name", "n"}, 2, "--source is required"},
+		{[]string{"publish", "--size", "big", "--source", "pattern"}, 2, "WxH"},
+		{[]string{"broker", "--max-payload", "lots"}, 2, "size in bytes"},
+		{[]string{"view", "--headless", "--log-level", "loud"}, 2, "log level"},
+		{[]string{"view", "-h"}, 0, "usage: vidhub view"},
+	} {
+		stdout, stderr, code := runCmd(t, 5*time.Second, env(), tc.args...)
+		if code != tc.code || !strings.Contains(stdout+stderr, tc.want) {
+			t.Errorf("%q: exit %d, output %q; want %d and %q", tc.args, code, stdout+stderr, tc.code, tc.want)
+		}
+	}
+}
+
+func TestEnvironmentFallbacks(t *testing.T) {
+	// VIDHUB_ROOM is checked like the flag; NATS_URL is where to connect.
+	_, stderr, code := runCmd(t, 5*time.Second, env("VIDHUB_ROOM", "a.b"), "view", "--headless")
+	if code != 2 || !strings.Contains(stderr, "a.b") {
+		t.Errorf("VIDHUB_ROOM not used: exit %d, %s", code, stderr)
+	}
+	port := hubtest.FreePort(t)
+	_, stderr, _ = runCmd(t, 10*time.Second, env("NATS_URL", "nats://127.0.0.1:"+strconv.Itoa(port)), "rooms")
+	if !strings.Contains(stderr, strconv.Itoa(port)) {
+		t.Errorf("NATS_URL not used: %s", stderr)
+	}
+	// The flag wins over the environment.
+	_, stderr, _ = runCmd(t, 10*time.Second, env("NATS_URL", "nats://127.0.0.1:1", "VIDHUB_NATS", "nats://127.0.0.1:2"), "rooms", "--nats", "nats://127.0.0.1:"+strconv.Itoa(port))
+	if !strings.Contains(stderr, strconv.Itoa(port)) {
+		t.Errorf("--nats did not win: %s", stderr)
+	}
+	_, stderr, _ = runCmd(t, 10*time.Second, env("NATS_URL", "nats://127.0.0.1:1", "VIDHUB_NATS", "nats://127.0.0.1:"+strconv.Itoa(port)), "rooms")
+	if !strings.Contains(stderr, strconv.Itoa(port)) {
+		t.Errorf("VIDHUB_NATS did not win over NATS_URL: %s", stderr)
+	}
+}
+
+func TestUnreachableBroker(t *testing.T) {
+	url := "nats://127.0.0.1:" + strconv.Itoa(hubtest.FreePort(t))
+	for _, args := range [][]string{
+		{"view", "--headless", "--nats", url},
+		{"rooms", "--nats", url},
+	} {
+		start := time.Now()
+		_, stderr, code := runCmd(t, 20*time.Second, env(), args...)
+		if code != 1 || !strings.Contains(stderr, "cannot reach the NATS broker") || !strings.Contains(stderr, "vidhub broker") {
+			t.Errorf("%q: exit %d, %q", args, code, stderr)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("%q took %v to give up", args, d)
+		}
+	}
+	// A publisher waits for the broker and says so; stopped, it exits 0.
+	_, stderr, code := runCmd(t, 2*time.Second, env(), "publish", "--nats", url, "--room", "r", "--name", "n", "--source", "pattern")
+	if code != 0 || !strings.Contains(stderr, "waiting") {
+		t.Errorf("publish without a broker: exit %d, %q", code, stderr)
+	}
+}
+
+func TestViewWithoutDisplay(t *testing.T) {
+	_, stderr, code := runCmd(t, 5*time.Second, env(), "view", "--room", "r")
+	if code != 1 || !strings.Contains(stderr, "--headless") {
+		t.Errorf("exit %d, %q; want an error pointing to --headless", code, stderr)
+	}
+}
+
+func TestHeadlessJSON(t *testing.T) {
+	b := hubtest.Broker(t, broker.Config{})
+	publishPattern(t, b.ClientURL(), "lobby", "alice")
+	publishPattern(t, b.ClientURL(), "lobby", "bob")
+	publishPattern(t, b.ClientURL(), "other", "carol")
+	stdout, stderr, code := runCmd(t, 30*time.Second, env("NATS_URL", b.ClientURL()), "view", "--room", "lobby", "--headless", "--json", "--for", "3500ms")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	seen := map[string]bool{}
+	for line := range strings.Lines(stdout) {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("not JSON: %q", line)
+		}
+		for _, k := range []string{"room", "participant", "fps", "latency_ms_p50", "latency_ms_p99", "kbps", "frames", "drops", "bad"} {
+			if _, ok := m[k]; !ok {
+				t.Errorf("line %q lacks %q", line, k)
+			}
+		}
+		if m["room"] != "lobby" {
+			t.Errorf("line from another room: %q", line)
+		}
+		if m["frames"].(float64) > 0 {
+			seen[m["participant"].(string)] = true
+		}
+	}
+	if !seen["alice"] || !seen["bob"] || seen["carol"] {
+		t.Errorf("participants with frames: %v; want alice and bob\n%s", seen, stdout)
+	}
+}
+
+func TestRoomsCommand(t *testing.T) {
+	b := hubtest.Broker(t, broker.Config{})
+	publishPattern(t, b.ClientURL(), "lobby", "alice")
+	var rooms []struct {
+		Room         string `json:"room"`
+		Participants []struct {
+			Name string `json:"name"`
+			Role string `json:"role"`
+		} `json:"participants"`
+	}
+	hubtest.Eventually(t, 10*time.Second, func() bool {
+		stdout, _, code := runCmd(t, 10*time.Second, env(), "rooms", "--json", "--nats", b.ClientURL())
+		return code == 0 && json.Unmarshal([]byte(stdout), &rooms) == nil && len(rooms) == 1
+	}, "rooms --json does not list the room")
+	if rooms[0].Room != "lobby" || len(rooms[0].Participants) != 1 || rooms[0].Participants[0].Name != "alice" || rooms[0].Participants[0].Role != "publisher" {
+		t.Errorf("rooms: %+v", rooms)
+	}
+	stdout, _, _ := runCmd(t, 10*time.Second, env(), "rooms", "--nats", b.ClientURL())
+	if !strings.Contains(stdout, "lobby") || !strings.Contains(stdout, "alice") || !strings.Contains(stdout, "320x180") {
+		t.Errorf("rooms table:\n%s", stdout)
+	}
+	empty := hubtest.Broker(t, broker.Config{})
+	stdout, _, _ = runCmd(t, 10*time.Second, env(), "rooms", "--nats", empty.ClientURL())
+	if !strings.Contains(stdout, "no rooms") {
+		t.Errorf("empty hub: %q", stdout)
+	}
+}
+
+func TestJoinHeadless(t *testing.T) {
+	b := hubtest.Broker(t, broker.Config{})
+	publishPattern(t, b.ClientURL(), "chat", "bob")
+	stdout, stderr, code := runCmd(t, 30*time.Second, env(), "join", "--nats", b.ClientURL(), "--room", "chat", "--name", "alice",
+		"--source", "pattern", "--size", "320x180", "--fps", "15", "--headless", "--json", "--for", "3s")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	self, other := false, false
+	for line := range strings.Lines(stdout) {
+		var m struct {
+			Participant string
+			Frames      int
+			Self        bool
+		}
+		if json.Unmarshal([]byte(line), &m) != nil {
+			continue
+		}
+		if m.Participant == "alice" && m.Self && m.Frames > 0 {
+			self = true
+		}
+		if m.Participant == "bob" && !m.Self && m.Frames > 0 {
+			other = true
+		}
+	}
+	if !self || !other {
+		t.Errorf("join sees itself (marked): %v, the other: %v\n%s", self, other, stdout)
+	}
+}
+
+func TestDemoHeadless(t *testing.T) {
+	stdout, stderr, code := runCmd(t, 30*time.Second, env(), "demo", "--listen", "127.0.0.1:0", "--headless", "--size", "320x180", "--for", "3s")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{"vidhub demo", "embedded NATS", "vidhub publish --nats", "lobby/alice", "lobby/bob", "fps"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, stdout)
+		}
+	}
+}
+
+func TestVersion(t *testing.T) {
+	stdout, _, code := runCmd(t, 5*time.Second, env(), "version")
+	if code != 0 || !strings.HasPrefix(stdout, "vidhub ") {
+		t.Errorf("version: %d %q", code, stdout)
+	}
+}
+
+// TestStaticBuild builds with CGO_ENABLED=0 and checks what works without
+// OpenCV, and that what needs it says so.
+func TestStaticBuild(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a binary")
+	}
+	bin := hubtest.GoBuild(t, "vidhub-static", ".", []string{"CGO_ENABLED=0"})
+	b := hubtest.Broker(t, broker.Config{})
+	out, err := exec.Command(bin, "version").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "static build") {
+		t.Errorf("version: %v %s", err, out)
+	}
+	out, _ = exec.Command(bin, "publish", "--nats", b.ClientURL(), "--room", "r", "--name", "n", "--source", "0").CombinedOutput()
+	if !strings.Contains(string(out), "needs OpenCV") {
+		t.Errorf("camera in the static build: %s", out)
+	}
+	cmd := exec.Command(bin, "view", "--nats", b.ClientURL(), "--room", "r")
+	cmd.Env = append(os.Environ(), "DISPLAY=:0")
+	out, _ = cmd.CombinedOutput()
+	if !strings.Contains(string(out), "no OpenCV") {
+		t.Errorf("window in the static build: %s", out)
+	}
+	// Pattern publishing and headless viewing work.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	pub := exec.CommandContext(ctx, bin, "publish", "--nats", b.ClientURL(), "--room", "r", "--name", "static", "--source", "pattern", "--size", "320x180")
+	if err := pub.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = pub.Process.Signal(os.Interrupt); _ = pub.Wait() }()
+	out, err = exec.CommandContext(ctx, bin, "view", "--nats", b.ClientURL(), "--room", "r", "--headless", "--json", "--for", "3s").Output()
+	if err != nil || !strings.Contains(string(out), `"participant":"static"`) {
+		t.Errorf("static headless view: %v\n%s", err, out)
+	}
+}
+
+// TestSignalsExitCleanly runs each long-running command as a real
+// process and stops it with SIGINT or SIGTERM: presence says leaving where
+// the command has any, and it exits 0 within 2 seconds.
+func TestSignalsExitCleanly(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a binary")
+	}
+	bin := hubtest.GoBuild(t, "vidhub", ".", nil)
+	b := hubtest.Broker(t, broker.Config{})
+	url := b.ClientURL()
+	for _, tc := range []struct {
+		name     string
+		args     []string
+		presence string // subject of its presence, if it has one
+	}{
+		{"publish", []string{"publish", "--nats", url, "--room", "sig", "--name", "pub", "--source", "pattern", "--size", "320x180"}, "vidhub.sig.pub.presence"},
+		{"view", []string{"view", "--nats", url, "--room", "sig", "--name", "viewer", "--headless"}, "vidhub.sig.viewer.presence"},
+		{"join", []string{"join", "--nats", url, "--room", "sig", "--name", "chat", "--source", "pattern", "--size", "320x180", "--headless"}, "vidhub.sig.chat.presence"},
+		{"broker", []string{"broker", "--listen", "127.0.0.1:0"}, ""},
+		{"web", []string{"web", "--listen", "127.0.0.1:0", "--nats", url}, ""},
+	} {
+		for _, sig := range []os.Signal{os.Interrupt, syscall.SIGTERM} {
+			t.Run(tc.name+"/"+sig.String(), func(t *testing.T) {
+				nc := hubtest.Connect(t, url)
+				var sub *nats.Subscription
+				if tc.presence != "" {
+					var err error
+					if sub, err = nc.SubscribeSync(tc.presence); err != nil {
+						t.Fatal(err)
+					}
+					_ = nc.Flush()
+				}
+				var stderr hubtest.Buffer
+				cmd := exec.Command(bin, tc.args...)
+				cmd.Stderr = &stderr
+				if err := cmd.Start(); err != nil {
+					t.Fatal(err)
+				}
+				if sub != nil {
+					if _, err := sub.NextMsg(10 * time.Second); err != nil {
+						_ = cmd.Process.Kill()
+						t.Fatalf("no presence: %v\n%s", err, stderr.String())
+					}
+				} else {
+					hubtest.Eventually(t, 10*time.Second, func() bool {
+						return strings.Contains(stderr.String(), "ready") || strings.Contains(stderr.String(), "listening")
+					}, "%s did not start:\n%s", tc.name, stderr.String())
+				}
+				start := time.Now()
+				_ = cmd.Process.Signal(sig)
+				if err := waitTimeout(cmd, 5*time.Second); err != nil {
+					t.Fatalf("exit after %v: %v\n%s", sig, err, stderr.String())
+				}
+				if d := time.Since(start); d > 2*time.Second {
+					t.Errorf("took %v to exit", d)
+				}
+				if sub == nil {
+					return
+				}
+				leaving := false
+				for !leaving {
+					m, err := sub.NextMsg(time.Second)
+					if err != nil {
+						break
+					}
+					p, err := protocol.DecodePresence(m.Data)
+					leaving = err == nil && p.Leaving
+				}
+				if !leaving {
+					t.Error("no leaving presence")
+				}
+			})
+		}
+	}
+}
+
+func waitTimeout(cmd *exec.Cmd, d time.Duration) error {
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(d):
+		_ = cmd.Process.Kill()
+		return errors.New("timed out")
+	}
+}

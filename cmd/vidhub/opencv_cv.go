@@ -1,0 +1,7 @@
+//go:build cgo
+
+package main
+
+import "gocv.io/x/gocv"
+
+func opencvVersion() string { return "OpenCV " + gocv.OpenCVVersion() }

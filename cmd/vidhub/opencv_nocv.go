@@ -1,0 +1,5 @@
+//go:build !cgo
+
+package main
+
+func opencvVersion() string { return "static build, no OpenCV" }

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/vidhub/vidhub/internal/natsconn"
+	"github.com/vidhub/vidhub/protocol"
+	"github.com/vidhub/vidhub/publisher"
+)
+
+// publishFlags are the flags of publish and join.
+type publishFlags struct {
+	room, name, source string
+	fps                float64
+	size               sizeFlag
+	quality            int
+	loop               bool
+	encode             string
+}
+
+func (p *publishFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&p.room, "room", "lobby", "room to publish into ("+protocol.NameRule+")")
+	fs.StringVar(&p.name, "name", "", "participant name ("+protocol.NameRule+"); defaults to --user, else the host name")
+	fs.StringVar(&p.source, "source", "", "what to capture: a camera (0, /dev/video0), a file, a stream URL, gst:<pipeline ending in appsink>, or pattern")
+	fs.Float64Var(&p.fps, "fps", publisher.DefaultFPS, "frames per second")
+	fs.Var(&p.size, "size", "size of the hi layer, WxH (default: the source's own; 1280x720 for pattern)")
+	fs.IntVar(&p.quality, "quality", publisher.DefaultQuality, "JPEG quality, 1 to 100")
+	fs.BoolVar(&p.loop, "loop", false, "restart a file source at its end")
+	fs.StringVar(&p.encode, "encode", string(publisher.EncodeAll), "which layers to encode: all, or watched (only layers some viewer's presence asks for: an idle publisher costs next to nothing, but viewers that announce no presence, such as nats sub, get nothing)")
+}
+
+// check fills in the default name (the NATS user, whom the broker's
+// permissions let publish only under its own name, else the host name)
+// and checks the flags.
+func (p *publishFlags) check(fs *flag.FlagSet, user string) error {
+	if p.name == "" && !isSet(fs, "name") {
+		p.name = user
+		if p.name == "" {
+			p.name = defaultName()
+		}
+	}
+	if _, err := protocol.NewAddress(p.room, p.name); err != nil {
+		return usageError{err}
+	}
+	if _, err := publisher.ParseEncode(p.encode); err != nil {
+		return usageError{err}
+	}
+	if p.source == "" {
+		return usagef("--source is required: a camera (0 or /dev/video0), a file, a stream URL, gst:<pipeline> or pattern")
+	}
+	return nil
+}
+
+func (p *publishFlags) config(log *slog.Logger, views []protocol.Layer) publisher.Config {
+	return publisher.Config{
+		Room: p.room, Name: p.name, Source: p.source, FPS: p.fps,
+		Width: p.size.w, Height: p.size.h, Quality: p.quality, Loop: p.loop,
+		Views: views, Encode: publisher.Encode(p.encode), Logger: log,
+	}
+}
+
+func runPublish(ctx context.Context, env *cmdEnv, args []string) error {
+	fs := env.flagSet("publish")
+	var pf publishFlags
+	var cf clientFlags
+	pf.register(fs)
+	cf.register(fs)
+	if err := env.parse(fs, args, clientFallbacks); err != nil {
+		return err
+	}
+	if err := pf.check(fs, cf.user); err != nil {
+		return err
+	}
+	log, err := env.logger(cf.logLevel)
+	if err != nil {
+		return err
+	}
+	ncfg := cf.config("vidhub publish "+pf.room+"/"+pf.name, log)
+	// A publisher runs all day: it waits for a broker that is not up yet.
+	ncfg.Wait = true
+	nc, err := natsconn.Connect(ncfg)
+	if err != nil {
+		return err
+	}
+	defer closeConn(nc)
+	pub, err := publisher.New(nc, pf.config(log, nil))
+	if err != nil {
+		return err
+	}
+	w, h := pub.Size()
+	fmt.Fprintf(env.stdout, "publishing %s into room %s as %s: %dx%d at %g fps to %s\n",
+		pf.source, pf.room, pf.name, w, h, pf.fps, natsconn.Redact(cf.url))
+	return pub.Run(ctx)
+}
+
+// closeConn drains a connection briefly, so what was sent is delivered,
+// then closes it.
+func closeConn(nc *nats.Conn) {
+	if nc.IsConnected() {
+		_ = nc.FlushTimeout(time.Second)
+	}
+	nc.Close()
+}

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vidhub/vidhub/internal/hubtest"
+)
+
+// netns makes a network namespace joined to this one by a veth pair whose
+// host side sends at most rate (tc tbf): a slow link. It returns the
+// namespace's name and the host side's address.
+func netns(t *testing.T, rate string) (ns, hostIP string) {
+	t.Helper()
+	n := os.Getpid()%200 + 20
+	ns = fmt.Sprintf("vidhub-slow-%d", os.Getpid())
+	host, peer := fmt.Sprintf("vhs%d", os.Getpid()), fmt.Sprintf("vhp%d", os.Getpid())
+	hostIP = fmt.Sprintf("10.231.%d.1", n)
+	run := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	t.Cleanup(func() {
+		_ = exec.Command("ip", "link", "del", host).Run()
+		_ = exec.Command("ip", "netns", "del", ns).Run()
+	})
+	run("ip", "netns", "add", ns)
+	run("ip", "link", "add", host, "type", "veth", "peer", "name", peer)
+	run("ip", "link", "set", peer, "netns", ns)
+	run("ip", "addr", "add", hostIP+"/24", "dev", host)
+	run("ip", "link", "set", host, "up")
+	run("ip", "netns", "exec", ns, "ip", "addr", "add", fmt.Sprintf("10.231.%d.2/24", n), "dev", peer)
+	run("ip", "netns", "exec", ns, "ip", "link", "set", peer, "up")
+	run("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
+	run("tc", "qdisc", "add", "dev", host, "root", "tbf", "rate", rate, "burst", "32kbit", "latency", "400ms")
+	return ns, hostIP
+}
+
+// TestSlowLinkFallsBackToLo puts a viewer behind a 4 Mbit/s link (its own
+// network namespace) in a room whose hi layer needs about 10: the broker
+// cuts it off as a slow consumer or its frames arrive late, it reconnects
+// by itself, and with --layer auto it falls back to lo, saying why in its
+// log and its stats.
+func TestSlowLinkFallsBackToLo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs network namespaces")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("network namespaces need root; CI runs as root")
+	}
+	for _, tool := range []string{"ip", "tc"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is missing: install iproute2", tool)
+		}
+	}
+	ns, hostIP := netns(t, "4mbit")
+	bin := hubtest.GoBuild(t, "vidhub", ".", nil)
+	conf := filepath.Join(t.TempDir(), "slow.conf")
+	// A short write deadline: a viewer that cannot keep up is cut off soon.
+	if err := os.WriteFile(conf, []byte("write_deadline: \"2s\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	url := "nats://" + hostIP + ":4222"
+	startProc(t, bin, io.Discard, "broker", "--config", conf, "--listen", hostIP+":4222")
+	hubtest.WaitPort(t, hostIP+":4222", 10*time.Second)
+	startProc(t, bin, io.Discard, "publish", "--nats", url, "--room", "slow", "--name", "cam",
+		"--source", "pattern", "--size", "1280x720", "--fps", "30")
+
+	var stats statsLog
+	view := &proc{done: make(chan error, 1)}
+	view.cmd = exec.Command("ip", "netns", "exec", ns, bin, "view", "--nats", url, "--room", "slow", "--headless", "--json")
+	view.cmd.Stdout, view.cmd.Stderr = stats.writer(t), &view.stderr
+	if err := view.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { view.done <- view.cmd.Wait() }()
+	t.Cleanup(func() { _ = view.cmd.Process.Kill(); <-view.done })
+
+	var fell statsLine
+	hubtest.Eventually(t, 90*time.Second, func() bool {
+		s, ok := stats.last("cam")
+		if ok && s.Layer == "lo" && strings.Contains(s.LayerReason, "too slow") {
+			fell = s
+			return true
+		}
+		return false
+	}, "viewer on a slow link did not fall back to lo:\n%s", view.stderr.String())
+	if !strings.Contains(view.stderr.String(), "falling back to the lo layer") {
+		t.Errorf("the fallback is not logged:\n%s", view.stderr.String())
+	}
+	t.Logf("fell back after %d frames: %s", fell.Frames, fell.LayerReason)
+	// It keeps going on lo, by itself.
+	hubtest.Eventually(t, 30*time.Second, func() bool {
+		s, _ := stats.last("cam")
+		return s.Layer == "lo" && s.Frames > fell.Frames+60 && s.FPS > 0
+	}, "no lo frames after the fallback")
+	select {
+	case err := <-view.done:
+		t.Fatalf("viewer exited: %v", err)
+	default:
+	}
+}

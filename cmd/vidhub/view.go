@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/vidhub/vidhub/internal/natsconn"
+	"github.com/vidhub/vidhub/protocol"
+	"github.com/vidhub/vidhub/subscriber"
+)
+
+// viewFlags are the flags of view and join.
+type viewFlags struct {
+	layer    string
+	headless bool
+	json     bool
+	dur      time.Duration
+}
+
+func (v *viewFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&v.layer, "layer", string(subscriber.LayerAuto), "layer to watch: auto (lo for a grid, hi for one publisher), hi or lo")
+	fs.BoolVar(&v.headless, "headless", false, "open no window: print each publisher's stats every second")
+	fs.BoolVar(&v.json, "json", false, "with --headless: one JSON object per publisher per second")
+	fs.DurationVar(&v.dur, "for", 0, "stop after this long (e.g. 30s); 0 runs until interrupted")
+}
+
+func (v *viewFlags) mode() (subscriber.LayerMode, error) {
+	m, err := subscriber.ParseLayerMode(v.layer)
+	if err != nil {
+		return "", usageError{err}
+	}
+	if v.json && !v.headless {
+		return "", usagef("--json needs --headless")
+	}
+	return m, nil
+}
+
+func runView(ctx context.Context, env *cmdEnv, args []string) error {
+	fs := env.flagSet("view")
+	room := fs.String("room", "lobby", "room to watch ("+protocol.NameRule+")")
+	name := fs.String("name", "", "this viewer's name in the room's presence (default: --user, else viewer-<random>)")
+	var vf viewFlags
+	var cf clientFlags
+	vf.register(fs)
+	cf.register(fs)
+	if err := env.parse(fs, args, clientFallbacks); err != nil {
+		return err
+	}
+	mode, err := vf.mode()
+	if err != nil {
+		return err
+	}
+	if err := protocol.ValidRoom(*room); err != nil {
+		return usageError{err}
+	}
+	if *name == "" {
+		// With access control a viewer may announce itself only under its
+		// own user name.
+		*name = cf.user
+	}
+	if *name != "" {
+		if err := protocol.ValidParticipant(*name); err != nil {
+			return usageError{err}
+		}
+	}
+	if !vf.headless {
+		if err := subscriber.WindowAvailable(env.getenv); err != nil {
+			return err
+		}
+	}
+	log, err := env.logger(cf.logLevel)
+	if err != nil {
+		return err
+	}
+	nc, err := natsconn.Connect(cf.config("vidhub view "+*room, log))
+	if err != nil {
+		return err
+	}
+	defer closeConn(nc)
+	rcfg := subscriber.Config{Room: *room, Name: *name, Layer: mode, Logger: log}
+	return watch(ctx, env, nc, rcfg, vf)
+}
+
+// watch joins a room and shows it: in a window, or as stats.
+func watch(ctx context.Context, env *cmdEnv, nc *nats.Conn, rcfg subscriber.Config, vf viewFlags) error {
+	if vf.dur > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, vf.dur)
+		defer cancel()
+	}
+	rcfg.KeepFrames = !vf.headless
+	if vf.headless {
+		rcfg.OnStats = statsPrinter(env.stdout, rcfg.Room, vf.json)
+	}
+	room, err := subscriber.Join(nc, rcfg)
+	if err != nil {
+		return err
+	}
+	defer room.Close()
+	if vf.headless {
+		<-ctx.Done()
+		return nil
+	}
+	return subscriber.RunWindow(ctx, room, subscriber.WindowConfig{Logger: rcfg.Logger})
+}
+
+// statsPrinter prints tile stats each interval: JSON lines, or text.
+func statsPrinter(w io.Writer, room string, asJSON bool) func([]subscriber.TileStats) {
+	var mu sync.Mutex
+	enc := json.NewEncoder(w)
+	return func(stats []subscriber.TileStats) {
+		mu.Lock()
+		defer mu.Unlock()
+		if asJSON {
+			for _, s := range stats {
+				_ = enc.Encode(s)
+			}
+			return
+		}
+		if len(stats) == 0 {
+			fmt.Fprintf(w, "%s  room %s: no one is publishing yet\n", time.Now().Format("15:04:05"), room)
+			return
+		}
+		for _, s := range stats {
+			fmt.Fprintf(w, "%s  %s\n", time.Now().Format("15:04:05"), s)
+		}
+	}
+}

@@ -1,0 +1,76 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/vidhub/vidhub/internal/natsconn"
+	"github.com/vidhub/vidhub/web"
+	"github.com/vidhub/vidhub/webtoken"
+)
+
+// runWeb runs the web gateway: the room directory, room pages and
+// browser publishing, between NATS and browsers.
+func runWeb(ctx context.Context, env *cmdEnv, args []string) error {
+	fs := env.flagSet("web")
+	listen := fs.String("listen", web.DefaultListen, "HTTP address HOST:PORT (port 0 picks a free one)")
+	origins := fs.String("origins", "", "comma-separated extra origins allowed to open WebSockets, e.g. example.com,https://*.example.org (the gateway's own host is always allowed)")
+	maxFPS := fs.Float64("max-fps", web.DefaultMaxPublishFPS, "most frames per second per layer a publishing browser may send")
+	keyFile := fs.String("token-key-file", "", "key file of room tokens (vidhub token --new-key): require a token on every page, API call and WebSocket; without it the gateway is open")
+	// Not --tls-cert/--tls-key: those are the NATS client certificate's.
+	httpsCert := fs.String("https-cert", "", "PEM certificate (chain) to serve HTTPS with")
+	httpsKey := fs.String("https-key", "", "PEM key of --https-cert")
+	var cf clientFlags
+	cf.register(fs)
+	if err := env.parse(fs, args, clientFallbacks); err != nil {
+		return err
+	}
+	log, err := env.logger(cf.logLevel)
+	if err != nil {
+		return err
+	}
+	var allowed []string
+	for o := range strings.SplitSeq(*origins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			allowed = append(allowed, o)
+		}
+	}
+	var key *webtoken.Key
+	if *keyFile != "" {
+		if key, err = webtoken.LoadKeyFile(*keyFile); err != nil {
+			return usageError{err}
+		}
+	}
+	// The gateway's own NATS connection takes every client flag: --user,
+	// --password, --nkey, --creds, --tls-ca, --tls-cert, --tls-key.
+	cfg := cf.config("vidhub web", log)
+	cfg.Wait = true // a gateway runs all day: wait for the broker
+	nc, err := natsconn.Connect(cfg)
+	if err != nil {
+		return err
+	}
+	defer closeConn(nc)
+	g, err := web.New(web.Config{
+		Conn: nc, Listen: *listen, AllowedOrigins: allowed, MaxPublishFPS: *maxFPS, Logger: log,
+		Tokens: key, TLSCertFile: *httpsCert, TLSKeyFile: *httpsKey,
+	})
+	if err != nil {
+		if errors.Is(err, web.ErrBadConfig) {
+			return usageError{err}
+		}
+		return err
+	}
+	if err := g.Start(); err != nil {
+		return err
+	}
+	defer g.Close()
+	access := "room tokens required"
+	if key == nil {
+		access = "OPEN to everyone: no --token-key-file"
+	}
+	fmt.Fprintf(env.stdout, "vidhub web gateway on %s (broker %s; %s)\n", g.URL(), natsconn.Redact(cf.url), access)
+	<-ctx.Done()
+	return nil
+}

@@ -1,0 +1,474 @@
+package deploy_test
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"image/jpeg"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/vidhub/vidhub/internal/hubtest"
+	"github.com/vidhub/vidhub/protocol"
+	"github.com/vidhub/vidhub/subscriber"
+)
+
+// The image the compose tests build, once per test process, under a tag
+// of their own; TestMain removes it.
+var (
+	imageOnce sync.Once
+	imageTag  string
+	imageErr  error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if imageTag != "" {
+		out, err := exec.Command("docker", "rmi", "-f", imageTag).CombinedOutput()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "removing test image %s: %v\n%s", imageTag, err, out)
+		}
+	}
+	os.Exit(code)
+}
+
+// needDocker skips in -short mode and where Docker is not installed;
+// Docker installed but not running is a failure.
+func needDocker(t *testing.T) []string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("brings up the compose stack in Docker")
+	}
+	if _, err := exec.LookPath("docker"); err != nil {
+		t.Skip("docker is not installed")
+	}
+	if out, errOut, code := runCmd(t, 30*time.Second, nil, "docker", "info", "--format", "{{.ServerVersion}}"); code != 0 {
+		t.Fatalf("docker is installed but its engine does not answer: %s%s", out, errOut)
+	}
+	// Compose v2 (the docker plugin) when present, else Debian's v1.
+	if _, _, code := runCmd(t, 30*time.Second, nil, "docker", "compose", "version"); code == 0 {
+		return []string{"docker", "compose"}
+	}
+	if _, err := exec.LookPath("docker-compose"); err == nil {
+		return []string{"docker-compose"}
+	}
+	t.Fatal("docker is installed but neither \"docker compose\" nor docker-compose is")
+	return nil
+}
+
+// buildImage runs "make image" once, with a tag unique to this run.
+func buildImage(t *testing.T) string {
+	t.Helper()
+	imageOnce.Do(func() {
+		tag := "vidhub-test-" + randHex(4) + ":test"
+		dir, err := os.MkdirTemp("", "vidhub-image-")
+		if err != nil {
+			imageErr = err
+			return
+		}
+		defer os.RemoveAll(dir)
+		start := time.Now()
+		out, errOut, code := runCmd(t, 10*time.Minute, nil, "make", "-C", repoRoot(t), "image", "IMAGE="+tag, "IMAGE_DIR="+dir)
+		// Tagged even on a late failure: TestMain removes it.
+		imageTag = tag
+		if code != 0 {
+			imageErr = fmt.Errorf("make image: exit %d\n%s%s", code, out, errOut)
+			return
+		}
+		t.Logf("make image built %s in %v", tag, time.Since(start).Round(time.Millisecond))
+	})
+	if imageErr != nil {
+		t.Fatal(imageErr)
+	}
+	return imageTag
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// stack is one compose project of a test.
+type stack struct {
+	t       *testing.T
+	compose []string
+	project string
+	env     []string
+	ports   map[string]int
+}
+
+// newStack prepares a compose project with a unique name, its own image
+// and free host ports, and removes all of it when the test ends.
+func newStack(t *testing.T) *stack {
+	compose := needDocker(t)
+	image := buildImage(t)
+	s := &stack{t: t, compose: compose, project: "vidhubtest" + randHex(4), ports: map[string]int{}}
+	s.env = []string{"VIDHUB_IMAGE=" + image, "COMPOSE_PROFILES=", "VIDHUB_NATS_URLS=", "VIDHUB_LOG_LEVEL=info"}
+	for _, v := range []string{"VIDHUB_NATS_PORT", "VIDHUB_MONITOR_PORT", "VIDHUB_WEB_PORT",
+		"VIDHUB_NATS_PORT_2", "VIDHUB_MONITOR_PORT_2", "VIDHUB_NATS_PORT_3", "VIDHUB_MONITOR_PORT_3"} {
+		s.ports[v] = hubtest.FreePort(t)
+		s.env = append(s.env, v+"=127.0.0.1:"+strconv.Itoa(s.ports[v]))
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			out, errOut, _ := s.run(2*time.Minute, "--profile", "cluster", "logs", "--no-color", "--tail", "60")
+			t.Logf("compose logs:\n%s%s", out, errOut)
+		}
+		s.down()
+	})
+	return s
+}
+
+// run runs a compose subcommand of the project.
+func (s *stack) run(timeout time.Duration, args ...string) (string, string, int) {
+	s.t.Helper()
+	full := append(append(s.compose[1:], "-p", s.project, "-f", filepath.Join(repoRoot(s.t), "docker-compose.yml")), args...)
+	return runCmd(s.t, timeout, s.env, s.compose[0], full...)
+}
+
+func (s *stack) must(timeout time.Duration, args ...string) string {
+	s.t.Helper()
+	out, errOut, code := s.run(timeout, args...)
+	if code != 0 {
+		s.t.Fatalf("compose %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errOut)
+	}
+	return out
+}
+
+// down removes the project's containers and networks.
+func (s *stack) down() {
+	s.t.Helper()
+	if out, errOut, code := s.run(3*time.Minute, "--profile", "cluster", "down", "--remove-orphans", "--volumes", "--timeout", "5"); code != 0 {
+		s.t.Errorf("compose down: exit %d\n%s%s", code, out, errOut)
+	}
+}
+
+// leftovers lists the project's containers and networks still in Docker.
+func (s *stack) leftovers() []string {
+	s.t.Helper()
+	var left []string
+	for _, what := range [][]string{{"ps", "-a"}, {"network", "ls"}, {"volume", "ls"}} {
+		args := append(what, "-q", "--filter", "label=com.docker.compose.project="+s.project)
+		out, errOut, code := runCmd(s.t, time.Minute, nil, "docker", args...)
+		if code != 0 {
+			s.t.Fatalf("docker %v: %s", args, errOut)
+		}
+		for _, id := range strings.Fields(out) {
+			left = append(left, what[0]+" "+id)
+		}
+	}
+	return left
+}
+
+func (s *stack) url(port string, path string) string {
+	return "http://127.0.0.1:" + strconv.Itoa(s.ports[port]) + path
+}
+
+func (s *stack) natsURL(port string) string {
+	return "nats://127.0.0.1:" + strconv.Itoa(s.ports[port])
+}
+
+// container is the ID of a service's container.
+func (s *stack) container(service string) string {
+	s.t.Helper()
+	id := strings.TrimSpace(s.must(time.Minute, "--profile", "cluster", "ps", "-q", service))
+	if id == "" {
+		s.t.Fatalf("service %s has no container", service)
+	}
+	return id
+}
+
+// health is a container's health status (healthy, starting, unhealthy).
+func (s *stack) health(service string) string {
+	out, _, _ := runCmd(s.t, time.Minute, nil, "docker", "inspect", "--format", "{{.State.Health.Status}}", s.container(service))
+	return strings.TrimSpace(out)
+}
+
+func httpGet(url string) (int, string) {
+	c := &http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, string(b)
+}
+
+// checkFrames subscribes to a room's hi frames on nc and checks a few are
+// complete vidhub frames: valid headers, a JPEG that decodes to the
+// announced size.
+func checkFrames(t *testing.T, nc *nats.Conn, room string) {
+	t.Helper()
+	sub, err := nc.SubscribeSync(protocol.RoomFrames(room, protocol.Hi))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	for range 3 {
+		m, err := sub.NextMsg(10 * time.Second)
+		if err != nil {
+			t.Fatalf("no frame in room %s: %v", room, err)
+		}
+		meta, err := protocol.ParseFrame(m.Header, m.Data)
+		if err != nil {
+			t.Fatalf("room %s: not a vidhub frame: %v", room, err)
+		}
+		img, err := jpeg.Decode(bytes.NewReader(m.Data))
+		if err != nil {
+			t.Fatalf("room %s: the frame's JPEG does not decode: %v", room, err)
+		}
+		if b := img.Bounds(); b.Dx() != meta.Width || b.Dy() != meta.Height {
+			t.Fatalf("room %s: JPEG of %dx%d, header says %dx%d", room, b.Dx(), b.Dy(), meta.Width, meta.Height)
+		}
+	}
+}
+
+// roomsCommand runs "vidhub rooms --json" against url and returns room ->
+// participants.
+func roomsCommand(t *testing.T, url string) map[string][]string {
+	t.Helper()
+	out, errOut, code := runCmd(t, 30*time.Second, nil, vidhubBin(t), "rooms", "--json", "--nats", url)
+	if code != 0 {
+		t.Fatalf("vidhub rooms: exit %d: %s", code, errOut)
+	}
+	var rooms []subscriber.RoomInfo
+	if err := json.Unmarshal([]byte(out), &rooms); err != nil {
+		t.Fatalf("vidhub rooms --json: %v\n%s", err, out)
+	}
+	got := map[string][]string{}
+	for _, r := range rooms {
+		for _, m := range r.Members {
+			got[r.Room] = append(got[r.Room], m.Name)
+		}
+	}
+	return got
+}
+
+// webRooms is the web gateway's directory: room -> participants.
+func webRooms(s *stack) map[string][]string {
+	code, body := httpGet(s.url("VIDHUB_WEB_PORT", "/api/rooms"))
+	got := map[string][]string{}
+	if code != http.StatusOK {
+		return got
+	}
+	var rooms []subscriber.RoomInfo
+	if json.Unmarshal([]byte(body), &rooms) != nil {
+		return got
+	}
+	for _, r := range rooms {
+		for _, m := range r.Members {
+			got[r.Room] = append(got[r.Room], m.Name)
+		}
+	}
+	return got
+}
+
+func hasDemoRooms(rooms map[string][]string) bool {
+	return slices.Contains(rooms["lobby"], "demo-1") && slices.Contains(rooms["studio"], "demo-2")
+}
+
+// upAndCheck brings the stack up and checks it from the host as a user
+// would: web and monitoring answer, frames of both demo rooms arrive,
+// vidhub rooms and the web directory list them, every service turns
+// healthy. It returns how long the stack took to serve frames.
+func upAndCheck(t *testing.T, s *stack, profileArgs ...string) time.Duration {
+	t.Helper()
+	start := time.Now()
+	s.must(5*time.Minute, append(profileArgs, "up", "-d")...)
+	hubtest.Eventually(t, 60*time.Second, func() bool {
+		code, _ := httpGet(s.url("VIDHUB_WEB_PORT", "/healthz"))
+		return code == http.StatusOK
+	}, "the web gateway's /healthz does not answer 200 on the published port")
+	if code, body := httpGet(s.url("VIDHUB_MONITOR_PORT", "/healthz")); code != http.StatusOK {
+		t.Errorf("NATS monitoring /healthz: %d %s", code, body)
+	}
+	if code, body := httpGet(s.url("VIDHUB_WEB_PORT", "/")); code != http.StatusOK || !strings.Contains(strings.ToLower(body), "<html") {
+		t.Errorf("the web page at / is %d, not a page", code)
+	}
+
+	nc := hubtest.Connect(t, s.natsURL("VIDHUB_NATS_PORT"))
+	lobby := mustJoin(t, s.natsURL("VIDHUB_NATS_PORT"), "lobby")
+	studio := mustJoin(t, s.natsURL("VIDHUB_NATS_PORT"), "studio")
+	hubtest.Eventually(t, 60*time.Second, func() bool {
+		a, _ := lobby.frames("demo-1")
+		b, _ := studio.frames("demo-2")
+		return a >= 5 && b >= 5
+	}, "no frames of demo-1 in lobby and demo-2 in studio on the published NATS port")
+	upTime := time.Since(start)
+	for _, v := range []*viewer{lobby, studio} {
+		if v.room.Bad() != 0 {
+			t.Errorf("room %s: %d bad frames", v.room.RoomName(), v.room.Bad())
+		}
+	}
+	checkFrames(t, nc, "lobby")
+	checkFrames(t, nc, "studio")
+
+	if rooms := roomsCommand(t, s.natsURL("VIDHUB_NATS_PORT")); !hasDemoRooms(rooms) {
+		t.Errorf("vidhub rooms lists %v; want lobby with demo-1 and studio with demo-2", rooms)
+	}
+	hubtest.Eventually(t, 15*time.Second, func() bool { return hasDemoRooms(webRooms(s)) },
+		"the web gateway's /api/rooms does not list lobby and studio: %v", webRooms(s))
+	return upTime
+}
+
+// waitHealthy waits until Docker reports each service healthy: each
+// image healthcheck (vidhub health) passes inside its container.
+func waitHealthy(t *testing.T, s *stack, services ...string) {
+	t.Helper()
+	for _, svc := range services {
+		hubtest.Eventually(t, 90*time.Second, func() bool { return s.health(svc) == "healthy" },
+			"service %s is not healthy (%s)", svc, s.health(svc))
+	}
+}
+
+// downClean takes the stack down and checks nothing of it is left.
+func downClean(t *testing.T, s *stack) {
+	t.Helper()
+	s.down()
+	if left := s.leftovers(); len(left) > 0 {
+		t.Errorf("compose down left %v behind", left)
+	}
+}
+
+// TestComposeDefaultStack: "make image" and the default stack come up and
+// serve both demo rooms to the host; down leaves nothing behind.
+func TestComposeDefaultStack(t *testing.T) {
+	s := newStack(t)
+	upTime := upAndCheck(t, s)
+	t.Logf("default stack serving frames %v after compose up", upTime.Round(time.Millisecond))
+	waitHealthy(t, s, "broker", "web", "pattern-lobby", "pattern-studio")
+
+	// The image: scratch, non-root, labelled, with a healthcheck.
+	out, errOut, code := runCmd(t, time.Minute, nil, "docker", "image", "inspect", "--format",
+		"{{.Config.User}}|{{index .Config.Labels \"org.opencontainers.image.title\"}}|{{json .Config.Healthcheck.Test}}|{{json .Config.ExposedPorts}}", imageTag)
+	if code != 0 {
+		t.Fatalf("docker image inspect: %s", errOut)
+	}
+	for _, want := range []string{"65532:65532|", "|vidhub|", `"/vidhub","health"`, `"4222/tcp"`, `"8222/tcp"`, `"8080/tcp"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("image config %s lacks %s", out, want)
+		}
+	}
+	downClean(t, s)
+}
+
+// connz lists the names of the client connections of a broker.
+func connz(monitor string) []string {
+	code, body := httpGet(monitor + "/connz?limit=1000")
+	if code != http.StatusOK {
+		return nil
+	}
+	var c struct {
+		Connections []struct {
+			Name string `json:"name"`
+		} `json:"connections"`
+	}
+	if json.Unmarshal([]byte(body), &c) != nil {
+		return nil
+	}
+	var names []string
+	for _, cn := range c.Connections {
+		names = append(names, cn.Name)
+	}
+	return names
+}
+
+// TestComposeClusterProfile: the cluster profile runs three brokers in one
+// NATS cluster; stopping the broker that serves the web gateway and the
+// publishers moves them to the others within a few seconds.
+func TestComposeClusterProfile(t *testing.T) {
+	s := newStack(t)
+	upTime := upAndCheck(t, s, "--profile", "cluster")
+	t.Logf("cluster stack serving frames %v after compose up", upTime.Round(time.Millisecond))
+	waitHealthy(t, s, "broker", "broker-2", "broker-3", "web", "pattern-lobby", "pattern-studio")
+
+	monitors := map[string]string{
+		"broker":   s.url("VIDHUB_MONITOR_PORT", ""),
+		"broker-2": s.url("VIDHUB_MONITOR_PORT_2", ""),
+		"broker-3": s.url("VIDHUB_MONITOR_PORT_3", ""),
+	}
+	for name, m := range monitors {
+		hubtest.Eventually(t, 30*time.Second, func() bool { return routePeers(m) == 2 },
+			"%s does not route to the two other brokers", name)
+	}
+
+	// Stop the broker with the most vidhub clients on it (web and
+	// publishers), so the stop really moves them.
+	victim, most := "", -1
+	for name, m := range monitors {
+		n := 0
+		for _, c := range connz(m) {
+			if c == "vidhub web" || strings.HasPrefix(c, "vidhub publish") {
+				n++
+			}
+		}
+		if n > most {
+			victim, most = name, n
+		}
+	}
+	t.Logf("stopping %s, which serves %d of web and the publishers", victim, most)
+
+	// The host watches through the brokers that stay.
+	var survivors []string
+	for name := range monitors {
+		if name != victim {
+			survivors = append(survivors, name)
+		}
+	}
+	natsPort := map[string]string{"broker": "VIDHUB_NATS_PORT", "broker-2": "VIDHUB_NATS_PORT_2", "broker-3": "VIDHUB_NATS_PORT_3"}
+	urls := s.natsURL(natsPort[survivors[0]]) + "," + s.natsURL(natsPort[survivors[1]])
+	lobby := mustJoin(t, urls, "lobby")
+	studio := mustJoin(t, urls, "studio")
+	hubtest.Eventually(t, 30*time.Second, func() bool {
+		a, _ := lobby.frames("demo-1")
+		b, _ := studio.frames("demo-2")
+		return a >= 3 && b >= 3
+	}, "no frames of both demo rooms through %v", survivors)
+
+	start := time.Now()
+	s.must(time.Minute, "--profile", "cluster", "stop", "--timeout", "5", victim)
+	stopped := time.Since(start)
+	a0, _ := lobby.frames("demo-1")
+	b0, _ := studio.frames("demo-2")
+	hubtest.Eventually(t, 10*time.Second, func() bool {
+		a, _ := lobby.frames("demo-1")
+		b, _ := studio.frames("demo-2")
+		return a > a0+5 && b > b0+5
+	}, "frames of the demo rooms did not resume after %s stopped", victim)
+	resumed := time.Since(start)
+	hubtest.Eventually(t, 10*time.Second, func() bool {
+		code, _ := httpGet(s.url("VIDHUB_WEB_PORT", "/healthz"))
+		return code == http.StatusOK && hasDemoRooms(webRooms(s))
+	}, "the web gateway did not recover after %s stopped", victim)
+	webBack := time.Since(start)
+	t.Logf("%s stopped in %v; publishers' frames flowing again %v after the stop began; web healthy with both rooms after %v",
+		victim, stopped.Round(time.Millisecond), resumed.Round(time.Millisecond), webBack.Round(time.Millisecond))
+	// Everything that was on the victim is now on the survivors.
+	hubtest.Eventually(t, 10*time.Second, func() bool {
+		n := 0
+		for _, name := range survivors {
+			for _, c := range connz(monitors[name]) {
+				if c == "vidhub web" || strings.HasPrefix(c, "vidhub publish") {
+					n++
+				}
+			}
+		}
+		return n == 3
+	}, "web and the two publishers are not all connected to the surviving brokers")
+	downClean(t, s)
+}

@@ -1,0 +1,162 @@
+// Package hubtest holds what vidhub's tests share: real brokers (the
+// embedded one, and a stock nats-server process built from the same
+// module), connections, and waiting for a condition instead of sleeping.
+package hubtest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/vidhub/vidhub/broker"
+)
+
+// Broker starts an embedded broker on a random loopback port, stopped
+// when the test ends.
+func Broker(t testing.TB, cfg broker.Config) *broker.Broker {
+	t.Helper()
+	b, err := broker.Start(cfg)
+	if err != nil {
+		t.Fatalf("starting broker: %v", err)
+	}
+	t.Cleanup(b.Close)
+	return b
+}
+
+// Connect connects to url with reconnects on, closed when the test ends.
+func Connect(t testing.TB, url string, opts ...nats.Option) *nats.Conn {
+	t.Helper()
+	opts = append([]nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(100 * time.Millisecond)}, opts...)
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		t.Fatalf("connecting to %s: %v", url, err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// Eventually polls cond every 20ms until it holds or timeout passes, then
+// fails the test with msg.
+func Eventually(t testing.TB, timeout time.Duration, cond func() bool, msg string, args ...any) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: "+msg, append([]any{timeout}, args...)...)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// WaitPort waits until something accepts TCP connections on addr.
+func WaitPort(t testing.TB, addr string, timeout time.Duration) {
+	t.Helper()
+	Eventually(t, timeout, func() bool {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	}, "nothing listens on %s", addr)
+}
+
+var (
+	buildOnce sync.Map // binary name -> *buildResult
+)
+
+type buildResult struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// GoBuild builds package pkg (with extra go build args) once per test
+// process and returns the binary's path.
+func GoBuild(t testing.TB, name, pkg string, env []string, args ...string) string {
+	t.Helper()
+	v, _ := buildOnce.LoadOrStore(name, &buildResult{})
+	br := v.(*buildResult)
+	br.once.Do(func() {
+		dir, err := os.MkdirTemp("", "vidhub-bin-")
+		if err != nil {
+			br.err = err
+			return
+		}
+		br.path = filepath.Join(dir, name)
+		cmd := exec.Command("go", append(append([]string{"build", "-o", br.path}, args...), pkg)...)
+		cmd.Env = append(os.Environ(), env...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			br.err = fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
+		}
+	})
+	if br.err != nil {
+		t.Fatal(br.err)
+	}
+	return br.path
+}
+
+// NatsServer is a stock nats-server process.
+type NatsServer struct {
+	URL  string
+	Port int
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// StartNatsServer builds nats-server from the module (same version the
+// embedded broker uses) and runs it on port (0: a free one) with extra
+// arguments, stopped when the test ends.
+func StartNatsServer(t testing.TB, port int, args ...string) *NatsServer {
+	t.Helper()
+	bin := GoBuild(t, "nats-server", "github.com/nats-io/nats-server/v2", nil)
+	if port == 0 {
+		port = FreePort(t)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, bin, append([]string{"-a", "127.0.0.1", "-p", strconv.Itoa(port)}, args...)...)
+	cmd.Stdout, cmd.Stderr = testWriter{t}, testWriter{t}
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatalf("starting nats-server: %v", err)
+	}
+	s := &NatsServer{URL: "nats://127.0.0.1:" + strconv.Itoa(port), Port: port, cmd: cmd, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(s.done) }()
+	t.Cleanup(func() { cancel(); <-s.done })
+	WaitPort(t, "127.0.0.1:"+strconv.Itoa(port), 10*time.Second)
+	return s
+}
+
+// Kill stops the server with SIGKILL and waits for it to go.
+func (s *NatsServer) Kill() {
+	_ = s.cmd.Process.Kill()
+	<-s.done
+}
+
+// testWriter sends a process's output to the test log.
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	defer func() { _ = recover() }() // the test may have ended
+	w.t.Logf("%s", p)
+	return len(p), nil
+}

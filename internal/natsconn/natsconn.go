@@ -1,0 +1,138 @@
+// Package natsconn connects vidhub's clients (publishers, viewers, the
+// room lister) to a NATS broker with the settings live video wants:
+// reconnect forever and fast, never buffer stale frames while
+// disconnected, and say clearly when no broker can be reached.
+package natsconn
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// DefaultURL is where clients look for a broker when told nothing else.
+const DefaultURL = "nats://127.0.0.1:4222"
+
+// ErrUnreachable is returned (wrapped) when no broker answers.
+var ErrUnreachable = errors.New("vidhub: cannot reach the NATS broker")
+
+// Config says how to connect.
+type Config struct {
+	// URL is one broker URL or a comma-separated list of them (a cluster).
+	URL string
+	// Creds is a NATS credentials file (JWT and NKey seed).
+	Creds string
+	// User and Password authenticate with a user name and password.
+	User, Password string
+	// NKeyFile is a file holding a user NKey seed ("SU...").
+	NKeyFile string
+	// TLSCA is a PEM file of the CAs that signed the broker's certificate;
+	// TLSCert and TLSKey are this client's certificate, for brokers that
+	// verify clients.
+	TLSCA, TLSCert, TLSKey string
+	// Name names the connection in the broker's monitoring.
+	Name string
+	// Wait keeps trying in the background when no broker answers at
+	// start, instead of failing: for publishers, which run all day.
+	Wait bool
+	// Logger receives connection events; nil discards them.
+	Logger *slog.Logger
+	// Options are appended last, for what Config does not cover.
+	Options []nats.Option
+}
+
+// Connect opens a connection. Once connected, it reconnects forever, at
+// most a few hundred milliseconds after a broker comes back, and drops
+// what is published while disconnected rather than replaying it late.
+func Connect(cfg Config) (*nats.Conn, error) {
+	url := cfg.URL
+	if url == "" {
+		url = DefaultURL
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	opts := []nats.Option{
+		nats.Name(cfg.Name),
+		nats.Timeout(2 * time.Second),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.ReconnectJitter(100*time.Millisecond, 250*time.Millisecond),
+		// Video is perishable: nothing is kept for a reconnect.
+		nats.ReconnectBufSize(-1),
+		nats.PingInterval(5 * time.Second),
+		nats.MaxPingsOutstanding(2),
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("disconnected from broker; reconnecting", "err", err)
+			} else if !nc.IsClosed() {
+				log.Warn("disconnected from broker; reconnecting")
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info("reconnected to broker", "url", nc.ConnectedUrlRedacted())
+		}),
+		nats.ConnectHandler(func(nc *nats.Conn) {
+			log.Info("connected to broker", "url", nc.ConnectedUrlRedacted())
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subj := ""
+			if sub != nil {
+				subj = sub.Subject
+			}
+			log.Warn("broker reported an error", "subject", subj, "err", err)
+		}),
+	}
+	if cfg.Creds != "" {
+		opts = append(opts, nats.UserCredentials(cfg.Creds))
+	}
+	if cfg.User != "" || cfg.Password != "" {
+		opts = append(opts, nats.UserInfo(cfg.User, cfg.Password))
+	}
+	if cfg.NKeyFile != "" {
+		opt, err := nats.NkeyOptionFromSeed(cfg.NKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("vidhub: nkey seed file %s: %w", cfg.NKeyFile, err)
+		}
+		opts = append(opts, opt)
+	}
+	if cfg.TLSCA != "" {
+		opts = append(opts, nats.RootCAs(cfg.TLSCA))
+	}
+	if cfg.TLSCert != "" || cfg.TLSKey != "" {
+		opts = append(opts, nats.ClientCert(cfg.TLSCert, cfg.TLSKey))
+	}
+	if cfg.Wait {
+		opts = append(opts, nats.RetryOnFailedConnect(true))
+	}
+	opts = append(opts, cfg.Options...)
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("%w at %s: %w; start one with \"vidhub broker\" (or \"vidhub demo\"), or point --nats or NATS_URL at yours",
+			ErrUnreachable, Redact(url), err)
+	}
+	if cfg.Wait && !nc.IsConnected() {
+		log.Warn("broker not reachable yet; waiting for it", "url", Redact(url))
+	}
+	return nc, nil
+}
+
+// Redact hides passwords and tokens in a URL list, for logs.
+func Redact(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, u := range parts {
+		scheme, rest, ok := strings.Cut(u, "://")
+		if !ok {
+			continue
+		}
+		if at := strings.LastIndex(rest, "@"); at >= 0 {
+			parts[i] = scheme + "://***@" + rest[at+1:]
+		}
+	}
+	return strings.Join(parts, ",")
+}

@@ -1,0 +1,134 @@
+package protocol
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Prefix is the first token of every vidhub subject.
+const Prefix = "vidhub"
+
+// Layer is one encoding of a participant's video.
+type Layer string
+
+// The layers of protocol v1.
+const (
+	Hi Layer = "hi" // full size
+	Lo Layer = "lo" // thumbnail, about LoWidth pixels wide
+)
+
+// LoWidth is the nominal width of the lo layer in pixels.
+const LoWidth = 320
+
+// presenceToken is the last token of a presence subject.
+const presenceToken = "presence"
+
+// ErrBadSubject is returned (wrapped) for a subject that is not one of
+// protocol v1's.
+var ErrBadSubject = errors.New("vidhub: not a vidhub subject")
+
+// ParseLayer turns "hi" or "lo" into a Layer.
+func ParseLayer(s string) (Layer, error) {
+	switch Layer(s) {
+	case Hi, Lo:
+		return Layer(s), nil
+	}
+	return "", fmt.Errorf("vidhub: unknown layer %q: use hi or lo", s)
+}
+
+// Address names one participant in one room. Its names are validated when
+// it is made, so the subjects it builds are always well formed.
+type Address struct {
+	room, participant string
+}
+
+// NewAddress validates room and participant and returns their Address.
+func NewAddress(room, participant string) (Address, error) {
+	if err := ValidRoom(room); err != nil {
+		return Address{}, err
+	}
+	if err := ValidParticipant(participant); err != nil {
+		return Address{}, err
+	}
+	return Address{room: room, participant: participant}, nil
+}
+
+// Room returns the room name.
+func (a Address) Room() string { return a.room }
+
+// Participant returns the participant name.
+func (a Address) Participant() string { return a.participant }
+
+// FrameSubject is the subject a participant publishes layer l on.
+func (a Address) FrameSubject(l Layer) string {
+	return Prefix + "." + a.room + "." + a.participant + "." + string(l)
+}
+
+// PresenceSubject is the subject a participant beats its presence on.
+func (a Address) PresenceSubject() string {
+	return Prefix + "." + a.room + "." + a.participant + "." + presenceToken
+}
+
+// AllSubjects matches everything the participant may publish: the
+// permission a publisher needs.
+func (a Address) AllSubjects() string { return a.SubjectPrefix() + ">" }
+
+// SubjectPrefix is what every subject of the participant starts with.
+func (a Address) SubjectPrefix() string {
+	return Prefix + "." + a.room + "." + a.participant + "."
+}
+
+// RoomFrames matches layer l of every participant in room. room must be a
+// valid name (see ValidRoom).
+func RoomFrames(room string, l Layer) string {
+	return Prefix + "." + room + ".*." + string(l)
+}
+
+// RoomPresence matches the presence of every participant in room. room
+// must be a valid name (see ValidRoom).
+func RoomPresence(room string) string {
+	return Prefix + "." + room + ".*." + presenceToken
+}
+
+// RoomAll matches everything in room: the permission a viewer needs.
+// room must be a valid name (see ValidRoom).
+func RoomAll(room string) string { return Prefix + "." + room + ".>" }
+
+// AllPresence matches the presence of every participant of every room.
+// Listening on it for a little over one beat lists all rooms.
+const AllPresence = Prefix + ".*.*." + presenceToken
+
+// Subject is a parsed vidhub subject.
+type Subject struct {
+	Address
+	// Presence is true for a presence subject; otherwise Layer is set.
+	Presence bool
+	Layer    Layer
+}
+
+// ParseSubject parses a frame or presence subject. It rejects anything else,
+// including wildcards and invalid names.
+func ParseSubject(s string) (Subject, error) {
+	rest, ok := strings.CutPrefix(s, Prefix+".")
+	if !ok {
+		return Subject{}, fmt.Errorf("%w: %q does not start with %q", ErrBadSubject, s, Prefix+".")
+	}
+	room, rest, ok1 := strings.Cut(rest, ".")
+	participant, last, ok2 := strings.Cut(rest, ".")
+	if !ok1 || !ok2 {
+		return Subject{}, fmt.Errorf("%w: %q is not %s.<room>.<participant>.<hi|lo|presence>", ErrBadSubject, s, Prefix)
+	}
+	a, err := NewAddress(room, participant)
+	if err != nil {
+		return Subject{}, fmt.Errorf("%w: %q: %w", ErrBadSubject, s, err)
+	}
+	if last == presenceToken {
+		return Subject{Address: a, Presence: true}, nil
+	}
+	l, err := ParseLayer(last)
+	if err != nil {
+		return Subject{}, fmt.Errorf("%w: %q: %w", ErrBadSubject, s, err)
+	}
+	return Subject{Address: a, Layer: l}, nil
+}

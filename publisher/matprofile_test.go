@@ -1,0 +1,43 @@
+//go:build matprofile && cgo
+
+package publisher_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"gocv.io/x/gocv"
+
+	"github.com/vidhub/vidhub/broker"
+	"github.com/vidhub/vidhub/internal/hubtest"
+	"github.com/vidhub/vidhub/publisher"
+)
+
+// TestMatsClosed runs every OpenCV-backed source and checks that no Mat is
+// left open once the publishers stop. Run with -tags matprofile.
+func TestMatsClosed(t *testing.T) {
+	before := gocv.MatProfile.Count()
+	b := hubtest.Broker(t, broker.Config{})
+	viewer := hubtest.Connect(t, b.ClientURL())
+	rec := record(t, viewer, "vidhub.mats.>")
+	clip := writeClip(t, 5, 160, 120)
+	for _, cfg := range []publisher.Config{
+		{Room: "mats", Name: "gst", Source: gstCamera, FPS: 30, Width: 640, Height: 480},
+		{Room: "mats", Name: "file", Source: clip, FPS: 30, Loop: true},
+		{Room: "mats", Name: "pattern", Source: "pattern", FPS: 30, Width: 320, Height: 180},
+	} {
+		nc := hubtest.Connect(t, b.ClientURL())
+		_, stop := start(t, nc, cfg)
+		subject := "vidhub.mats." + cfg.Name + ".lo"
+		hubtest.Eventually(t, 15*time.Second, func() bool { return rec.count(subject) >= 10 }, "no frames from %s", cfg.Name)
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := gocv.MatProfile.Count() - before; n != 0 {
+		var sb strings.Builder
+		gocv.MatProfile.WriteTo(&sb, 1)
+		t.Fatalf("%d Mats left open:\n%s", n, sb.String())
+	}
+}

@@ -1,0 +1,507 @@
+// Package publisher captures video from a source (a camera, a file or
+// stream, a GStreamer pipeline, or a synthetic pattern), encodes each frame
+// to JPEG once per layer, and publishes the layers with protocol v1's
+// headers and presence.
+//
+// Capture and publishing run on their own goroutines joined by a one-slot
+// mailbox: when encoding or the network falls behind, the newest frame
+// wins and the older one is dropped and counted. While the broker is
+// unreachable frames are dropped and counted, never queued.
+package publisher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/vidhub/vidhub/protocol"
+)
+
+// Defaults for Config's zero values.
+const (
+	DefaultFPS     = 30
+	DefaultQuality = 80
+	DefaultWidth   = 1280 // of sources without a size of their own (pattern)
+	DefaultHeight  = 720
+	minQuality     = 10
+	qualityStep    = 10
+	statsEvery     = 10 * time.Second
+)
+
+// ErrNotAllowed is returned (wrapped) by Run when the broker refuses to
+// let this user publish as this participant in this room.
+var ErrNotAllowed = errors.New("vidhub: not allowed")
+
+// ErrBadConfig is returned (wrapped) for a Config that cannot work.
+var ErrBadConfig = errors.New("vidhub: bad publisher settings")
+
+// Config says what to publish where.
+type Config struct {
+	Room, Name string
+	// Source is what to capture: "pattern", a camera ("0", "/dev/video0"),
+	// a file or URL, or "gst:<pipeline ending in appsink>".
+	Source string
+	// FPS paces capture; 0 means DefaultFPS.
+	FPS float64
+	// Width and Height of the hi layer; 0 means the source's own size
+	// (DefaultWidth x DefaultHeight for the pattern).
+	Width, Height int
+	// Quality is the starting JPEG quality, 1 to 100; 0 means DefaultQuality.
+	Quality int
+	// Loop restarts a file source at its end instead of stopping.
+	Loop bool
+	// Views lists layers this participant also watches (a video chat),
+	// announced in its presence.
+	Views []protocol.Layer
+	// Encode says which layers to encode; empty means EncodeAll.
+	Encode Encode
+	// Logger receives the publisher's log; nil discards it.
+	Logger *slog.Logger
+}
+
+// Stats counts what a publisher did.
+type Stats struct {
+	Captured       uint64 // frames read from the source
+	Published      uint64 // frames published (hi layer)
+	Bytes          uint64 // JPEG bytes published, all layers
+	DroppedOffline uint64 // frames dropped while the broker was unreachable
+	DroppedBusy    uint64 // frames overwritten in the mailbox: encoding fell behind
+	Oversize       uint64 // frames over the broker's max payload
+	Quality        int    // current JPEG quality
+	// Skipped counts layer frames not encoded because nobody watched
+	// the layer (EncodeWatched).
+	Skipped uint64
+	// Encoding lists the layers being encoded now.
+	Encoding []protocol.Layer
+}
+
+// Publisher publishes one source into one room under one name.
+type Publisher struct {
+	cfg  Config
+	addr protocol.Address
+	nc   *nats.Conn
+	log  *slog.Logger
+	src  frameSource
+	hiW  int
+	hiH  int
+	loW  int
+	loH  int
+
+	box     mailbox[captured]
+	started time.Time
+	quality atomic.Int64
+	atFloor atomic.Bool // logged that even minQuality is too big
+
+	captured, published, bytes       atomic.Uint64
+	droppedOffline, droppedBusy, big atomic.Uint64
+	skipped                          atomic.Uint64
+	interest                         *interest
+	encoding                         [2]atomic.Bool // hi, lo
+
+	closeOnce sync.Once
+}
+
+// captured is one frame and its capture metadata.
+type captured struct {
+	f   frame
+	seq uint64
+	at  time.Time
+}
+
+// New checks cfg and opens the source. The source is released by Close
+// (or at the end of Run).
+func New(nc *nats.Conn, cfg Config) (*Publisher, error) {
+	addr, err := protocol.NewAddress(cfg.Room, cfg.Name)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.FPS == 0 {
+		cfg.FPS = DefaultFPS
+	}
+	if cfg.FPS < 0 || cfg.FPS > 240 {
+		return nil, fmt.Errorf("%w: fps %g is outside 1 to 240", ErrBadConfig, cfg.FPS)
+	}
+	if cfg.Quality == 0 {
+		cfg.Quality = DefaultQuality
+	}
+	if cfg.Encode == "" {
+		cfg.Encode = EncodeAll
+	}
+	if _, err := ParseEncode(string(cfg.Encode)); err != nil {
+		return nil, err
+	}
+	if cfg.Quality < 1 || cfg.Quality > 100 {
+		return nil, fmt.Errorf("%w: quality %d is outside 1 to 100", ErrBadConfig, cfg.Quality)
+	}
+	if (cfg.Width == 0) != (cfg.Height == 0) || cfg.Width < 0 || cfg.Height < 0 ||
+		cfg.Width > protocol.MaxDimension || cfg.Height > protocol.MaxDimension {
+		return nil, fmt.Errorf("%w: size %dx%d: give both sides, each 1 to %d", ErrBadConfig, cfg.Width, cfg.Height, protocol.MaxDimension)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("component", "publisher", "room", cfg.Room, "name", cfg.Name)
+	src, err := openSource(cfg)
+	if err != nil {
+		return nil, err
+	}
+	p := &Publisher{cfg: cfg, addr: addr, nc: nc, log: log, src: src, started: time.Now()}
+	p.hiW, p.hiH = cfg.Width, cfg.Height
+	if p.hiW == 0 {
+		p.hiW, p.hiH = src.Size()
+	}
+	p.loW, p.loH = protocol.LoSize(p.hiW, p.hiH)
+	p.quality.Store(int64(cfg.Quality))
+	p.box.init()
+	p.encoding[0].Store(true)
+	p.encoding[1].Store(true)
+	if cfg.Encode == EncodeWatched {
+		p.interest = newInterest()
+	}
+	return p, nil
+}
+
+// Size returns the size of the hi layer.
+func (p *Publisher) Size() (w, h int) { return p.hiW, p.hiH }
+
+// Stats returns the counters so far.
+func (p *Publisher) Stats() Stats {
+	return Stats{
+		Captured:       p.captured.Load(),
+		Published:      p.published.Load(),
+		Bytes:          p.bytes.Load(),
+		DroppedOffline: p.droppedOffline.Load(),
+		DroppedBusy:    p.droppedBusy.Load(),
+		Oversize:       p.big.Load(),
+		Quality:        int(p.quality.Load()),
+		Skipped:        p.skipped.Load(),
+		Encoding:       p.encodingLayers(),
+	}
+}
+
+func (p *Publisher) encodingLayers() []protocol.Layer {
+	var ls []protocol.Layer
+	for i, l := range []protocol.Layer{protocol.Hi, protocol.Lo} {
+		if p.encoding[i].Load() {
+			ls = append(ls, l)
+		}
+	}
+	return ls
+}
+
+// Run captures and publishes until ctx is done or a non-looping file ends.
+// On the way out it beats a last presence with leaving set and flushes;
+// draining the connection is the caller's. It returns nil on a clean stop.
+func (p *Publisher) Run(ctx context.Context) error {
+	defer p.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	if p.interest != nil {
+		sub, err := p.nc.Subscribe(protocol.RoomPresence(p.addr.Room()), p.interest.onPresence)
+		if err != nil {
+			return fmt.Errorf("vidhub: following who watches room %s: %w", p.addr.Room(), err)
+		}
+		defer func() { _ = sub.Unsubscribe() }()
+	}
+	var wg sync.WaitGroup
+	var captureErr, beatErr error
+	wg.Go(func() {
+		defer cancel()
+		captureErr = p.capture(ctx)
+	})
+	wg.Go(func() { p.publish(ctx) })
+	wg.Go(func() {
+		defer cancel()
+		beatErr = p.beat(ctx)
+	})
+	wg.Wait()
+	if beatErr != nil {
+		return beatErr
+	}
+
+	p.sendPresence(true)
+	if err := p.nc.FlushTimeout(time.Second); err != nil && p.nc.IsConnected() {
+		p.log.Warn("flush on exit", "err", err)
+	}
+	st := p.Stats()
+	p.log.Info("publisher stopped", "captured", st.Captured, "published", st.Published,
+		"dropped_offline", st.DroppedOffline, "dropped_busy", st.DroppedBusy, "oversize", st.Oversize)
+	if errors.Is(captureErr, io.EOF) {
+		p.log.Info("source ended", "source", p.cfg.Source)
+		return nil
+	}
+	return captureErr
+}
+
+// Close releases the source and any frame still in the mailbox. Run calls
+// it; it is safe to call more than once.
+func (p *Publisher) Close() {
+	p.closeOnce.Do(func() {
+		if c, ok := p.box.drain(); ok {
+			c.f.release()
+		}
+		if err := p.src.Close(); err != nil {
+			p.log.Warn("closing source", "err", err)
+		}
+	})
+}
+
+// capture reads frames at the configured pace into the mailbox.
+func (p *Publisher) capture(ctx context.Context) error {
+	interval := time.Duration(float64(time.Second) / p.cfg.FPS)
+	next := time.Now()
+	var seq uint64
+	for ctx.Err() == nil {
+		if !p.src.Live() {
+			// Paced sources (pattern, files) are read on our clock.
+			if d := time.Until(next); d > 0 {
+				t := time.NewTimer(d)
+				select {
+				case <-ctx.Done():
+					t.Stop()
+					return nil
+				case <-t.C:
+				}
+			}
+		}
+		f, err := p.src.Read(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		now := time.Now()
+		if p.src.Live() && now.Before(next.Add(-interval/4)) {
+			// A live source delivers at its own rate; keep up with it
+			// (no stale frames pile up in its buffers) but publish at ours.
+			f.release()
+			continue
+		}
+		next = next.Add(interval)
+		if now.Sub(next) > interval {
+			next = now // fell far behind (a stall): do not burst to catch up
+		}
+		seq++
+		p.captured.Add(1)
+		if old, replaced := p.box.put(captured{f: f, seq: seq, at: now}); replaced {
+			old.f.release()
+			p.droppedBusy.Add(1)
+		}
+	}
+	return nil
+}
+
+// publish encodes and sends what the mailbox holds.
+func (p *Publisher) publish(ctx context.Context) {
+	hdr := map[protocol.Layer]*protocol.FrameHeader{protocol.Hi: protocol.NewFrameHeader(), protocol.Lo: protocol.NewFrameHeader()}
+	subj := map[protocol.Layer]string{protocol.Hi: p.addr.FrameSubject(protocol.Hi), protocol.Lo: p.addr.FrameSubject(protocol.Lo)}
+	offline := false
+	tick := time.NewTicker(statsEvery)
+	defer tick.Stop()
+	for {
+		var c captured
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			st := p.Stats()
+			p.log.Info("publishing", "published", st.Published, "kbytes", st.Bytes/1000,
+				"dropped_offline", st.DroppedOffline, "dropped_busy", st.DroppedBusy, "quality", st.Quality,
+				"encoding", st.Encoding, "skipped", st.Skipped)
+			continue
+		case <-p.box.ready:
+			var ok bool
+			if c, ok = p.box.drain(); !ok {
+				continue
+			}
+		}
+		if !p.nc.IsConnected() {
+			if !offline {
+				p.log.Warn("broker unreachable: dropping frames until it is back", "status", p.nc.Status().String())
+				offline = true
+			}
+			p.droppedOffline.Add(1)
+			c.f.release()
+			continue
+		}
+		if offline {
+			p.log.Info("broker is back: publishing again", "dropped_offline", p.droppedOffline.Load())
+			offline = false
+			if p.interest != nil {
+				p.interest.resumed(time.Now())
+			}
+		}
+		if p.wanted(0, protocol.Hi, c.at) {
+			p.send(c, protocol.Hi, p.hiW, p.hiH, hdr[protocol.Hi], subj[protocol.Hi])
+		}
+		if p.wanted(1, protocol.Lo, c.at) {
+			p.send(c, protocol.Lo, p.loW, p.loH, hdr[protocol.Lo], subj[protocol.Lo])
+		}
+		c.f.release()
+	}
+}
+
+// wanted reports whether layer l (index i) is to be encoded now, and logs
+// when that changes.
+func (p *Publisher) wanted(i int, l protocol.Layer, now time.Time) bool {
+	if p.interest == nil {
+		return true
+	}
+	w := p.interest.watched(l, now)
+	if p.encoding[i].Swap(w) != w {
+		if w {
+			p.log.Info("layer watched: encoding it", "layer", l)
+		} else {
+			p.log.Info("nobody watches layer: not encoding it", "layer", l)
+		}
+	}
+	if !w {
+		p.skipped.Add(1)
+	}
+	return w
+}
+
+// send encodes one layer of c and publishes it. A frame over the broker's
+// payload limit is counted, and quality steps down until frames fit.
+func (p *Publisher) send(c captured, l protocol.Layer, w, h int, fh *protocol.FrameHeader, subject string) {
+	q := int(p.quality.Load())
+	err := c.f.encode(w, h, q, func(jpeg []byte) error {
+		if limit := p.nc.MaxPayload(); limit > 0 && int64(len(jpeg)) > limit {
+			return fmt.Errorf("%w: %d bytes", nats.ErrMaxPayload, len(jpeg))
+		}
+		msg := nats.Msg{
+			Subject: subject,
+			Header:  fh.Set(protocol.FrameMeta{Seq: c.seq, Time: c.at.UnixNano(), Width: w, Height: h}),
+			Data:    jpeg,
+		}
+		if err := p.nc.PublishMsg(&msg); err != nil {
+			return err
+		}
+		p.bytes.Add(uint64(len(jpeg)))
+		return nil
+	})
+	switch {
+	case err == nil:
+		if l == protocol.Hi {
+			p.published.Add(1)
+		}
+	case errors.Is(err, nats.ErrMaxPayload):
+		p.big.Add(1)
+		if nq := max(minQuality, q-qualityStep); nq < q {
+			if p.quality.CompareAndSwap(int64(q), int64(nq)) {
+				p.log.Warn("frame over the broker's max payload: lowering JPEG quality",
+					"layer", l, "err", err, "max_payload", p.nc.MaxPayload(), "quality", nq)
+			}
+		} else if p.atFloor.CompareAndSwap(false, true) {
+			p.log.Error("frames still over the broker's max payload at the lowest quality: lower --size or raise the broker's max_payload",
+				"layer", l, "err", err, "max_payload", p.nc.MaxPayload())
+		}
+	case errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrConnectionReconnecting),
+		errors.Is(err, nats.ErrReconnectBufExceeded), errors.Is(err, nats.ErrConnectionDraining):
+		if l == protocol.Hi {
+			p.droppedOffline.Add(1)
+		}
+	default:
+		p.log.Warn("publishing a frame failed", "layer", l, "err", err)
+	}
+}
+
+// beat sends presence every protocol.Beat. It fails when the broker
+// refuses this participant's subjects: publishing would be in vain.
+func (p *Publisher) beat(ctx context.Context) error {
+	p.sendPresence(false)
+	if p.nc.IsConnected() {
+		_ = p.nc.FlushTimeout(2 * time.Second)
+	}
+	t := time.NewTicker(protocol.Beat)
+	defer t.Stop()
+	for {
+		if err := p.refused(); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			p.sendPresence(false)
+		}
+	}
+}
+
+// refused reports a permission violation on this participant's subjects.
+func (p *Publisher) refused() error {
+	le := p.nc.LastError()
+	if errors.Is(le, nats.ErrPermissionViolation) && strings.Contains(le.Error(), p.addr.SubjectPrefix()) {
+		return fmt.Errorf("%w: the broker refused (%w); publishing into room %s as %s needs publish rights to %s",
+			ErrNotAllowed, le, p.addr.Room(), p.addr.Participant(), p.addr.AllSubjects())
+	}
+	return nil
+}
+
+func (p *Publisher) sendPresence(leaving bool) {
+	pr := protocol.Presence{
+		Role: protocol.RolePublisher,
+		Layers: []protocol.LayerInfo{
+			{Layer: protocol.Hi, Width: p.hiW, Height: p.hiH, FPS: p.cfg.FPS},
+			{Layer: protocol.Lo, Width: p.loW, Height: p.loH, FPS: p.cfg.FPS},
+		},
+		Views:   p.cfg.Views,
+		Started: p.started,
+		Leaving: leaving,
+	}
+	b, err := pr.Encode()
+	if err != nil {
+		p.log.Error("encoding presence", "err", err)
+		return
+	}
+	if !p.nc.IsConnected() {
+		return
+	}
+	if err := p.nc.Publish(p.addr.PresenceSubject(), b); err != nil {
+		p.log.Debug("presence not sent", "err", err)
+	}
+}
+
+// mailbox holds at most one value: put replaces what is there.
+type mailbox[T any] struct {
+	mu    sync.Mutex
+	v     T
+	full  bool
+	ready chan struct{}
+}
+
+func (m *mailbox[T]) init() { m.ready = make(chan struct{}, 1) }
+
+// put stores v and returns the value it replaced, if any.
+func (m *mailbox[T]) put(v T) (old T, replaced bool) {
+	m.mu.Lock()
+	old, replaced = m.v, m.full
+	m.v, m.full = v, true
+	m.mu.Unlock()
+	select {
+	case m.ready <- struct{}{}:
+	default:
+	}
+	return old, replaced
+}
+
+// drain takes the value out, if there is one.
+func (m *mailbox[T]) drain() (v T, ok bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	v, ok = m.v, m.full
+	var zero T
+	m.v, m.full = zero, false
+	return v, ok
+}

@@ -1,0 +1,243 @@
+package publisher_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"image/jpeg"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/vidhub/vidhub/broker"
+	"github.com/vidhub/vidhub/internal/hubtest"
+	"github.com/vidhub/vidhub/internal/natsconn"
+	"github.com/vidhub/vidhub/protocol"
+	"github.com/vidhub/vidhub/publisher"
+)
+
+// recorder keeps what arrives on a subject, per subject.
+type recorder struct {
+	mu   sync.Mutex
+	msgs map[string][]*nats.Msg
+}
+
+func record(t *testing.T, nc *nats.Conn, subject string) *recorder {
+	t.Helper()
+	r := &recorder{msgs: map[string][]*nats.Msg{}}
+	sub, err := nc.Subscribe(subject, func(m *nats.Msg) {
+		r.mu.Lock()
+		r.msgs[m.Subject] = append(r.msgs[m.Subject], m)
+		r.mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sub.SetPendingLimits(-1, -1); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	return r
+}
+
+func (r *recorder) get(subject string) []*nats.Msg {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]*nats.Msg(nil), r.msgs[subject]...)
+}
+
+func (r *recorder) count(subject string) int { return len(r.get(subject)) }
+
+// start runs a publisher until the test ends; the returned func stops it
+// and returns Run's error.
+func start(t *testing.T, nc *nats.Conn, cfg publisher.Config) (*publisher.Publisher, func() error) {
+	t.Helper()
+	p, err := publisher.New(nc, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	var once sync.Once
+	var runErr error
+	stop := func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case runErr = <-done:
+			case <-time.After(10 * time.Second):
+				runErr = errors.New("publisher did not stop within 10s")
+			}
+		})
+		return runErr
+	}
+	t.Cleanup(func() { _ = stop() })
+	return p, stop
+}
+
+func TestPatternPublishes(t *testing.T) {
+	b := hubtest.Broker(t, broker.Config{})
+	viewer := hubtest.Connect(t, b.ClientURL())
+	rec := record(t, viewer, "vidhub.room1.>")
+	nc := hubtest.Connect(t, b.ClientURL())
+	_, stop := start(t, nc, publisher.Config{Room: "room1", Name: "alice", Source: "pattern", FPS: 30, Width: 640, Height: 360})
+
+	a, _ := protocol.NewAddress("room1", "alice")
+	hubtest.Eventually(t, 10*time.Second, func() bool {
+		return rec.count(a.FrameSubject(protocol.Hi)) >= 10 && rec.count(a.FrameSubject(protocol.Lo)) >= 10 && rec.count(a.PresenceSubject()) >= 1
+	}, "no hi, lo and presence from the pattern publisher")
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+
+	for _, tc := range []struct {
+		layer protocol.Layer
+		w, h  int
+	}{{protocol.Hi, 640, 360}, {protocol.Lo, 320, 180}} {
+		msgs := rec.get(a.FrameSubject(tc.layer))
+		var last uint64
+		for i, m := range msgs {
+			meta, err := protocol.ParseFrame(m.Header, m.Data)
+			if err != nil {
+				t.Fatalf("%s frame %d: %v", tc.layer, i, err)
+			}
+			if meta.Width != tc.w || meta.Height != tc.h {
+				t.Errorf("%s frame %d: header size %dx%d, want %dx%d", tc.layer, i, meta.Width, meta.Height, tc.w, tc.h)
+			}
+			if meta.Seq <= last {
+				t.Errorf("%s frame %d: seq %d after %d", tc.layer, i, meta.Seq, last)
+			}
+			if i == 0 && meta.Seq != 1 {
+				t.Errorf("%s: first seq %d, want 1", tc.layer, meta.Seq)
+			}
+			last = meta.Seq
+			if age := time.Since(meta.CaptureTime()); age < 0 || age > time.Minute {
+				t.Errorf("%s frame %d: capture time %v ago", tc.layer, i, age)
+			}
+		}
+		img, err := jpeg.Decode(bytes.NewReader(msgs[0].Data))
+		if err != nil {
+			t.Fatalf("%s: not a JPEG: %v", tc.layer, err)
+		}
+		if got := img.Bounds().Size(); got.X != tc.w || got.Y != tc.h {
+			t.Errorf("%s: JPEG is %v, want %dx%d", tc.layer, got, tc.w, tc.h)
+		}
+	}
+
+	beats := rec.get(a.PresenceSubject())
+	first, err := protocol.DecodePresence(beats[0].Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.Role != protocol.RolePublisher || !first.Sends(protocol.Hi) || !first.Sends(protocol.Lo) || first.Leaving {
+		t.Errorf("first presence %+v", first)
+	}
+	last, err := protocol.DecodePresence(beats[len(beats)-1].Data)
+	if err != nil || !last.Leaving {
+		t.Errorf("last presence %+v, %v: want leaving", last, err)
+	}
+}
+
+func TestOversizeFramesLowerQuality(t *testing.T) {
+	// 1280x720 pattern frames at quality 100 are far over 64 KB; at the
+	// lowest quality they fit.
+	b := hubtest.Broker(t, broker.Config{MaxPayload: 64 << 10})
+	viewer := hubtest.Connect(t, b.ClientURL())
+	rec := record(t, viewer, "vidhub.big.cam.hi")
+	var logs hubtest.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	nc := hubtest.Connect(t, b.ClientURL())
+	p, stop := start(t, nc, publisher.Config{Room: "big", Name: "cam", Source: "pattern", FPS: 30, Quality: 100, Logger: log})
+	hubtest.Eventually(t, 20*time.Second, func() bool { return rec.count("vidhub.big.cam.hi") >= 3 }, "no frame fits after lowering quality")
+	_ = stop()
+	st := p.Stats()
+	if st.Oversize == 0 || st.Quality >= 100 {
+		t.Errorf("stats %+v: want oversize frames counted and quality lowered", st)
+	}
+	for _, m := range rec.get("vidhub.big.cam.hi") {
+		if len(m.Data) > 64<<10 {
+			t.Errorf("frame of %d bytes over the limit was delivered", len(m.Data))
+		}
+	}
+	// Logged once per quality step, naming the limit; not once per frame.
+	lines := strings.Count(logs.String(), "over the broker's max payload")
+	if lines == 0 || uint64(lines) > st.Oversize || lines > 10 {
+		t.Errorf("%d log lines for %d oversize frames:\n%s", lines, st.Oversize, logs.String())
+	}
+	if !strings.Contains(logs.String(), "max_payload=65536") {
+		t.Errorf("log does not name the limit:\n%s", logs.String())
+	}
+}
+
+func TestBrokerRestartResumes(t *testing.T) {
+	srv := hubtest.StartNatsServer(t, 0)
+	nc, err := natsconn.Connect(natsconn.Config{URL: srv.URL, Wait: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	p, _ := start(t, nc, publisher.Config{Room: "r", Name: "cam", Source: "pattern", FPS: 30, Width: 320, Height: 180})
+
+	var mu sync.Mutex
+	got := 0
+	watch := func(url string) *nats.Conn {
+		c := hubtest.Connect(t, url)
+		if _, err := c.Subscribe("vidhub.r.cam.hi", func(*nats.Msg) { mu.Lock(); got++; mu.Unlock() }); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	count := func() int { mu.Lock(); defer mu.Unlock(); return got }
+	watch(srv.URL)
+	hubtest.Eventually(t, 10*time.Second, func() bool { return count() >= 5 }, "no frames before the restart")
+
+	srv.Kill()
+	hubtest.Eventually(t, 10*time.Second, func() bool { return p.Stats().DroppedOffline >= 5 }, "frames not dropped while the broker is down")
+	before := count()
+	hubtest.StartNatsServer(t, srv.Port)
+	hubtest.Eventually(t, 15*time.Second, func() bool { return count() >= before+10 }, "publisher did not resume after the broker came back")
+}
+
+func TestWaitsForBroker(t *testing.T) {
+	port := hubtest.FreePort(t)
+	url := "nats://127.0.0.1:" + strconv.Itoa(port)
+	nc, err := natsconn.Connect(natsconn.Config{URL: url, Wait: true})
+	if err != nil {
+		t.Fatalf("Connect with Wait must not fail without a broker: %v", err)
+	}
+	defer nc.Close()
+	p, _ := start(t, nc, publisher.Config{Room: "r", Name: "early", Source: "pattern", FPS: 30, Width: 160, Height: 90})
+	hubtest.Eventually(t, 5*time.Second, func() bool { return p.Stats().DroppedOffline > 0 }, "no frames counted as dropped while waiting")
+	srv := hubtest.StartNatsServer(t, port)
+	viewer := hubtest.Connect(t, srv.URL)
+	rec := record(t, viewer, "vidhub.r.early.hi")
+	hubtest.Eventually(t, 10*time.Second, func() bool { return rec.count("vidhub.r.early.hi") >= 3 }, "no frames once the broker is up")
+}
+
+func TestBadConfig(t *testing.T) {
+	b := hubtest.Broker(t, broker.Config{})
+	nc := hubtest.Connect(t, b.ClientURL())
+	for _, tc := range []struct {
+		cfg  publisher.Config
+		want error
+	}{
+		{publisher.Config{Room: "a.b", Name: "x", Source: "pattern"}, protocol.ErrBadName},
+		{publisher.Config{Room: "r", Name: "", Source: "pattern"}, protocol.ErrBadName},
+		{publisher.Config{Room: "r", Name: "x", Source: "pattern", FPS: -1}, publisher.ErrBadConfig},
+		{publisher.Config{Room: "r", Name: "x", Source: "pattern", Quality: 101}, publisher.ErrBadConfig},
+		{publisher.Config{Room: "r", Name: "x", Source: "pattern", Width: 10}, publisher.ErrBadConfig},
+	} {
+		if _, err := publisher.New(nc, tc.cfg); !errors.Is(err, tc.want) {
+			t.Errorf("New(%+v) = %v, want %v", tc.cfg, err, tc.want)
+		}
+	}
+}

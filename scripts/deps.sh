@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# deps.sh installs what vidhub needs on Debian, only what is missing, and
+# says what it does. Usage: scripts/deps.sh run|test
+#   run   build and run vidhub: OpenCV (for gocv), GStreamer plugins
+#   test  also what the tests drive: Xvfb and xdotool (the window test),
+#         ffmpeg (screen capture), Chromium (browser tests), systemd
+#         (systemd-analyze for the unit file)
+set -euo pipefail
+
+what=${1:-run}
+pkgs=(pkg-config gcc libopencv-dev gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-libav)
+case "$what" in
+run) ;;
+test) pkgs+=(xvfb xauth xdotool ffmpeg chromium fonts-dejavu-core systemd) ;;
+*) echo "usage: $0 run|test" >&2; exit 2 ;;
+esac
+
+missing=()
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+	echo "deps: installing Debian packages vidhub needs for '$what': ${missing[*]}"
+	sudo=""
+	if [ "$(id -u)" != 0 ]; then
+		command -v sudo >/dev/null || { echo "deps: need root (or sudo) to apt-get install ${missing[*]}" >&2; exit 1; }
+		sudo=sudo
+	fi
+	export DEBIAN_FRONTEND=noninteractive
+	$sudo apt-get update -q
+	$sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+else
+	echo "deps: Debian packages for '$what' already installed"
+fi
+
+if ! command -v go >/dev/null; then
+	echo "deps: Go is not on PATH; install Go 1.26 (https://go.dev/dl) or add /usr/local/go/bin to PATH" >&2
+	exit 1
+fi
+echo "deps: downloading Go modules (go mod download)"
+go mod download

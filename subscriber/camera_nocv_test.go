@@ -1,0 +1,6 @@
+//go:build !cgo
+
+package subscriber_test
+
+// cameraSource is the pattern: the static build has no GStreamer.
+func cameraSource() string { return "pattern" }

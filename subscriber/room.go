@@ -1,0 +1,575 @@
+// Package subscriber joins vidhub rooms: it finds the participants of a
+// room through their presence and frames, keeps the newest frame of each
+// publisher in a tile, measures every tile (fps, latency, bitrate, drops,
+// bad frames), and renders rooms in a desktop window.
+//
+// Flow control is latest-frame-wins: the NATS callback only checks a
+// frame's headers, swaps a pointer in its tile and counts what it
+// overwrote. Renderers take frames on their own clock, so a slow renderer
+// skips to the newest frame and never plays a backlog.
+package subscriber
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/vidhub/vidhub/internal/ratelimit"
+	"github.com/vidhub/vidhub/protocol"
+)
+
+// LayerMode says which layer a viewer takes.
+type LayerMode string
+
+// Layer modes. Auto takes hi while a room has one publisher and lo for a
+// grid of several.
+const (
+	LayerAuto LayerMode = "auto"
+	LayerHi   LayerMode = LayerMode(protocol.Hi)
+	LayerLo   LayerMode = LayerMode(protocol.Lo)
+)
+
+// ParseLayerMode parses auto, hi or lo.
+func ParseLayerMode(s string) (LayerMode, error) {
+	switch LayerMode(s) {
+	case LayerAuto, LayerHi, LayerLo:
+		return LayerMode(s), nil
+	}
+	return "", fmt.Errorf("vidhub: unknown layer %q: use auto, hi or lo", s)
+}
+
+const (
+	// maxSkew bounds how far a frame's capture time may be from now; a
+	// frame outside it is stale or from a broken clock and is skipped.
+	maxSkew = time.Minute
+	// stallAfter is how long a live publisher may send no frame before its
+	// tile shows it as stalled.
+	stallAfter = 2 * time.Second
+	// leftFor is how long frames still in flight from a participant that
+	// said it was leaving are ignored.
+	leftFor = 2 * time.Second
+	// maxSamples bounds the latency samples kept per tile per interval.
+	maxSamples = 4096
+	// pendingMsgs is the per-subscription queue limit: small, so a stuck
+	// callback sheds frames at once instead of hoarding stale ones.
+	pendingMsgs  = 256
+	pendingBytes = 64 << 20
+)
+
+// ErrNotAllowed is returned (wrapped) when the broker refuses to let this
+// user view a room.
+var ErrNotAllowed = errors.New("vidhub: not allowed")
+
+// Config says which room to join and how.
+type Config struct {
+	Room string
+	// Name is this viewer's participant name in presence; empty picks
+	// "viewer-" and a random suffix.
+	Name string
+	// Layer is the layer to take; empty means LayerAuto.
+	Layer LayerMode
+	// KeepFrames keeps the newest frame of each tile for a renderer to
+	// Take. A headless viewer only measures.
+	KeepFrames bool
+	// NoPresence stops this viewer from announcing itself, for a publisher
+	// in the same process that already does (a video chat).
+	NoPresence bool
+	// Self is this process's own publisher name, if any: its tile is
+	// marked.
+	Self string
+	// StatsEvery is the stats interval; 0 means one second.
+	StatsEvery time.Duration
+	// OnStats, if set, receives every tile's stats once per interval, on
+	// the room's own goroutine.
+	OnStats func([]TileStats)
+	// Logger receives the room's log; nil discards it.
+	Logger *slog.Logger
+}
+
+// Room is a joined room.
+type Room struct {
+	cfg   Config
+	nc    *nats.Conn
+	log   *slog.Logger
+	self  protocol.Address // this viewer
+	start time.Time
+
+	mu      sync.RWMutex
+	tiles   map[string]*Tile
+	viewers map[string]time.Time // viewer name -> last beat
+	left    map[string]time.Time // participant -> when it said it was leaving
+	layer   protocol.Layer
+	frames  *nats.Subscription
+	// loReason, once set, keeps an auto room on lo: the link is too slow.
+	loReason string
+	// the link check's state, on the room's goroutine
+	reconnects    uint64
+	lastCut       time.Time
+	lateIntervals int
+
+	presence *nats.Subscription
+	bad      atomic.Uint64 // bad messages of no known tile
+	badLog   ratelimit.Every
+	changed  chan struct{}
+
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+}
+
+// Join subscribes to a room and starts tracking it. Close leaves it.
+func Join(nc *nats.Conn, cfg Config) (*Room, error) {
+	if err := protocol.ValidRoom(cfg.Room); err != nil {
+		return nil, err
+	}
+	if cfg.Name == "" {
+		cfg.Name = RandomName("viewer")
+	}
+	self, err := protocol.NewAddress(cfg.Room, cfg.Name)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Layer == "" {
+		cfg.Layer = LayerAuto
+	}
+	if _, err := ParseLayerMode(string(cfg.Layer)); err != nil {
+		return nil, err
+	}
+	if cfg.StatsEvery <= 0 {
+		cfg.StatsEvery = time.Second
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	r := &Room{
+		cfg:     cfg,
+		nc:      nc,
+		log:     log.With("component", "room", "room", cfg.Room),
+		self:    self,
+		start:   time.Now(),
+		tiles:   map[string]*Tile{},
+		viewers: map[string]time.Time{},
+		left:    map[string]time.Time{},
+		changed: make(chan struct{}, 1),
+	}
+	r.presence, err = nc.Subscribe(protocol.RoomPresence(cfg.Room), r.onPresence)
+	if err != nil {
+		return nil, fmt.Errorf("vidhub: joining room %s: %w", cfg.Room, err)
+	}
+	_ = r.presence.SetPendingLimits(pendingMsgs, pendingBytes)
+	r.mu.Lock()
+	err = r.subscribeLayer(r.wantLayer())
+	r.mu.Unlock()
+	if err == nil {
+		// A refusal (no permission) comes back before the flush returns.
+		err = nc.FlushTimeout(5 * time.Second)
+		if le := nc.LastError(); err == nil && errors.Is(le, nats.ErrPermissionViolation) &&
+			strings.Contains(le.Error(), protocol.Prefix+"."+cfg.Room+".") {
+			err = fmt.Errorf("%w: the broker refused (%w); ask for view rights to room %s", ErrNotAllowed, le, cfg.Room)
+		}
+	}
+	if err != nil {
+		_ = r.presence.Unsubscribe()
+		r.mu.Lock()
+		if r.frames != nil {
+			_ = r.frames.Unsubscribe()
+		}
+		r.mu.Unlock()
+		return nil, fmt.Errorf("vidhub: joining room %s: %w", cfg.Room, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	r.reconnects = nc.Stats().Reconnects
+	r.wg.Go(func() { r.loop(ctx) })
+	r.log.Info("joined room", "viewer", cfg.Name, "layer", r.Layer())
+	return r, nil
+}
+
+// RandomName returns prefix, a dash and eight random hex digits: a valid
+// participant name.
+func RandomName(prefix string) string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return prefix + "-" + hex.EncodeToString(b[:])
+}
+
+// Name is this viewer's participant name.
+func (r *Room) Name() string { return r.cfg.Name }
+
+// RoomName is the room's name.
+func (r *Room) RoomName() string { return r.cfg.Room }
+
+// Layer is the layer currently taken.
+func (r *Room) Layer() protocol.Layer {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.layer
+}
+
+// Tiles returns the room's publishers, sorted by name.
+func (r *Room) Tiles() []*Tile {
+	r.mu.RLock()
+	ts := make([]*Tile, 0, len(r.tiles))
+	for _, t := range r.tiles {
+		ts = append(ts, t)
+	}
+	r.mu.RUnlock()
+	sort.Slice(ts, func(i, j int) bool { return ts[i].name < ts[j].name })
+	return ts
+}
+
+// Viewers returns the names of the room's viewers seen through presence,
+// sorted.
+func (r *Room) Viewers() []string {
+	r.mu.RLock()
+	vs := make([]string, 0, len(r.viewers))
+	for v := range r.viewers {
+		vs = append(vs, v)
+	}
+	r.mu.RUnlock()
+	slices.Sort(vs)
+	return vs
+}
+
+// Stats returns the latest stats of every tile.
+func (r *Room) Stats() []TileStats {
+	ts := r.Tiles()
+	out := make([]TileStats, len(ts))
+	for i, t := range ts {
+		out[i] = t.Stats()
+	}
+	return out
+}
+
+// Bad counts bad messages that belong to no tile.
+func (r *Room) Bad() uint64 { return r.bad.Load() }
+
+// Close leaves the room: it announces leaving, unsubscribes and stops its
+// goroutine. It is safe to call more than once.
+func (r *Room) Close() {
+	r.closeOnce.Do(func() {
+		r.cancel()
+		r.wg.Wait()
+		_ = r.presence.Unsubscribe()
+		r.mu.Lock()
+		if r.frames != nil {
+			_ = r.frames.Unsubscribe()
+		}
+		r.mu.Unlock()
+		r.beat(true)
+		if r.nc.IsConnected() {
+			_ = r.nc.FlushTimeout(time.Second)
+		}
+		r.log.Info("left room")
+	})
+}
+
+// wantLayer is the layer the room should take now. r.mu is held.
+func (r *Room) wantLayer() protocol.Layer {
+	switch r.cfg.Layer {
+	case LayerHi:
+		return protocol.Hi
+	case LayerLo:
+		return protocol.Lo
+	}
+	if len(r.tiles) > 1 || r.loReason != "" {
+		return protocol.Lo
+	}
+	return protocol.Hi
+}
+
+// Too slow for hi: with LayerAuto, a viewer that is cut off twice within
+// slowWindow while taking hi, or whose hi frames arrive more than
+// slowLatency late for slowIntervals stats intervals in a row, falls back
+// to lo for good.
+const (
+	slowWindow    = 30 * time.Second
+	slowLatency   = time.Second
+	slowIntervals = 3
+)
+
+// checkLink falls back to lo when the link is too slow for hi. It runs on
+// the room's goroutine.
+func (r *Room) checkLink(now time.Time, stats []TileStats) {
+	if r.cfg.Layer != LayerAuto || r.Layer() != protocol.Hi {
+		return
+	}
+	reason := ""
+	if rc := r.nc.Stats().Reconnects; rc > r.reconnects {
+		r.reconnects = rc
+		if !r.lastCut.IsZero() && now.Sub(r.lastCut) < slowWindow {
+			reason = fmt.Sprintf("cut off twice within %v while taking hi (a slow consumer)", now.Sub(r.lastCut).Round(time.Second))
+		}
+		r.lastCut = now
+	}
+	late := false
+	for _, s := range stats {
+		if s.Layer == protocol.Hi && s.LatencyP50 > float64(slowLatency.Milliseconds()) {
+			late = true
+		}
+	}
+	if late {
+		r.lateIntervals++
+	} else {
+		r.lateIntervals = 0
+	}
+	if r.lateIntervals >= slowIntervals && reason == "" {
+		reason = fmt.Sprintf("hi frames more than %v late for %d intervals", slowLatency, r.lateIntervals)
+	}
+	if reason == "" {
+		return
+	}
+	r.mu.Lock()
+	r.loReason = "link too slow for hi: " + reason
+	r.mu.Unlock()
+	r.log.Warn("falling back to the lo layer", "reason", r.loReason)
+	r.pickLayer()
+}
+
+// LayerReason says why the room takes lo when hi was possible, or "".
+func (r *Room) LayerReason() string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.loReason
+}
+
+// subscribeLayer switches the frame subscription to l. Switching is a new
+// subscription, nothing more. r.mu is held.
+func (r *Room) subscribeLayer(l protocol.Layer) error {
+	if l == r.layer && r.frames != nil {
+		return nil
+	}
+	sub, err := r.nc.Subscribe(protocol.RoomFrames(r.cfg.Room, l), r.onFrame)
+	if err != nil {
+		return err
+	}
+	_ = sub.SetPendingLimits(pendingMsgs, pendingBytes)
+	if r.frames != nil {
+		_ = r.frames.Unsubscribe()
+		r.log.Info("switched layer", "from", r.layer, "to", l, "publishers", len(r.tiles))
+	}
+	r.frames, r.layer = sub, l
+	return nil
+}
+
+// onFrame is the NATS callback for frames: check, swap, count. Nothing
+// slow happens here.
+func (r *Room) onFrame(m *nats.Msg) {
+	now := time.Now()
+	s, err := protocol.ParseSubject(m.Subject)
+	if err != nil {
+		r.countBad(nil, err)
+		return
+	}
+	meta, err := protocol.ParseFrame(m.Header, m.Data)
+	if err == nil {
+		if skew := now.Sub(meta.CaptureTime()); skew > maxSkew || skew < -maxSkew {
+			err = fmt.Errorf("%w: capture time %s is %v from now", protocol.ErrBadFrame,
+				meta.CaptureTime().UTC().Format(time.RFC3339), skew.Round(time.Second))
+		}
+	}
+	name := s.Participant()
+	r.mu.RLock()
+	t := r.tiles[name]
+	layer := r.layer
+	_, gone := r.left[name]
+	r.mu.RUnlock()
+	if err != nil {
+		r.countBad(t, err)
+		return
+	}
+	if s.Layer != layer || gone {
+		return // in flight across a layer switch, or from one who left
+	}
+	if t == nil {
+		if t = r.addTile(name, now); t == nil {
+			return
+		}
+	}
+	t.onFrame(s.Layer, meta, m.Data, now, r.cfg.KeepFrames)
+}
+
+func (r *Room) countBad(t *Tile, err error) {
+	if t != nil {
+		t.bad.Add(1)
+	} else {
+		r.bad.Add(1)
+	}
+	if r.badLog.Allow(time.Now()) {
+		r.log.Warn("skipping bad message", "err", err)
+	}
+}
+
+// addTile adds a tile for a publisher seen for the first time.
+func (r *Room) addTile(name string, now time.Time) *Tile {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, gone := r.left[name]; gone {
+		return nil
+	}
+	t, ok := r.tiles[name]
+	if !ok {
+		t = newTile(r.cfg.Room, name, name == r.cfg.Self, now)
+		r.tiles[name] = t
+		r.log.Info("publisher joined", "participant", name)
+		select {
+		case r.changed <- struct{}{}:
+		default:
+		}
+	}
+	return t
+}
+
+// onPresence is the NATS callback for presence.
+func (r *Room) onPresence(m *nats.Msg) {
+	now := time.Now()
+	s, err := protocol.ParseSubject(m.Subject)
+	if err != nil {
+		r.countBad(nil, err)
+		return
+	}
+	name := s.Participant()
+	p, err := protocol.DecodePresence(m.Data)
+	if err != nil {
+		r.mu.RLock()
+		t := r.tiles[name]
+		r.mu.RUnlock()
+		r.countBad(t, err)
+		return
+	}
+	if p.Leaving {
+		r.mu.Lock()
+		_, wasTile := r.tiles[name]
+		delete(r.tiles, name)
+		delete(r.viewers, name)
+		r.left[name] = now
+		r.mu.Unlock()
+		if wasTile {
+			r.log.Info("publisher left", "participant", name)
+			select {
+			case r.changed <- struct{}{}:
+			default:
+			}
+		}
+		return
+	}
+	r.mu.Lock()
+	delete(r.left, name) // back, or a new process under the same name
+	if p.Role == protocol.RoleViewer {
+		r.viewers[name] = now
+		r.mu.Unlock()
+		return
+	}
+	r.mu.Unlock()
+	if t := r.addTile(name, now); t != nil {
+		t.onPresence(p, now)
+	}
+}
+
+// loop rolls stats, sweeps the silent, beats presence and picks the layer.
+func (r *Room) loop(ctx context.Context) {
+	stats := time.NewTicker(r.cfg.StatsEvery)
+	defer stats.Stop()
+	beat := time.NewTicker(protocol.Beat)
+	defer beat.Stop()
+	r.beat(false)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.changed:
+			r.pickLayer()
+		case now := <-beat.C:
+			r.beat(false)
+			r.sweep(now)
+			r.pickLayer()
+		case now := <-stats.C:
+			tiles := r.Tiles()
+			out := make([]TileStats, len(tiles))
+			reason := r.LayerReason()
+			for i, t := range tiles {
+				out[i] = t.roll(now)
+				out[i].LayerReason = reason
+			}
+			r.checkLink(now, out)
+			if r.cfg.OnStats != nil {
+				r.cfg.OnStats(out)
+			}
+		}
+	}
+}
+
+func (r *Room) pickLayer() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if want := r.wantLayer(); want != r.layer {
+		if err := r.subscribeLayer(want); err != nil {
+			r.log.Warn("cannot switch layer", "to", want, "err", err)
+		}
+	}
+}
+
+// sweep removes participants silent for MissedBeats beats.
+func (r *Room) sweep(now time.Time) {
+	limit := time.Duration(protocol.MissedBeats) * protocol.Beat
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for name, t := range r.tiles {
+		if now.Sub(t.lastSeen()) > limit {
+			delete(r.tiles, name)
+			r.log.Info("publisher gone: missed beats", "participant", name)
+		}
+	}
+	for name, at := range r.viewers {
+		if now.Sub(at) > limit {
+			delete(r.viewers, name)
+		}
+	}
+	for name, at := range r.left {
+		if now.Sub(at) > leftFor {
+			delete(r.left, name)
+		}
+	}
+}
+
+func (r *Room) beat(leaving bool) {
+	if r.cfg.NoPresence || !r.nc.IsConnected() {
+		return
+	}
+	p := protocol.Presence{
+		Role:    protocol.RoleViewer,
+		Views:   []protocol.Layer{r.Layer()},
+		Started: r.start,
+		Leaving: leaving,
+	}
+	b, err := p.Encode()
+	if err == nil {
+		err = r.nc.Publish(r.self.PresenceSubject(), b)
+	}
+	if err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		r.log.Debug("presence not sent", "err", err)
+	}
+}
+
+// String describes stats in one line, for terminals.
+func (s TileStats) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s/%s %s %dx%d %5.1f fps  latency p50 %5.1f ms p99 %5.1f ms  %6.0f kbit/s  frames %d drops %d bad %d",
+		s.Room, s.Participant, s.Layer, s.Width, s.Height, s.FPS, s.LatencyP50, s.LatencyP99, s.Kbps, s.Frames, s.Drops, s.Bad)
+	if s.Stalled {
+		b.WriteString("  STALLED")
+	}
+	return b.String()
+}

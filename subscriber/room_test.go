@@ -1,0 +1,357 @@
+package subscriber_test
+
+import (
+	"bytes"
+	"context"
+	"image/jpeg"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/vidhub/vidhub/broker"
+	"github.com/vidhub/vidhub/internal/hubtest"
+	"github.com/vidhub/vidhub/internal/natsconn"
+	"github.com/vidhub/vidhub/protocol"
+	"github.com/vidhub/vidhub/publisher"
+	"github.com/vidhub/vidhub/subscriber"
+)
+
+// publish runs a publisher on its own connection until the test ends or
+// the returned stop is called.
+func publish(t *testing.T, url string, cfg publisher.Config) (stop func()) {
+	t.Helper()
+	nc := hubtest.Connect(t, url, nats.ReconnectBufSize(-1))
+	if cfg.FPS == 0 {
+		cfg.FPS = 20
+	}
+	if cfg.Width == 0 && cfg.Source == "pattern" {
+		cfg.Width, cfg.Height = 320, 180
+	}
+	p, err := publisher.New(nc, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = p.Run(ctx) }()
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
+	return stop
+}
+
+func join(t *testing.T, url string, cfg subscriber.Config) *subscriber.Room {
+	t.Helper()
+	nc := hubtest.Connect(t, url)
+	r, err := subscriber.Join(nc, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	return r
+}
+
+func tileNames(r *subscriber.Room) []string {
+	var names []string
+	for _, t := range r.Tiles() {
+		names = append(names, t.Name())
+	}
+	return names
+}
+
+func tile(r *subscriber.Room, name string) *subscriber.Tile {
+	for _, t := range r.Tiles() {
+		if t.Name() == name {
+			return t
+		}
+	}
+	return nil
+}
+
+// framesFrom reports whether the room has counted at least n frames from
+// each of names.
+func framesFrom(r *subscriber.Room, n uint64, names ...string) bool {
+	for _, name := range names {
+		t := tile(r, name)
+		if t == nil || t.Stats().Frames < n {
+			return false
+		}
+	}
+	return true
+}
+
+// TestRooms runs publishers into two rooms through the embedded broker and
+// through a stock nats-server process, and checks what viewers get.
+func TestRooms(t *testing.T) {
+	brokers := map[string]func(t *testing.T) string{
+		"embedded": func(t *testing.T) string { return hubtest.Broker(t, broker.Config{}).ClientURL() },
+		"nats-server": func(t *testing.T) string {
+			return hubtest.StartNatsServer(t, 0).URL
+		},
+	}
+	for name, start := range brokers {
+		t.Run(name, func(t *testing.T) {
+			url := start(t)
+			publish(t, url, publisher.Config{Room: "alpha", Name: "alice", Source: "pattern"})
+			publish(t, url, publisher.Config{Room: "alpha", Name: "bob", Source: cameraSource()})
+			publish(t, url, publisher.Config{Room: "beta", Name: "carol", Source: "pattern"})
+
+			a := join(t, url, subscriber.Config{Room: "alpha", KeepFrames: true})
+			b := join(t, url, subscriber.Config{Room: "beta", KeepFrames: true, Layer: subscriber.LayerHi})
+			hubtest.Eventually(t, 15*time.Second, func() bool { return framesFrom(a, 5, "alice", "bob") && framesFrom(b, 5, "carol") },
+				"viewers did not get frames from every publisher: alpha %v, beta %v", tileNames(a), tileNames(b))
+			if got := tileNames(a); !slices.Equal(got, []string{"alice", "bob"}) {
+				t.Errorf("alpha tiles %v, want alice and bob only", got)
+			}
+			if got := tileNames(b); !slices.Equal(got, []string{"carol"}) {
+				t.Errorf("beta tiles %v, want carol only", got)
+			}
+			// Two publishers: auto takes lo. The frames are valid JPEGs of
+			// the size their headers claim.
+			if a.Layer() != protocol.Lo || b.Layer() != protocol.Hi {
+				t.Errorf("layers: alpha %s (want lo), beta %s (want hi)", a.Layer(), b.Layer())
+			}
+			for _, r := range []*subscriber.Room{a, b} {
+				for _, tl := range r.Tiles() {
+					var f *subscriber.Frame
+					hubtest.Eventually(t, 5*time.Second, func() bool { f = tl.Take(); return f != nil }, "no frame to take from %s", tl.Name())
+					img, err := jpeg.Decode(bytes.NewReader(f.JPEG))
+					if err != nil {
+						t.Fatalf("%s: %v", tl.Name(), err)
+					}
+					if sz := img.Bounds().Size(); sz.X != f.Meta.Width || sz.Y != f.Meta.Height {
+						t.Errorf("%s: JPEG %v, header %dx%d", tl.Name(), sz, f.Meta.Width, f.Meta.Height)
+					}
+					st := tl.Stats()
+					if st.Bad != 0 || st.Room != r.RoomName() || st.Participant != tl.Name() {
+						t.Errorf("stats %+v", st)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestTwentyViewers checks that every one of 20 viewers of a room gets
+// frames from every publisher in it. Counts only: no timing.
+func TestTwentyViewers(t *testing.T) {
+	url := hubtest.Broker(t, broker.Config{}).ClientURL()
+	publish(t, url, publisher.Config{Room: "big", Name: "p1", Source: "pattern"})
+	publish(t, url, publisher.Config{Room: "big", Name: "p2", Source: "pattern"})
+	var rooms []*subscriber.Room
+	for i := range 20 {
+		rooms = append(rooms, join(t, url, subscriber.Config{Room: "big", Name: "v" + strconv.Itoa(i)}))
+	}
+	hubtest.Eventually(t, 20*time.Second, func() bool {
+		for _, r := range rooms {
+			if !framesFrom(r, 20, "p1", "p2") {
+				return false
+			}
+		}
+		return true
+	}, "some viewer was starved")
+	// Each viewer is in the room's presence.
+	rs := rooms[0]
+	hubtest.Eventually(t, 5*time.Second, func() bool { return len(rs.Viewers()) == 20 }, "viewers seen: %v", rs.Viewers())
+}
+
+func TestBadMessagesCounted(t *testing.T) {
+	url := hubtest.Broker(t, broker.Config{}).ClientURL()
+	publish(t, url, publisher.Config{Room: "r", Name: "alice", Source: "pattern"})
+	r := join(t, url, subscriber.Config{Room: "r", Layer: subscriber.LayerLo, KeepFrames: true})
+	hubtest.Eventually(t, 10*time.Second, func() bool { return framesFrom(r, 3, "alice") }, "no frames from alice")
+
+	nc := hubtest.Connect(t, url)
+	good := protocol.FrameMeta{Seq: 1, Time: time.Now().UnixNano(), Width: 2, Height: 2}
+	jpegish := []byte{0xFF, 0xD8, 1, 2, 0xFF, 0xD9}
+	send := func(subject string, h nats.Header, data []byte) {
+		if err := nc.PublishMsg(&nats.Msg{Subject: subject, Header: h, Data: data}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	withTime := func(at time.Time) nats.Header { m := good; m.Time = at.UnixNano(); return protocol.FrameHeaders(m) }
+	bad := []func(){
+		func() { send("vidhub.r.alice.lo", nil, []byte("garbage")) },                            // no headers
+		func() { send("vidhub.r.alice.lo", protocol.FrameHeaders(good), []byte("not a jpeg")) }, // not JPEG
+		func() { send("vidhub.r.alice.lo", protocol.FrameHeaders(good), jpegish[:4]) },          // truncated
+		func() {
+			h := protocol.FrameHeaders(good)
+			h.Set(protocol.HeaderSize, "big")
+			send("vidhub.r.alice.lo", h, jpegish)
+		},
+		func() { send("vidhub.r.alice.lo", withTime(time.Now().Add(time.Hour)), jpegish) },  // future
+		func() { send("vidhub.r.alice.lo", withTime(time.Now().Add(-time.Hour)), jpegish) }, // stale
+		func() { send("vidhub.r.alice.presence", nil, []byte(`{"v":1,"role":"emperor"}`)) }, // bad presence
+		func() { send("vidhub.r.alice.presence", nil, bytes.Repeat([]byte("x"), 100000)) },  // huge presence
+	}
+	for _, f := range bad {
+		f()
+	}
+	send("vidhub.r.ghost.lo", nil, []byte("garbage from nobody"))
+	const flood = 200
+	for range flood {
+		send("vidhub.r.alice.lo", nil, []byte("flood"))
+	}
+	want := uint64(len(bad) + flood)
+	alice := tile(r, "alice")
+	hubtest.Eventually(t, 10*time.Second, func() bool { return alice.Stats().Bad >= want-10 }, "bad frames counted: %d of %d", alice.Stats().Bad, want)
+	hubtest.Eventually(t, 5*time.Second, func() bool { return r.Bad() == 1 }, "garbage of an unknown participant not counted: %d", r.Bad())
+	if tile(r, "ghost") != nil {
+		t.Error("garbage created a tile")
+	}
+	// Good frames keep coming, and the bad ones never reach the slot.
+	before := alice.Stats().Frames
+	hubtest.Eventually(t, 10*time.Second, func() bool { return alice.Stats().Frames >= before+5 }, "alice's frames stopped after the garbage")
+	for range 20 {
+		if f := alice.Take(); f != nil {
+			if err := protocol.CheckJPEG(f.JPEG); err != nil || f.Meta.Width != 320 {
+				t.Fatalf("a bad frame reached the tile: %+v", f.Meta)
+			}
+		}
+	}
+}
+
+func TestLeavingAndMissedBeats(t *testing.T) {
+	url := hubtest.Broker(t, broker.Config{})
+	stopA := publish(t, url.ClientURL(), publisher.Config{Room: "r", Name: "clean", Source: "pattern"})
+	// "gone" vanishes without a word: its connection is cut.
+	nc := hubtest.Connect(t, url.ClientURL())
+	p, err := publisher.New(nc, publisher.Config{Room: "r", Name: "gone", Source: "pattern", FPS: 20, Width: 160, Height: 90})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = p.Run(t.Context()) }()
+	r := join(t, url.ClientURL(), subscriber.Config{Room: "r"})
+	hubtest.Eventually(t, 10*time.Second, func() bool { return framesFrom(r, 3, "clean", "gone") }, "tiles %v", tileNames(r))
+	if r.Layer() != protocol.Lo {
+		t.Errorf("two publishers, layer %s", r.Layer())
+	}
+
+	stopA()
+	hubtest.Eventually(t, 2*time.Second, func() bool { return tile(r, "clean") == nil }, "a publisher that said it was leaving kept its tile")
+
+	nc.Close() // no leaving beat
+	cut := time.Now()
+	hubtest.Eventually(t, 8*time.Second, func() bool { return tile(r, "gone") == nil }, "silent publisher not removed")
+	if d := time.Since(cut); d < 2*time.Second {
+		t.Errorf("silent publisher removed after %v, before 3 missed beats", d)
+	}
+	hubtest.Eventually(t, 3*time.Second, func() bool { return r.Layer() == protocol.Hi }, "empty room did not go back to hi")
+}
+
+func TestRestartUnderSameName(t *testing.T) {
+	url := hubtest.Broker(t, broker.Config{}).ClientURL()
+	r := join(t, url, subscriber.Config{Room: "r"})
+	stop := publish(t, url, publisher.Config{Room: "r", Name: "cam", Source: "pattern"})
+	hubtest.Eventually(t, 10*time.Second, func() bool { return framesFrom(r, 10, "cam") }, "no frames")
+	stop()
+	publish(t, url, publisher.Config{Room: "r", Name: "cam", Source: "pattern"})
+	hubtest.Eventually(t, 10*time.Second, func() bool { return framesFrom(r, 30, "cam") }, "no frames after the restart")
+	if n := len(r.Tiles()); n != 1 {
+		t.Errorf("%d tiles after a restart under the same name, want 1", n)
+	}
+	if st := tile(r, "cam").Stats(); st.Gaps > 2 {
+		t.Errorf("a restart (sequence from 1 again) counted as %d lost frames", st.Gaps)
+	}
+}
+
+func TestOverwrittenFramesAreDrops(t *testing.T) {
+	url := hubtest.Broker(t, broker.Config{}).ClientURL()
+	publish(t, url, publisher.Config{Room: "r", Name: "cam", Source: "pattern", FPS: 30})
+	r := join(t, url, subscriber.Config{Room: "r", KeepFrames: true}) // never takes a frame
+	hubtest.Eventually(t, 10*time.Second, func() bool { return framesFrom(r, 20, "cam") }, "no frames")
+	st := tile(r, "cam").Stats()
+	if st.Overwritten < st.Frames-2 || st.Drops < st.Overwritten {
+		t.Errorf("a renderer that never takes: %+v; want every frame but the newest counted as dropped", st)
+	}
+}
+
+func TestStatsInterval(t *testing.T) {
+	url := hubtest.Broker(t, broker.Config{}).ClientURL()
+	publish(t, url, publisher.Config{Room: "r", Name: "cam", Source: "pattern", FPS: 20})
+	got := make(chan []subscriber.TileStats, 100)
+	join(t, url, subscriber.Config{Room: "r", StatsEvery: 200 * time.Millisecond, OnStats: func(s []subscriber.TileStats) {
+		select {
+		case got <- s:
+		default:
+		}
+	}})
+	deadline := time.After(15 * time.Second)
+	for {
+		select {
+		case <-deadline:
+			t.Fatal("no stats with frames")
+		case s := <-got:
+			if len(s) != 1 || s[0].Frames < 10 {
+				continue
+			}
+			st := s[0]
+			if st.FPS <= 0 || st.Kbps <= 0 || st.LatencyP50 <= 0 || st.LatencyP99 < st.LatencyP50 || st.LatencyMax < st.LatencyP99 {
+				t.Fatalf("stats %+v", st)
+			}
+			return
+		}
+	}
+}
+
+func TestViewerResumesAfterBrokerRestart(t *testing.T) {
+	srv := hubtest.StartNatsServer(t, 0)
+	publish(t, srv.URL, publisher.Config{Room: "r", Name: "cam", Source: "pattern"})
+	vnc, err := natsconn.Connect(natsconn.Config{URL: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vnc.Close()
+	r, err := subscriber.Join(vnc, subscriber.Config{Room: "r"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	hubtest.Eventually(t, 10*time.Second, func() bool { return framesFrom(r, 5, "cam") }, "no frames")
+	srv.Kill()
+	hubtest.StartNatsServer(t, srv.Port)
+	before := tile(r, "cam")
+	var n uint64
+	if before != nil {
+		n = before.Stats().Frames
+	}
+	hubtest.Eventually(t, 15*time.Second, func() bool { return framesFrom(r, n+10, "cam") }, "viewer did not resume after the broker came back")
+}
+
+func TestListRooms(t *testing.T) {
+	url := hubtest.Broker(t, broker.Config{}).ClientURL()
+	publish(t, url, publisher.Config{Room: "one", Name: "cam", Source: "pattern", Width: 640, Height: 360, FPS: 15})
+	join(t, url, subscriber.Config{Room: "one", Name: "watcher", Layer: subscriber.LayerLo})
+	publish(t, url, publisher.Config{Room: "two", Name: "cam2", Source: "pattern"})
+	nc := hubtest.Connect(t, url)
+	var rooms []subscriber.RoomInfo
+	hubtest.Eventually(t, 10*time.Second, func() bool {
+		var err error
+		rooms, err = subscriber.ListRooms(context.Background(), nc, 0)
+		return err == nil && len(rooms) == 2 && len(rooms[0].Members) == 2
+	}, "rooms %+v", rooms)
+	one := rooms[0]
+	if one.Room != "one" || one.Members[0].Name != "cam" || one.Members[1].Name != "watcher" {
+		t.Fatalf("room one: %+v", one)
+	}
+	cam, w := one.Members[0], one.Members[1]
+	if cam.Role != protocol.RolePublisher || len(cam.Layers) != 2 || cam.Layers[0].Width != 640 || cam.Layers[0].FPS != 15 {
+		t.Errorf("publisher %+v", cam)
+	}
+	if w.Role != protocol.RoleViewer || !slices.Equal(w.Views, []protocol.Layer{protocol.Lo}) {
+		t.Errorf("viewer %+v", w)
+	}
+}
+
+func TestJoinRejectsBadNames(t *testing.T) {
+	nc := hubtest.Connect(t, hubtest.Broker(t, broker.Config{}).ClientURL())
+	for _, cfg := range []subscriber.Config{{Room: "a.b"}, {Room: ">"}, {Room: "ok", Name: "x y"}, {Room: "ok", Layer: "mid"}} {
+		if _, err := subscriber.Join(nc, cfg); err == nil {
+			t.Errorf("Join(%+v) accepted", cfg)
+		}
+	}
+}

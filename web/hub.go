@@ -1,0 +1,179 @@
+package web
+
+import (
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/vidhub/vidhub/protocol"
+)
+
+// Pending limits of the gateway's frame subscriptions: small, so a stuck
+// callback sheds frames at once instead of hoarding stale ones. The
+// callback only swaps pointers, so they are rarely reached.
+const (
+	pendingMsgs  = 256
+	pendingBytes = 64 << 20
+)
+
+// feedKey names one shared frame subscription: a room and a layer.
+type feedKey struct {
+	room  string
+	layer protocol.Layer
+}
+
+// feed is the one NATS subscription of a room and layer, shared by every
+// browser that watches it.
+type feed struct {
+	key     feedKey
+	sub     *nats.Subscription
+	viewers atomic.Pointer[[]*viewer] // copy on write
+}
+
+// hub fans frames out: one feed per room and layer however many
+// browsers watch, ended when the last one leaves.
+type hub struct {
+	nc  *nats.Conn
+	log *slog.Logger
+	m   *metrics
+
+	mu    sync.Mutex
+	feeds map[feedKey]*feed
+}
+
+func newHub(nc *nats.Conn, log *slog.Logger, m *metrics) *hub {
+	return &hub{nc: nc, log: log, m: m, feeds: map[feedKey]*feed{}}
+}
+
+// attach adds v to the feed of its room and layer l, subscribing when v
+// is the first.
+func (h *hub) attach(v *viewer, l protocol.Layer) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	k := feedKey{v.room, l}
+	f := h.feeds[k]
+	if f == nil {
+		f = &feed{key: k}
+		f.viewers.Store(&[]*viewer{})
+		sub, err := h.nc.Subscribe(protocol.RoomFrames(k.room, l), func(m *nats.Msg) { h.onFrame(f, m) })
+		if err != nil {
+			return fmt.Errorf("vidhub: subscribing to room %s layer %s: %w", k.room, l, err)
+		}
+		_ = sub.SetPendingLimits(pendingMsgs, pendingBytes)
+		f.sub = sub
+		h.feeds[k] = f
+		h.log.Info("subscribed", "room", k.room, "layer", l)
+	}
+	vs := slices.Clone(*f.viewers.Load())
+	if !slices.Contains(vs, v) {
+		vs = append(vs, v)
+	}
+	f.viewers.Store(&vs)
+	return nil
+}
+
+// detach removes v from a feed and unsubscribes when it was the last.
+func (h *hub) detach(v *viewer, l protocol.Layer) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	k := feedKey{v.room, l}
+	f := h.feeds[k]
+	if f == nil {
+		return
+	}
+	vs := slices.DeleteFunc(slices.Clone(*f.viewers.Load()), func(x *viewer) bool { return x == v })
+	f.viewers.Store(&vs)
+	if len(vs) == 0 {
+		_ = f.sub.Unsubscribe()
+		delete(h.feeds, k)
+		h.log.Info("unsubscribed: no browser watches", "room", k.room, "layer", l)
+	}
+}
+
+// close ends every feed.
+func (h *hub) close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for k, f := range h.feeds {
+		_ = f.sub.Unsubscribe()
+		delete(h.feeds, k)
+	}
+}
+
+// feedStat is one feed as /metrics shows it.
+type feedStat struct {
+	feedKey
+	viewers int
+}
+
+func (h *hub) stats() []feedStat {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]feedStat, 0, len(h.feeds))
+	for k, f := range h.feeds {
+		out = append(out, feedStat{k, len(*f.viewers.Load())})
+	}
+	return out
+}
+
+// onFrame is the NATS callback of a feed: check the headers and markers,
+// frame the JPEG once for every browser, and offer it to each. Nothing
+// here waits on a browser.
+func (h *hub) onFrame(f *feed, m *nats.Msg) {
+	s, err := protocol.ParseSubject(m.Subject)
+	if err == nil && s.Presence {
+		err = fmt.Errorf("%w: presence on a frame subject", protocol.ErrBadFrame)
+	}
+	var meta protocol.FrameMeta
+	if err == nil {
+		meta, err = protocol.ParseFrame(m.Header, m.Data)
+	}
+	if err != nil {
+		h.m.bad.Add(1)
+		if h.m.badLog.allow(time.Now()) {
+			h.log.Warn("skipping bad frame from the broker", "subject", m.Subject, "err", err)
+		}
+		return
+	}
+	h.m.framesIn[layerIndex(s.Layer)].Add(1)
+	vs := *f.viewers.Load()
+	if len(vs) == 0 {
+		return
+	}
+	name := s.Participant()
+	msg := AppendWire(make([]byte, 0, wireFixed+len(name)+len(m.Data)), WireFrame{
+		Participant: name, Layer: s.Layer, Meta: meta, JPEG: m.Data,
+	})
+	now := time.Now()
+	for _, v := range vs {
+		v.offer(name, s.Layer, msg, now)
+	}
+}
+
+func layerIndex(l protocol.Layer) int {
+	if l == protocol.Lo {
+		return wireLo
+	}
+	return wireHi
+}
+
+// rateLimit lets one event through per interval, for log lines.
+type rateLimit struct {
+	mu   sync.Mutex
+	last time.Time
+}
+
+func (l *rateLimit) allow(now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if now.Sub(l.last) < 10*time.Second {
+		return false
+	}
+	l.last = now
+	return true
+}

@@ -1,0 +1,113 @@
+package web
+
+import (
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+)
+
+// metrics counts what the gateway does, for /metrics.
+type metrics struct {
+	framesIn   [2]atomic.Uint64 // from the broker, by layer (hi, lo)
+	framesOut  [2]atomic.Uint64 // to browsers, by layer
+	dropped    atomic.Uint64    // overwritten in a browser's slot before it was sent
+	bad        atomic.Uint64    // bad frames from the broker
+	pubFrames  [2]atomic.Uint64 // published for browsers, by layer
+	pubBytes   atomic.Uint64
+	badLog     rateLimit
+	refuseLog  rateLimit
+	refusedMu  sync.Mutex
+	refused    map[string]uint64
+	socketsNow [2]atomic.Int64 // open sockets: view, publish
+}
+
+func newMetrics() *metrics { return &metrics{refused: map[string]uint64{}} }
+
+func (m *metrics) refuse(kind string) {
+	m.refusedMu.Lock()
+	m.refused[kind]++
+	m.refusedMu.Unlock()
+}
+
+// serveMetrics writes the Prometheus text format.
+func (g *Gateway) serveMetrics(w http.ResponseWriter, _ *http.Request) {
+	var b strings.Builder
+	m := g.m
+	layers := [2]string{"hi", "lo"}
+	metric := func(name, typ, help string) {
+		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, typ)
+	}
+	metric("vidhub_web_frames_in_total", "counter", "Frames received from the broker.")
+	for i, l := range layers {
+		fmt.Fprintf(&b, "vidhub_web_frames_in_total{layer=%q} %d\n", l, m.framesIn[i].Load())
+	}
+	metric("vidhub_web_frames_out_total", "counter", "Frames sent to browsers.")
+	for i, l := range layers {
+		fmt.Fprintf(&b, "vidhub_web_frames_out_total{layer=%q} %d\n", l, m.framesOut[i].Load())
+	}
+	metric("vidhub_web_frames_dropped_total", "counter", "Frames a slow browser never got: a newer one replaced them.")
+	fmt.Fprintf(&b, "vidhub_web_frames_dropped_total %d\n", m.dropped.Load())
+	metric("vidhub_web_frames_bad_total", "counter", "Frames from the broker that broke the protocol.")
+	fmt.Fprintf(&b, "vidhub_web_frames_bad_total %d\n", m.bad.Load())
+	metric("vidhub_web_published_frames_total", "counter", "Frames browsers published through the gateway.")
+	for i, l := range layers {
+		fmt.Fprintf(&b, "vidhub_web_published_frames_total{layer=%q} %d\n", l, m.pubFrames[i].Load())
+	}
+	metric("vidhub_web_published_bytes_total", "counter", "JPEG bytes browsers published through the gateway.")
+	fmt.Fprintf(&b, "vidhub_web_published_bytes_total %d\n", m.pubBytes.Load())
+	metric("vidhub_web_refused_total", "counter", "Requests and sockets refused, by reason.")
+	m.refusedMu.Lock()
+	kinds := make([]string, 0, len(m.refused))
+	for k := range m.refused {
+		kinds = append(kinds, k)
+	}
+	slices.Sort(kinds)
+	for _, k := range kinds {
+		fmt.Fprintf(&b, "vidhub_web_refused_total{reason=%q} %d\n", k, m.refused[k])
+	}
+	m.refusedMu.Unlock()
+	metric("vidhub_web_websocket_clients", "gauge", "Open WebSockets, by kind.")
+	fmt.Fprintf(&b, "vidhub_web_websocket_clients{kind=\"view\"} %d\n", m.socketsNow[0].Load())
+	fmt.Fprintf(&b, "vidhub_web_websocket_clients{kind=\"publish\"} %d\n", m.socketsNow[1].Load())
+
+	g.mu.Lock()
+	perRoom := map[string]int{}
+	for v := range g.viewers {
+		perRoom[v.room]++
+	}
+	pubRoom := map[string]int{}
+	for p := range g.pubs {
+		pubRoom[p.addr.Room()]++
+	}
+	g.mu.Unlock()
+	metric("vidhub_web_viewers", "gauge", "Browsers watching, by room.")
+	for _, r := range sortedKeys(perRoom) {
+		fmt.Fprintf(&b, "vidhub_web_viewers{room=%q} %d\n", r, perRoom[r])
+	}
+	metric("vidhub_web_publishers", "gauge", "Browsers publishing, by room.")
+	for _, r := range sortedKeys(pubRoom) {
+		fmt.Fprintf(&b, "vidhub_web_publishers{room=%q} %d\n", r, pubRoom[r])
+	}
+	metric("vidhub_web_subscription_viewers", "gauge", "Browsers on each of the gateway's NATS frame subscriptions (one per room and layer).")
+	fs := g.hub.stats()
+	slices.SortFunc(fs, func(a, b feedStat) int {
+		return strings.Compare(a.room+"."+string(a.layer), b.room+"."+string(b.layer))
+	})
+	for _, f := range fs {
+		fmt.Fprintf(&b, "vidhub_web_subscription_viewers{room=%q,layer=%q} %d\n", f.room, f.layer, f.viewers)
+	}
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	_, _ = w.Write([]byte(b.String()))
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks
+}

@@ -1,0 +1,21 @@
+import { RoomView } from "./room.js";
+import { roomFromPath, setStatus } from "./wire.js";
+
+const room = roomFromPath();
+const $ = (id) => document.getElementById(id);
+document.title = room + " · vidhub";
+$("room-name").textContent = room;
+const pub = "/rooms/" + encodeURIComponent(room) + "/publish";
+$("publish-link").href = pub;
+$("empty-publish").href = pub;
+$("empty-cmd").textContent = "vidhub publish --room " + room + " --name you --source 0";
+const view = new RoomView({
+  room,
+  grid: $("grid"),
+  empty: $("empty"),
+  host: $("host"),
+  meta: $("meta"),
+  status: (s, r) => setStatus($("status"), s, r),
+});
+$("fs").addEventListener("click", () => view.fullscreen($("host")));
+window.vidhubRoom = view; // for tests and the console

@@ -1,0 +1,185 @@
+// wire.js: the gateway's WebSocket framing, a reconnecting socket, and a
+// canvas that shows JPEG frames newest-first.
+
+export const WIRE_VERSION = 1;
+export const NAME_RE = /^[A-Za-z0-9_-]{1,64}$/;
+export const NAME_RULE = "1 to 64 characters of A-Z a-z 0-9 _ -";
+const FIXED = 23; // header bytes without the participant name
+
+// parseFrame reads one binary message (see the README for the layout).
+export function parseFrame(buf) {
+  if (!(buf instanceof ArrayBuffer) || buf.byteLength < FIXED) return null;
+  const dv = new DataView(buf);
+  if (dv.getUint8(0) !== WIRE_VERSION) return null;
+  const layer = dv.getUint8(1) === 0 ? "hi" : "lo";
+  const n = dv.getUint8(2);
+  if (buf.byteLength < FIXED + n) return null;
+  const name = String.fromCharCode(...new Uint8Array(buf, 3, n));
+  const o = 3 + n;
+  return {
+    name,
+    layer,
+    seq: Number(dv.getBigUint64(o)),
+    time: Number(dv.getBigInt64(o + 8) / 1000000n), // Unix ms, publisher clock
+    width: dv.getUint16(o + 16),
+    height: dv.getUint16(o + 18),
+    jpeg: new Uint8Array(buf, o + 20),
+  };
+}
+
+// encodeFrame builds a message for a publishing socket: no name (the
+// URL names the publisher), seq 0 (the gateway numbers frames).
+export function encodeFrame(layer, timeMs, width, height, jpeg) {
+  const out = new Uint8Array(FIXED + jpeg.length);
+  const dv = new DataView(out.buffer);
+  dv.setUint8(0, WIRE_VERSION);
+  dv.setUint8(1, layer === "hi" ? 0 : 1);
+  dv.setUint8(2, 0);
+  dv.setBigUint64(3, 0n);
+  dv.setBigInt64(11, BigInt(Math.round(timeMs)) * 1000000n);
+  dv.setUint16(19, width);
+  dv.setUint16(21, height);
+  out.set(jpeg, FIXED);
+  return out;
+}
+
+export function wsURL(path) {
+  return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + path;
+}
+
+// Close codes after which reconnecting would only be refused again.
+const FINAL = new Set([1003, 1008, 1009]);
+
+// Socket is a WebSocket that reconnects with backoff until closed:
+// a gateway restart only shows as "reconnecting" for a moment.
+export class Socket {
+  constructor(path, { onOpen, onMessage, onStatus, onFinal } = {}) {
+    this.path = path;
+    this.onOpen = onOpen || (() => {});
+    this.onMessage = onMessage || (() => {});
+    this.onStatus = onStatus || (() => {});
+    this.onFinal = onFinal || (() => {});
+    this.delay = 250;
+    this.stopped = false;
+    this.ws = null;
+    this.timer = 0;
+    this.connect();
+  }
+  connect() {
+    if (this.stopped) return;
+    this.onStatus(this.ws ? "reconnecting" : "connecting");
+    const ws = new WebSocket(wsURL(this.path));
+    ws.binaryType = "arraybuffer";
+    this.ws = ws;
+    ws.onopen = () => {
+      this.delay = 250;
+      this.onStatus("live");
+      this.onOpen(ws);
+    };
+    ws.onmessage = (ev) => this.onMessage(ev.data);
+    ws.onclose = (ev) => {
+      if (this.stopped || ws !== this.ws) return;
+      if (FINAL.has(ev.code)) {
+        this.stopped = true;
+        this.onStatus("closed", ev.reason || "closed by the gateway (" + ev.code + ")");
+        this.onFinal(ev.code, ev.reason);
+        return;
+      }
+      this.onStatus("reconnecting", ev.reason);
+      this.timer = setTimeout(() => this.connect(), this.delay);
+      this.delay = Math.min(this.delay * 2, 4000);
+    };
+  }
+  get open() {
+    return this.ws && this.ws.readyState === WebSocket.OPEN;
+  }
+  send(data) {
+    if (this.open) this.ws.send(data);
+  }
+  close() {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    if (this.ws) this.ws.close(1000);
+  }
+}
+
+// FrameCanvas decodes JPEG frames onto a canvas. While one decodes, only
+// the newest waiting frame is kept: a slow tab skips, never lags.
+export class FrameCanvas {
+  constructor(canvas) {
+    this.canvas = canvas;
+    this.ctx = canvas.getContext("2d");
+    this.busy = false;
+    this.next = null;
+    this.shown = 0;
+    this.last = null;
+  }
+  push(frame) {
+    if (this.busy) {
+      this.next = frame;
+      return;
+    }
+    this.busy = true;
+    this.draw(frame);
+  }
+  async draw(frame) {
+    try {
+      const bmp = await createImageBitmap(new Blob([frame.jpeg], { type: "image/jpeg" }));
+      if (this.canvas.width !== bmp.width || this.canvas.height !== bmp.height) {
+        this.canvas.width = bmp.width;
+        this.canvas.height = bmp.height;
+      }
+      this.ctx.drawImage(bmp, 0, 0);
+      bmp.close();
+      this.shown++;
+      this.last = frame;
+      this.onShown && this.onShown(frame);
+    } catch (e) {
+      // A frame that does not decode is skipped.
+    }
+    const f = this.next;
+    this.next = null;
+    if (f) this.draw(f);
+    else this.busy = false;
+  }
+}
+
+// Rate counts events over the last second.
+export class Rate {
+  constructor() {
+    this.times = [];
+  }
+  add(t) {
+    this.times.push(t);
+    if (this.times.length > 512) this.times.shift();
+  }
+  perSecond(now) {
+    while (this.times.length && now - this.times[0] > 1000) this.times.shift();
+    return this.times.length;
+  }
+}
+
+export function el(tag, attrs = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") e.className = v;
+    else if (k === "text") e.textContent = v;
+    else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else e.setAttribute(k, v);
+  }
+  for (const c of children) if (c != null) e.append(c);
+  return e;
+}
+
+export function setStatus(pill, status, reason) {
+  const text = { live: "live", connecting: "connecting", reconnecting: "reconnecting…", closed: "closed" }[status] || status;
+  pill.textContent = text;
+  pill.className = "pill " + (status === "live" ? "live" : status === "closed" ? "down" : "wait");
+  pill.title = reason || "";
+}
+
+// roomFromPath returns the room of /rooms/<room>[/...].
+export function roomFromPath() {
+  const m = location.pathname.match(/^\/rooms\/([^/]+)/);
+  return m ? decodeURIComponent(m[1]) : "";
+}

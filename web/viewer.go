@@ -1,0 +1,420 @@
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/vidhub/vidhub/protocol"
+	"github.com/vidhub/vidhub/subscriber"
+	"github.com/vidhub/vidhub/webtoken"
+)
+
+const (
+	// viewReadLimit bounds a control message from a viewing browser.
+	viewReadLimit = 4096
+	// maxHi bounds how many participants one browser takes in hi.
+	maxHi = 8
+	// maxTexts bounds the control messages queued for one browser.
+	maxTexts = 8
+)
+
+// viewer is one browser watching one room. The feeds offer it frames; it
+// keeps only the newest unsent one per participant (latest frame wins)
+// and its own writer goroutine sends them, so a stalled browser only
+// loses its own frames, counted.
+type viewer struct {
+	g      *Gateway
+	log    *slog.Logger
+	conn   *websocket.Conn
+	out    messageWriter // conn, in production
+	room   string
+	name   string // announced in presence; "" announces nothing
+	self   string // the browser's own publishing name, if any
+	minGap time.Duration
+	start  time.Time
+
+	mu       sync.Mutex
+	hi       map[string]bool // participants taken in hi; the rest in lo
+	slots    map[string][]byte
+	accepted map[string]time.Time // for minGap
+	texts    [][]byte
+	state    []byte // newest unsent room state
+	closed   bool   // no more presence
+	wake     chan struct{}
+
+	// batch is reused by every flush; stall ends a browser that takes
+	// longer than the write timeout over one batch. Both are made once
+	// per socket, not per frame.
+	batch   []outMsg
+	stall   *time.Timer
+	stalled atomic.Bool
+
+	sent, dropped atomic.Uint64
+	dropLog       rateLimit
+}
+
+// offer hands the viewer a framed message from participant's layer l.
+func (v *viewer) offer(participant string, l protocol.Layer, msg []byte, now time.Time) {
+	v.mu.Lock()
+	if v.hi[participant] != (l == protocol.Hi) {
+		v.mu.Unlock()
+		return
+	}
+	if v.minGap > 0 {
+		if now.Sub(v.accepted[participant]) < v.minGap {
+			v.mu.Unlock()
+			return // thinned to the asked rate, not a drop
+		}
+		v.accepted[participant] = now
+	}
+	_, overwrote := v.slots[participant]
+	v.slots[participant] = msg
+	v.mu.Unlock()
+	if overwrote {
+		v.dropped.Add(1)
+		v.g.m.dropped.Add(1)
+		if v.dropLog.allow(now) {
+			v.log.Info("browser falling behind: dropping frames (newest wins)", "dropped", v.dropped.Load(), "sent", v.sent.Load())
+		}
+	}
+	v.poke()
+}
+
+func (v *viewer) poke() {
+	select {
+	case v.wake <- struct{}{}:
+	default:
+	}
+}
+
+// sendText queues a control message; the oldest goes when too many wait.
+func (v *viewer) sendText(b []byte) {
+	v.mu.Lock()
+	if len(v.texts) >= maxTexts {
+		v.texts = v.texts[1:]
+	}
+	v.texts = append(v.texts, b)
+	v.mu.Unlock()
+	v.poke()
+}
+
+// setState offers the newest room state.
+func (v *viewer) setState(b []byte) {
+	v.mu.Lock()
+	v.state = b
+	v.mu.Unlock()
+	v.poke()
+}
+
+// messageWriter is what a viewer writes to: a *websocket.Conn.
+type messageWriter interface {
+	Write(ctx context.Context, typ websocket.MessageType, p []byte) error
+}
+
+var _ messageWriter = (*websocket.Conn)(nil)
+
+// outMsg is one message of a batch.
+type outMsg struct {
+	typ websocket.MessageType
+	b   []byte
+}
+
+// write sends what the viewer holds until ctx ends or a write fails.
+//
+// Writes take a context without a deadline or cancellation: a per-write
+// context.WithTimeout costs allocations per frame per viewer (and the
+// websocket package arms a watcher for every cancellable context).
+// Instead one timer per socket bounds each batch: a browser that takes
+// longer than the write timeout over a batch is disconnected. When ctx
+// ends, the socket is being closed, which ends a blocked write too.
+func (v *viewer) write(ctx context.Context) error {
+	wctx := context.WithoutCancel(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-v.wake:
+		}
+		if err := v.flush(wctx, ctx); err != nil {
+			if v.stalled.Load() {
+				return fmt.Errorf("browser stalled: a write took over %v: %w", v.g.cfg.WriteTimeout, err)
+			}
+			return err
+		}
+	}
+}
+
+// flush writes one batch: the queued texts, the newest room state and the
+// newest frame of each participant. wctx is for writes, stop ends the
+// batch early.
+func (v *viewer) flush(wctx, stop context.Context) error {
+	v.mu.Lock()
+	batch := v.batch[:0]
+	for _, t := range v.texts {
+		batch = append(batch, outMsg{websocket.MessageText, t})
+	}
+	clear(v.texts)
+	v.texts = v.texts[:0]
+	if v.state != nil {
+		batch = append(batch, outMsg{websocket.MessageText, v.state})
+		v.state = nil
+	}
+	for _, b := range v.slots {
+		batch = append(batch, outMsg{websocket.MessageBinary, b})
+	}
+	clear(v.slots)
+	v.mu.Unlock()
+	if v.stall != nil {
+		v.stall.Reset(v.g.cfg.WriteTimeout)
+		defer v.stall.Stop()
+	}
+	var err error
+	for i, o := range batch {
+		if stop.Err() != nil {
+			break
+		}
+		if err = v.out.Write(wctx, o.typ, o.b); err != nil {
+			break
+		}
+		if o.typ == websocket.MessageBinary {
+			v.sent.Add(1)
+			l := protocol.Hi
+			if o.b[1] == wireLo {
+				l = protocol.Lo
+			}
+			v.g.m.framesOut[layerIndex(l)].Add(1)
+		}
+		batch[i] = outMsg{} // the frame is not kept alive until the next batch
+	}
+	clear(batch)
+	v.batch = batch[:0]
+	return err
+}
+
+// control is what a viewing browser may send: the participants it takes
+// in hi (a focused tile, or the only one). Everyone else comes in lo.
+type control struct {
+	Hi []string `json:"hi"`
+}
+
+// setHi applies a control message and moves the viewer between feeds.
+func (v *viewer) setHi(names []string) error {
+	if len(names) > maxHi {
+		return fmt.Errorf("%w: %d participants in hi, limit %d", ErrBadMessage, len(names), maxHi)
+	}
+	hi := map[string]bool{}
+	for _, n := range names {
+		if err := protocol.ValidParticipant(n); err != nil {
+			return fmt.Errorf("%w: %w", ErrBadMessage, err)
+		}
+		hi[n] = true
+	}
+	v.mu.Lock()
+	had := len(v.hi) > 0
+	v.hi = hi
+	v.mu.Unlock()
+	switch {
+	case len(hi) > 0 && !had:
+		return v.g.hub.attach(v, protocol.Hi)
+	case len(hi) == 0 && had:
+		v.g.hub.detach(v, protocol.Hi)
+	}
+	return nil
+}
+
+// hiNames is the viewer's hi set, sorted.
+func (v *viewer) hiNames() []string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return slices.Sorted(maps.Keys(v.hi))
+}
+
+// presence returns the viewer's presence, or false when it announces
+// none (anymore).
+func (v *viewer) presence(leaving bool) (protocol.Address, protocol.Presence, bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.name == "" || v.closed {
+		return protocol.Address{}, protocol.Presence{}, false
+	}
+	if leaving {
+		v.closed = true
+	}
+	views := []protocol.Layer{protocol.Lo}
+	if len(v.hi) > 0 {
+		views = append(views, protocol.Hi)
+	}
+	a, err := protocol.NewAddress(v.room, v.name)
+	return a, protocol.Presence{Role: protocol.RoleViewer, Views: views, Started: v.start, Leaving: leaving}, err == nil
+}
+
+// viewHello is the first message on a viewing socket.
+type viewHello struct {
+	Type    string `json:"type"` // "hello"
+	Room    string `json:"room"`
+	Viewer  string `json:"viewer,omitempty"`
+	Self    string `json:"self,omitempty"`
+	Now     int64  `json:"now"` // gateway clock, Unix milliseconds
+	Version int    `json:"version"`
+}
+
+// roomState tells browsers who is in the room, every beat and on change.
+type roomState struct {
+	Type       string              `json:"type"` // "room"
+	Room       string              `json:"room"`
+	Publishers []subscriber.Member `json:"publishers"`
+	Viewers    []string            `json:"viewers"`
+	Now        int64               `json:"now"`
+}
+
+func encodeRoomState(ri subscriber.RoomInfo, now time.Time) []byte {
+	st := roomState{Type: "room", Room: ri.Room, Publishers: []subscriber.Member{}, Viewers: []string{}, Now: now.UnixMilli()}
+	for _, m := range ri.Members {
+		if m.Role == protocol.RolePublisher {
+			st.Publishers = append(st.Publishers, m)
+		} else {
+			st.Viewers = append(st.Viewers, m.Name)
+		}
+	}
+	b, _ := json.Marshal(st)
+	return b
+}
+
+// serveView upgrades GET /ws/view/{room} to a viewing socket.
+//
+// Query: fps=N caps frames per participant (thumbnails), presence=0
+// announces no viewer, name=N announces this name instead of a random
+// one, self=N marks the browser's own publishing name (no viewer
+// presence either: its publishing socket already announces it).
+func (g *Gateway) serveView(w http.ResponseWriter, r *http.Request) {
+	room := r.PathValue("room")
+	if err := protocol.ValidRoom(room); err != nil {
+		g.badRequest(w, err)
+		return
+	}
+	claims, ok := g.allow(w, r, func(c webtoken.Claims) error { return c.CanView(room) })
+	if !ok {
+		return
+	}
+	q := r.URL.Query()
+	var minGap time.Duration
+	if s := q.Get("fps"); s != "" {
+		fps, err := strconv.ParseFloat(s, 64)
+		if err != nil || !(fps > 0 && fps <= 240) {
+			g.badRequest(w, fmt.Errorf("%w: fps %q: use a number above 0, at most 240", ErrBadRequest, s))
+			return
+		}
+		minGap = time.Duration(float64(time.Second) / fps * 0.9) // tolerate jitter
+	}
+	name, self := q.Get("name"), q.Get("self")
+	for _, n := range []string{name, self} {
+		if n != "" {
+			if err := protocol.ValidParticipant(n); err != nil {
+				g.badRequest(w, err)
+				return
+			}
+		}
+	}
+	if name == "" && self == "" && q.Get("presence") != "0" {
+		name = subscriber.RandomName("web")
+	}
+	if !g.enter() {
+		http.Error(w, "vidhub: the gateway is shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	defer g.wg.Done()
+	conn, err := websocket.Accept(w, r, g.acceptOptions())
+	if err != nil {
+		g.refuse("upgrade", "refused a viewing socket", "room", room, "err", err)
+		return
+	}
+	conn.SetReadLimit(viewReadLimit)
+	v := &viewer{
+		g: g, conn: conn, out: conn, room: room, name: name, self: self, minGap: minGap, start: time.Now(),
+		log:   g.log.With("socket", "view", "room", room, "remote", r.RemoteAddr),
+		hi:    map[string]bool{},
+		slots: map[string][]byte{}, accepted: map[string]time.Time{},
+		wake: make(chan struct{}, 1),
+	}
+	v.stall = time.AfterFunc(time.Hour, func() {
+		v.stalled.Store(true)
+		_ = conn.CloseNow()
+	})
+	v.stall.Stop()
+	defer v.stall.Stop()
+	g.m.socketsNow[0].Add(1)
+	defer g.m.socketsNow[0].Add(-1)
+	g.runSocket(conn, v.log, g.expiry(claims), func(ctx context.Context) error { return g.runViewer(ctx, v) })
+}
+
+// runViewer runs a viewing socket until it ends.
+func (g *Gateway) runViewer(ctx context.Context, v *viewer) error {
+	hello, _ := json.Marshal(viewHello{Type: "hello", Room: v.room, Viewer: v.name, Self: v.self, Now: time.Now().UnixMilli(), Version: WireVersion})
+	v.sendText(hello)
+	v.setState(encodeRoomState(g.dir.room(v.room), time.Now()))
+	g.addViewer(v)
+	defer g.removeViewer(v)
+	if err := g.hub.attach(v, protocol.Lo); err != nil {
+		return err
+	}
+	defer g.hub.detach(v, protocol.Lo)
+	defer func() {
+		if len(v.hiNames()) > 0 {
+			g.hub.detach(v, protocol.Hi)
+		}
+	}()
+	g.beatViewer(v, false)
+	defer g.beatViewer(v, true)
+	v.log.Info("browser watching", "viewer", v.name)
+
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	var werr error
+	wg.Go(func() {
+		defer cancel()
+		werr = v.write(ctx)
+	})
+	rerr := v.read(ctx)
+	cancel()
+	wg.Wait()
+	v.log.Info("browser left", "viewer", v.name, "sent", v.sent.Load(), "dropped", v.dropped.Load())
+	if werr != nil && ctx.Err() == nil {
+		return werr
+	}
+	return rerr
+}
+
+// read takes control messages until the socket ends.
+func (v *viewer) read(ctx context.Context) error {
+	for {
+		typ, b, err := v.conn.Read(ctx)
+		if err != nil {
+			return err
+		}
+		if typ != websocket.MessageText {
+			return closeWith("bad_control", websocket.StatusUnsupportedData, "a viewing socket takes only JSON text messages like {\"hi\":[\"alice\"]}")
+		}
+		var c control
+		if err := json.Unmarshal(b, &c); err != nil {
+			return closeWith("bad_control", websocket.StatusPolicyViolation, "bad control message: want JSON like {\"hi\":[\"alice\"]}")
+		}
+		if err := v.setHi(c.Hi); err != nil {
+			if errors.Is(err, ErrBadMessage) {
+				return closeWith("bad_control", websocket.StatusPolicyViolation, err.Error())
+			}
+			return err
+		}
+	}
+}
