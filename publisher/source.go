@@ -5,7 +5,6 @@ import (
 	"errors"
 	"image"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -78,21 +77,40 @@ func (s *patternSource) Live() bool       { return false }
 func (s *patternSource) Size() (int, int) { return s.pool.w, s.pool.h }
 func (s *patternSource) Close() error     { return nil }
 
-// rgbaPool recycles frame buffers between capture and publishing.
+// rgbaPool recycles frame buffers between capture and publishing. It is a
+// small bounded free list rather than a sync.Pool: a publisher holds at
+// most a few frames at once (one being captured, one in the mailbox, one
+// being encoded), and a free list keeps them deterministically, where a
+// sync.Pool may drop them at any GC (and, under the race detector, at
+// random), turning every such frame into a fresh 3.7 MB allocation.
 type rgbaPool struct {
 	w, h int
-	p    sync.Pool
+	free chan *imageFrame
 }
+
+// rgbaPoolSize is how many idle frames a pool keeps: enough for capture,
+// mailbox and encoder to each hold one.
+const rgbaPoolSize = 4
 
 func newRGBAPool(w, h int) *rgbaPool {
-	rp := &rgbaPool{w: w, h: h}
-	rp.p.New = func() any {
-		return &imageFrame{img: image.NewRGBA(image.Rect(0, 0, w, h)), pool: rp}
-	}
-	return rp
+	return &rgbaPool{w: w, h: h, free: make(chan *imageFrame, rgbaPoolSize)}
 }
 
-func (rp *rgbaPool) get() *imageFrame { return rp.p.Get().(*imageFrame) }
+func (rp *rgbaPool) get() *imageFrame {
+	select {
+	case f := <-rp.free:
+		return f
+	default:
+		return &imageFrame{img: image.NewRGBA(image.Rect(0, 0, rp.w, rp.h)), pool: rp}
+	}
+}
+
+func (rp *rgbaPool) put(f *imageFrame) {
+	select {
+	case rp.free <- f:
+	default: // full: let the garbage collector have it
+	}
+}
 
 // imageFrame is a frame held as RGBA in Go memory.
 type imageFrame struct {
@@ -120,6 +138,6 @@ func (f *imageFrame) encodeGo(w, h, q int, use func([]byte) error) error {
 func (f *imageFrame) release() {
 	f.native.reset()
 	if f.pool != nil {
-		f.pool.p.Put(f)
+		f.pool.put(f)
 	}
 }
