@@ -4,14 +4,15 @@
 #   run   build and run vidhub: OpenCV (for gocv), GStreamer plugins
 #   test  also what the tests drive: Xvfb and xdotool (the window test),
 #         ffmpeg (screen capture), Chromium (browser tests), systemd
-#         (systemd-analyze for the unit file)
+#         (systemd-analyze for the unit file), iproute2 (ip and tc for
+#         the slow-link test)
 set -euo pipefail
 
 what=${1:-run}
 pkgs=(pkg-config gcc libopencv-dev gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-libav)
 case "$what" in
 run) ;;
-test) pkgs+=(xvfb xauth xdotool ffmpeg chromium fonts-dejavu-core systemd) ;;
+test) pkgs+=(xvfb xauth xdotool ffmpeg chromium fonts-dejavu-core systemd iproute2) ;;
 *) echo "usage: $0 run|test" >&2; exit 2 ;;
 esac
 

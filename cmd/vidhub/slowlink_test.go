@@ -54,7 +54,7 @@ func TestSlowLinkFallsBackToLo(t *testing.T) {
 		t.Skip("needs network namespaces")
 	}
 	if os.Geteuid() != 0 {
-		t.Skip("network namespaces need root; CI runs as root")
+		hubtest.Unavailable(t, "network namespaces need root; CI runs as root")
 	}
 	for _, tool := range []string{"ip", "tc"} {
 		if _, err := exec.LookPath(tool); err != nil {

@@ -160,3 +160,15 @@ func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Logf("%s", p)
 	return len(p), nil
 }
+
+// Unavailable ends a test whose environment lacks something it needs (a
+// tool, root, a display): skipped on a developer's machine, but a failure
+// under CI (CI set in the environment), where .ci/run installs everything
+// and a skipped suite would hide a regression.
+func Unavailable(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("CI") != "" {
+		t.Fatalf("CI: "+format+" (scripts/deps.sh test should have provided it)", args...)
+	}
+	t.Skipf(format, args...)
+}
