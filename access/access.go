@@ -26,7 +26,7 @@ import (
 )
 
 // AnyRoom in a view or publish list means every room.
-const AnyRoom = "*"
+const AnyRoom = protocol.AnyRoom
 
 // ErrBadFile is returned (wrapped) for an access file that cannot be used.
 var ErrBadFile = errors.New("vidhub: bad access file")
@@ -119,14 +119,14 @@ func (u User) subjects() (pub, sub []string) {
 		return list
 	}
 	for _, r := range u.View {
-		sub = add(sub, protocol.Prefix+"."+r+".>")
+		sub = add(sub, protocol.RoomAll(r))
 		// A viewer announces itself, under its own name only.
-		pub = add(pub, protocol.Prefix+"."+r+"."+u.Name+".presence")
+		pub = add(pub, protocol.ParticipantPresence(r, u.Name))
 	}
 	for _, r := range u.Publish {
-		pub = add(pub, protocol.Prefix+"."+r+"."+u.Name+".>")
+		pub = add(pub, protocol.ParticipantAll(r, u.Name))
 		// A publisher hears who watches its room, to know which layers to encode.
-		sub = add(sub, protocol.Prefix+"."+r+".*.presence")
+		sub = add(sub, protocol.RoomPresence(r))
 	}
 	// Replies to the client's own requests.
 	sub = add(sub, "_INBOX.>")

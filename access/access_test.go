@@ -48,6 +48,12 @@ func TestParseExample(t *testing.T) {
 	if !slices.Contains(wall.Subscribe.Allow, "vidhub.*.>") || !slices.Equal(wall.Publish.Allow, []string{"vidhub.*.wall.presence"}) {
 		t.Errorf("wall %+v %+v", wall.Publish, wall.Subscribe)
 	}
+	// A publisher in every room publishes only under its own name there,
+	// and hears every room's presence.
+	cam := f.Users[2].Permissions()
+	if !slices.Equal(cam.Publish.Allow, []string{"vidhub.*.cam.>"}) || !slices.Equal(cam.Subscribe.Allow, []string{"vidhub.*.*.presence", "_INBOX.>"}) {
+		t.Errorf("cam %+v %+v", cam.Publish, cam.Subscribe)
+	}
 	users, nkeyUsers := f.ServerUsers()
 	if len(users) != 2 || len(nkeyUsers) != 1 || users[0].Username != "alice" || users[0].Password != "s3cret" {
 		t.Errorf("server users %+v %+v", users, nkeyUsers)

@@ -397,7 +397,7 @@ func fanout(ctx context.Context, env *runEnv, n int) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	rp, err := startReplay(env.url, room, "cam", env.p, frameFPS, true)
+	rp, err := startReplay(env.url, room, "cam", env.p, frameFPS, true, true)
 	if err != nil {
 		rv.close()
 		return nil, err
@@ -460,7 +460,7 @@ func roomScenario(ctx context.Context, env *runEnv, pubs, n int, l subscriber.La
 	}
 	var rps []*replayer
 	for i := range pubs {
-		rp, err := startReplay(env.url, room, "cam"+strconv.Itoa(i), env.p, frameFPS, true)
+		rp, err := startReplay(env.url, room, "cam"+strconv.Itoa(i), env.p, frameFPS, true, true)
 		if err != nil {
 			break
 		}
@@ -495,7 +495,7 @@ func ceiling(ctx context.Context, env *runEnv, n int) ([]Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		rp, err := startReplay(env.url, room, "cam", env.p, 0, false)
+		rp, err := startReplay(env.url, room, "cam", env.p, 0, false, false)
 		if err != nil {
 			vs.close()
 			return nil, err

@@ -1,8 +1,11 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"image"
+	"image/jpeg"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,6 +33,10 @@ type payloads struct {
 	hi, lo       [][]byte
 	loW, loH     int
 	hiAvg, loAvg float64
+	// hiImg and loImg are the first captured frame of each layer,
+	// decoded: what the paced raw reference encodes per frame, so that
+	// its latency spans capture, encode and delivery like vidhub's.
+	hiImg, loImg *image.RGBA
 }
 
 // capturePayloads runs a real publisher until it has sent payloadFrames
@@ -92,6 +99,16 @@ func capturePayloads(ctx context.Context, url string) (*payloads, error) {
 		return nil, fmt.Errorf("vidhub: bench: captured only %d hi and %d lo frames from the pattern publisher", len(p.hi), len(p.lo))
 	}
 	p.hiAvg, p.loAvg = avgLen(p.hi), avgLen(p.lo)
+	for _, d := range []struct {
+		b   []byte
+		img **image.RGBA
+	}{{p.hi[0], &p.hiImg}, {p.lo[0], &p.loImg}} {
+		img, err := jpeg.Decode(bytes.NewReader(d.b))
+		if err != nil {
+			return nil, fmt.Errorf("vidhub: bench: decoding a captured frame: %w", err)
+		}
+		*d.img = toRGBA(img)
+	}
 	return p, nil
 }
 
@@ -105,10 +122,16 @@ func avgLen(bs [][]byte) float64 {
 
 // replayer publishes captured frames with protocol v1 headers, paced at
 // fps or (fps 0) as fast as the connection takes them. The raw reference
-// and the ceiling use it: no capture, no encoding.
+// and the ceiling use it. With an encoder (the paced reference) it does
+// what any video publisher must: it stamps the capture time, then encodes
+// each layer with this build's encoder (the one vidhub's publisher uses)
+// before publishing it, so its latency covers the same span as vidhub's
+// Vidhub-Time; it publishes the captured bytes, not its own output, so the
+// payloads stay identical. The ceiling replays without encoding.
 type replayer struct {
 	nc     *nats.Conn
 	p      *payloads
+	enc    *encoder  // nil: replay only
 	subj   [2]string // hi, lo; lo empty: hi only
 	fps    float64
 	sent   uint64
@@ -119,7 +142,7 @@ type replayer struct {
 // maxReplay bounds the frames one replayer sends, whatever the duration.
 const maxReplay = 2_000_000
 
-func startReplay(url, room, name string, p *payloads, fps float64, withLo bool) (*replayer, error) {
+func startReplay(url, room, name string, p *payloads, fps float64, withLo, encode bool) (*replayer, error) {
 	a, err := protocol.NewAddress(room, name)
 	if err != nil {
 		return nil, err
@@ -129,6 +152,10 @@ func startReplay(url, room, name string, p *payloads, fps float64, withLo bool) 
 		return nil, fmt.Errorf("vidhub: bench: replay publisher: %w", err)
 	}
 	r := &replayer{nc: nc, p: p, fps: fps}
+	if encode {
+		e := encoders()[0] // each replayer its own: the stdlib one keeps a buffer
+		r.enc = &e
+	}
 	r.subj[0] = a.FrameSubject(protocol.Hi)
 	if withLo {
 		r.subj[1] = a.FrameSubject(protocol.Lo)
@@ -165,9 +192,15 @@ func (r *replayer) run(ctx context.Context) {
 		now := time.Now().UnixNano()
 		sizes := [2][2]int{{frameW, frameH}, {r.p.loW, r.p.loH}}
 		data := [2][]byte{r.p.hi[i], r.p.lo[i]}
+		imgs := [2]*image.RGBA{r.p.hiImg, r.p.loImg}
 		for l := range 2 {
 			if r.subj[l] == "" {
 				continue
+			}
+			if r.enc != nil {
+				if _, err := r.enc.enc(imgs[l], encodeQuality); err != nil {
+					return
+				}
 			}
 			msg := nats.Msg{Subject: r.subj[l], Data: data[l],
 				Header: hdr[l].Set(protocol.FrameMeta{Seq: seq, Time: now, Width: sizes[l][0], Height: sizes[l][1]})}

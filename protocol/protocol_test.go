@@ -59,10 +59,28 @@ func TestSubjects(t *testing.T) {
 		{RoomPresence("lobby"), "vidhub.lobby.*.presence"},
 		{RoomAll("lobby"), "vidhub.lobby.>"},
 		{AllPresence, "vidhub.*.*.presence"},
+		{a.SubjectPrefix(), "vidhub.lobby.alice."},
+		{RoomPrefix("lobby"), "vidhub.lobby."},
+		{ParticipantAll("lobby", "alice"), "vidhub.lobby.alice.>"},
+		{ParticipantPresence("lobby", "alice"), "vidhub.lobby.alice.presence"},
+		// Every room at once: the permissions of "*" in an access file.
+		{RoomPrefix(AnyRoom), "vidhub.*."},
+		{RoomAll(AnyRoom), "vidhub.*.>"},
+		{RoomPresence(AnyRoom), AllPresence},
+		{RoomFrames(AnyRoom, Lo), "vidhub.*.*.lo"},
+		{ParticipantAll(AnyRoom, "alice"), "vidhub.*.alice.>"},
+		{ParticipantPresence(AnyRoom, "alice"), "vidhub.*.alice.presence"},
 	} {
 		if tt.got != tt.want {
 			t.Errorf("got %q, want %q", tt.got, tt.want)
 		}
+	}
+	// An address's subjects and the per-room helpers agree.
+	if a.AllSubjects() != ParticipantAll(a.Room(), a.Participant()) || a.PresenceSubject() != ParticipantPresence(a.Room(), a.Participant()) {
+		t.Errorf("address and helpers disagree: %s %s", a.AllSubjects(), a.PresenceSubject())
+	}
+	if err := ValidRoom(AnyRoom); err == nil {
+		t.Errorf("AnyRoom %q is a valid room name: it would mean one room, not all", AnyRoom)
 	}
 	if _, err := NewAddress("a.b", "x"); !errors.Is(err, ErrBadName) {
 		t.Errorf("NewAddress with dotted room: %v", err)

@@ -62,38 +62,65 @@ func (a Address) Participant() string { return a.participant }
 
 // FrameSubject is the subject a participant publishes layer l on.
 func (a Address) FrameSubject(l Layer) string {
-	return Prefix + "." + a.room + "." + a.participant + "." + string(l)
+	return a.SubjectPrefix() + string(l)
 }
 
 // PresenceSubject is the subject a participant beats its presence on.
 func (a Address) PresenceSubject() string {
-	return Prefix + "." + a.room + "." + a.participant + "." + presenceToken
+	return ParticipantPresence(a.room, a.participant)
 }
 
 // AllSubjects matches everything the participant may publish: the
 // permission a publisher needs.
-func (a Address) AllSubjects() string { return a.SubjectPrefix() + ">" }
+func (a Address) AllSubjects() string { return ParticipantAll(a.room, a.participant) }
 
 // SubjectPrefix is what every subject of the participant starts with.
 func (a Address) SubjectPrefix() string {
-	return Prefix + "." + a.room + "." + a.participant + "."
+	return RoomPrefix(a.room) + a.participant + "."
 }
 
-// RoomFrames matches layer l of every participant in room. room must be a
-// valid name (see ValidRoom).
+// AnyRoom stands for every room in the wildcard subjects below: as the
+// room of RoomAll, RoomPresence, ParticipantAll or ParticipantPresence it
+// makes a subject (a permission) that holds in all rooms at once. It is
+// never a valid room name, so it cannot be confused with one.
+const AnyRoom = "*"
+
+// In the functions below, room must be a valid name (see ValidRoom) or
+// AnyRoom, and participant a valid name (see ValidParticipant): they do
+// not check, so that permissions for every room can be built too.
+
+// RoomPrefix is what every subject of room starts with, the trailing dot
+// included: "vidhub.<room>.".
+func RoomPrefix(room string) string { return Prefix + "." + room + "." }
+
+// RoomFrames matches layer l of every participant in room.
 func RoomFrames(room string, l Layer) string {
-	return Prefix + "." + room + ".*." + string(l)
+	return RoomPrefix(room) + "*." + string(l)
 }
 
-// RoomPresence matches the presence of every participant in room. room
-// must be a valid name (see ValidRoom).
+// RoomPresence matches the presence of every participant in room: what a
+// publisher subscribes to, to learn which layers its viewers take.
 func RoomPresence(room string) string {
-	return Prefix + "." + room + ".*." + presenceToken
+	return RoomPrefix(room) + "*." + presenceToken
 }
 
 // RoomAll matches everything in room: the permission a viewer needs.
-// room must be a valid name (see ValidRoom).
-func RoomAll(room string) string { return Prefix + "." + room + ".>" }
+func RoomAll(room string) string { return RoomPrefix(room) + ">" }
+
+// ParticipantAll matches everything participant may publish in room
+// (frames of every layer and presence): the publish permission of a
+// publisher. It is Address.AllSubjects for a room that may be AnyRoom.
+func ParticipantAll(room, participant string) string {
+	return RoomPrefix(room) + participant + ".>"
+}
+
+// ParticipantPresence is participant's presence subject in room; with
+// AnyRoom it matches that participant's presence in every room. It is the
+// only publish permission a viewer needs, to announce itself under its
+// own name.
+func ParticipantPresence(room, participant string) string {
+	return RoomPrefix(room) + participant + "." + presenceToken
+}
 
 // AllPresence matches the presence of every participant of every room.
 // Listening on it for a little over one beat lists all rooms.

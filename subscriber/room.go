@@ -176,7 +176,7 @@ func Join(nc *nats.Conn, cfg Config) (*Room, error) {
 		// A refusal (no permission) comes back before the flush returns.
 		err = nc.FlushTimeout(5 * time.Second)
 		if le := nc.LastError(); err == nil && errors.Is(le, nats.ErrPermissionViolation) &&
-			strings.Contains(le.Error(), protocol.Prefix+"."+cfg.Room+".") {
+			strings.Contains(le.Error(), protocol.RoomPrefix(cfg.Room)) {
 			err = fmt.Errorf("%w: the broker refused (%w); ask for view rights to room %s", ErrNotAllowed, le, cfg.Room)
 		}
 	}

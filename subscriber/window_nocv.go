@@ -16,7 +16,7 @@ type WindowConfig struct {
 	OnFrame       func(tiles int)
 }
 
-var errNoOpenCV = fmt.Errorf("%w: this build of vidhub has no OpenCV (built with CGO_ENABLED=0); use --headless, or the full build", ErrNoWindow)
+var errNoOpenCV = fmt.Errorf("%w: this build of vidhub has no OpenCV (built with CGO_ENABLED=0); use --headless for stats in the terminal, watch in a browser through vidhub web, or use the full build", ErrNoWindow)
 
 // WindowAvailable reports why a window cannot be opened: this build has
 // no OpenCV.
