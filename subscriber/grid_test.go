@@ -1,7 +1,9 @@
 package subscriber
 
 import (
+	"errors"
 	"image"
+	"strings"
 	"testing"
 )
 
@@ -48,6 +50,20 @@ func TestFitRect(t *testing.T) {
 	} {
 		if got := fitRect(tc.w, tc.h, cell); got != tc.want {
 			t.Errorf("fitRect(%d,%d) = %v, want %v", tc.w, tc.h, got, tc.want)
+		}
+	}
+}
+
+// TestNoWindowSaysWhatToDo: without a display (or, in the static build,
+// without OpenCV) the error points to the other ways to watch.
+func TestNoWindowSaysWhatToDo(t *testing.T) {
+	err := WindowAvailable(func(string) string { return "" })
+	if !errors.Is(err, ErrNoWindow) {
+		t.Fatalf("no display: %v, want ErrNoWindow", err)
+	}
+	for _, want := range []string{"--headless", "vidhub web"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%q does not mention %s", err, want)
 		}
 	}
 }

@@ -114,9 +114,12 @@ type Room struct {
 	// loReason, once set, keeps an auto room on lo: the link is too slow.
 	loReason string
 	// the link check's state, on the room's goroutine
-	reconnects    uint64
-	lastCut       time.Time
-	lateIntervals int
+	baseReconnects uint64 // the connection's reconnects when the room was joined
+	seenReconnects uint64 // ... when the room last looked
+	server         string // the broker the room was on when it last looked
+	lastCut        time.Time
+	lateIntervals  int
+	reconnects     atomic.Uint64 // since joining, as of the last stats interval
 
 	presence *nats.Subscription
 	bad      atomic.Uint64 // bad messages of no known tile
@@ -191,7 +194,8 @@ func Join(nc *nats.Conn, cfg Config) (*Room, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
-	r.reconnects = nc.Stats().Reconnects
+	r.baseReconnects = nc.Stats().Reconnects
+	r.seenReconnects, r.server = r.baseReconnects, nc.ConnectedServerId()
 	r.wg.Go(func() { r.loop(ctx) })
 	r.log.Info("joined room", "viewer", cfg.Name, "layer", r.Layer())
 	return r, nil
@@ -253,6 +257,10 @@ func (r *Room) Stats() []TileStats {
 	return out
 }
 
+// Reconnects counts the times the room's connection came back after a
+// disconnect since the room was joined, as of the last stats interval.
+func (r *Room) Reconnects() uint64 { return r.reconnects.Load() }
+
 // Bad counts bad messages that belong to no tile.
 func (r *Room) Bad() uint64 { return r.bad.Load() }
 
@@ -293,22 +301,49 @@ func (r *Room) wantLayer() protocol.Layer {
 // Too slow for hi: with LayerAuto, a viewer that is cut off twice within
 // slowWindow while taking hi, or whose hi frames arrive more than
 // slowLatency late for slowIntervals stats intervals in a row, falls back
-// to lo for good.
+// to lo for good. Being cut off is told apart from a broker that restarts
+// or fails over by noteReconnects.
 const (
 	slowWindow    = 30 * time.Second
 	slowLatency   = time.Second
 	slowIntervals = 3
 )
 
-// checkLink falls back to lo when the link is too slow for hi. It runs on
-// the room's goroutine.
-func (r *Room) checkLink(now time.Time, stats []TileStats) {
+// noteReconnects counts the reconnects since it last looked and reports
+// whether they were a cut: the broker dropped this viewer and took it back,
+// so it kept running all along. That is how a server-side slow consumer
+// (pending bytes or write deadline exceeded) looks from here: nats-server
+// closes the socket without sending an error first, so the disconnect
+// error is a bare EOF, the same as for a broker that stops. What tells
+// them apart is the server ID, which a broker draws afresh at every start:
+// back on the same ID is a cut; on another one, a restart or a failover to
+// another node of a cluster, which says nothing about this link. (A slow
+// consumer that a cluster hands to another node is not counted either;
+// its late frames still are, below.) It runs on the room's goroutine.
+func (r *Room) noteReconnects() (cut bool) {
+	id := r.nc.ConnectedServerId()
+	if id == "" {
+		return false // away: judge the reconnect once it is back
+	}
+	if rc := r.nc.Stats().Reconnects; rc > r.seenReconnects {
+		cut = r.server != "" && id == r.server
+		r.seenReconnects = rc
+		r.reconnects.Store(rc - r.baseReconnects)
+		r.log.Info("reconnected", "reconnects", rc-r.baseReconnects, "same_broker", cut)
+	}
+	r.server = id
+	return cut
+}
+
+// checkLink falls back to lo when the link is too slow for hi; cut says
+// the broker has just cut this viewer off. It runs on the room's
+// goroutine.
+func (r *Room) checkLink(now time.Time, cut bool, stats []TileStats) {
 	if r.cfg.Layer != LayerAuto || r.Layer() != protocol.Hi {
 		return
 	}
 	reason := ""
-	if rc := r.nc.Stats().Reconnects; rc > r.reconnects {
-		r.reconnects = rc
+	if cut {
 		if !r.lastCut.IsZero() && now.Sub(r.lastCut) < slowWindow {
 			reason = fmt.Sprintf("cut off twice within %v while taking hi (a slow consumer)", now.Sub(r.lastCut).Round(time.Second))
 		}
@@ -496,14 +531,18 @@ func (r *Room) loop(ctx context.Context) {
 			r.sweep(now)
 			r.pickLayer()
 		case now := <-stats.C:
+			cut := r.noteReconnects()
 			tiles := r.Tiles()
 			out := make([]TileStats, len(tiles))
-			reason := r.LayerReason()
 			for i, t := range tiles {
 				out[i] = t.roll(now)
-				out[i].LayerReason = reason
 			}
-			r.checkLink(now, out)
+			r.checkLink(now, cut, out)
+			reason, reconnects := r.LayerReason(), r.Reconnects()
+			for i, t := range tiles {
+				t.setLink(reason, reconnects)
+				out[i].LayerReason, out[i].Reconnects = reason, reconnects
+			}
 			if r.cfg.OnStats != nil {
 				r.cfg.OnStats(out)
 			}

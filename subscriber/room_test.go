@@ -84,15 +84,18 @@ func framesFrom(r *subscriber.Room, n uint64, names ...string) bool {
 	return true
 }
 
+// brokers start the two kinds of broker a room runs through, the embedded
+// one and a stock nats-server process, and return its client URL.
+var brokers = map[string]func(t *testing.T) string{
+	"embedded": func(t *testing.T) string { return hubtest.Broker(t, broker.Config{}).ClientURL() },
+	"nats-server": func(t *testing.T) string {
+		return hubtest.StartNatsServer(t, 0).URL
+	},
+}
+
 // TestRooms runs publishers into two rooms through the embedded broker and
 // through a stock nats-server process, and checks what viewers get.
 func TestRooms(t *testing.T) {
-	brokers := map[string]func(t *testing.T) string{
-		"embedded": func(t *testing.T) string { return hubtest.Broker(t, broker.Config{}).ClientURL() },
-		"nats-server": func(t *testing.T) string {
-			return hubtest.StartNatsServer(t, 0).URL
-		},
-	}
 	for name, start := range brokers {
 		t.Run(name, func(t *testing.T) {
 			url := start(t)
@@ -136,27 +139,39 @@ func TestRooms(t *testing.T) {
 	}
 }
 
-// TestTwentyViewers checks that every one of 20 viewers of a room gets
-// frames from every publisher in it. Counts only: no timing.
+// TestTwentyViewers checks, through each kind of broker, that every one of
+// 20 viewers of a room gets frames from every publisher in it, one of them
+// a GStreamer camera in the full build. Counts only: no timing.
 func TestTwentyViewers(t *testing.T) {
-	url := hubtest.Broker(t, broker.Config{}).ClientURL()
-	publish(t, url, publisher.Config{Room: "big", Name: "p1", Source: "pattern"})
-	publish(t, url, publisher.Config{Room: "big", Name: "p2", Source: "pattern"})
-	var rooms []*subscriber.Room
-	for i := range 20 {
-		rooms = append(rooms, join(t, url, subscriber.Config{Room: "big", Name: "v" + strconv.Itoa(i)}))
-	}
-	hubtest.Eventually(t, 20*time.Second, func() bool {
-		for _, r := range rooms {
-			if !framesFrom(r, 20, "p1", "p2") {
-				return false
+	for name, start := range brokers {
+		t.Run(name, func(t *testing.T) {
+			url := start(t)
+			publish(t, url, publisher.Config{Room: "big", Name: "p1", Source: "pattern"})
+			publish(t, url, publisher.Config{Room: "big", Name: "cam", Source: cameraSource()})
+			var rooms []*subscriber.Room
+			for i := range 20 {
+				rooms = append(rooms, join(t, url, subscriber.Config{Room: "big", Name: "v" + strconv.Itoa(i)}))
 			}
-		}
-		return true
-	}, "some viewer was starved")
-	// Each viewer is in the room's presence.
-	rs := rooms[0]
-	hubtest.Eventually(t, 5*time.Second, func() bool { return len(rs.Viewers()) == 20 }, "viewers seen: %v", rs.Viewers())
+			starved := func() []string {
+				var names []string
+				for _, r := range rooms {
+					if !framesFrom(r, 20, "p1", "cam") {
+						names = append(names, r.Name())
+					}
+				}
+				return names
+			}
+			hubtest.Eventually(t, 30*time.Second, func() bool { return len(starved()) == 0 }, "viewers starved: %v", starved())
+			for _, r := range rooms {
+				if got := tileNames(r); !slices.Equal(got, []string{"cam", "p1"}) {
+					t.Errorf("%s has tiles %v, want cam and p1", r.Name(), got)
+				}
+			}
+			// Each viewer is in the room's presence.
+			rs := rooms[0]
+			hubtest.Eventually(t, 5*time.Second, func() bool { return len(rs.Viewers()) == 20 }, "viewers seen: %v", rs.Viewers())
+		})
+	}
 }
 
 func TestBadMessagesCounted(t *testing.T) {
@@ -243,20 +258,68 @@ func TestLeavingAndMissedBeats(t *testing.T) {
 	hubtest.Eventually(t, 3*time.Second, func() bool { return r.Layer() == protocol.Hi }, "empty room did not go back to hi")
 }
 
+// TestRestartUnderSameName crashes a publisher (its connection cut, no
+// leaving beat) and starts it again under the same name before its tile
+// is swept: the one tile goes on, showing the new stream whose sequence
+// starts from 1 again.
 func TestRestartUnderSameName(t *testing.T) {
 	url := hubtest.Broker(t, broker.Config{}).ClientURL()
-	r := join(t, url, subscriber.Config{Room: "r"})
-	stop := publish(t, url, publisher.Config{Room: "r", Name: "cam", Source: "pattern"})
-	hubtest.Eventually(t, 10*time.Second, func() bool { return framesFrom(r, 10, "cam") }, "no frames")
-	stop()
+	r := join(t, url, subscriber.Config{Room: "r", KeepFrames: true})
+	nc := hubtest.Connect(t, url)
+	old, err := publisher.New(nc, publisher.Config{Room: "r", Name: "cam", Source: "pattern", FPS: 20, Width: 320, Height: 180})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = old.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	// Well into the old stream's sequence.
+	var oldSeq uint64
+	hubtest.Eventually(t, 15*time.Second, func() bool {
+		if f := takeFrom(r, "cam"); f != nil {
+			oldSeq = f.Meta.Seq
+		}
+		return oldSeq >= 40
+	}, "old stream at seq %d, want 40", oldSeq)
+
+	// The crash: the connection goes at once, so the leaving beat the
+	// publisher tries when it stops can never reach the room.
+	nc.Close()
+	crashed := time.Now()
+	cancel()
+	<-done
+	oldTile := tile(r, "cam")
+	if oldTile == nil {
+		t.Fatal("tile gone at once although no leaving beat was sent")
+	}
 	publish(t, url, publisher.Config{Room: "r", Name: "cam", Source: "pattern"})
-	hubtest.Eventually(t, 10*time.Second, func() bool { return framesFrom(r, 30, "cam") }, "no frames after the restart")
-	if n := len(r.Tiles()); n != 1 {
-		t.Errorf("%d tiles after a restart under the same name, want 1", n)
+	// A frame captured after the crash with a sequence below the old one
+	// is the new stream's.
+	var f *subscriber.Frame
+	hubtest.Eventually(t, 10*time.Second, func() bool {
+		f = takeFrom(r, "cam")
+		return f != nil && f.Meta.CaptureTime().After(crashed) && f.Meta.Seq < oldSeq
+	}, "the tile does not show the restarted stream (old stream ended at seq %d)", oldSeq)
+	if tile(r, "cam") != oldTile {
+		t.Fatalf("the old tile was swept before the restart (%v after the crash): the restart came too late to test taking over a tile", time.Since(crashed))
+	}
+	before := tile(r, "cam").Stats().Frames
+	hubtest.Eventually(t, 10*time.Second, func() bool { return framesFrom(r, before+20, "cam") }, "no frames after the restart")
+	if got := tileNames(r); !slices.Equal(got, []string{"cam"}) {
+		t.Errorf("tiles %v after a restart under the same name, want cam once", got)
 	}
 	if st := tile(r, "cam").Stats(); st.Gaps > 2 {
 		t.Errorf("a restart (sequence from 1 again) counted as %d lost frames", st.Gaps)
 	}
+}
+
+// takeFrom takes the newest frame of name's tile, or nil.
+func takeFrom(r *subscriber.Room, name string) *subscriber.Frame {
+	if t := tile(r, name); t != nil {
+		return t.Take()
+	}
+	return nil
 }
 
 func TestOverwrittenFramesAreDrops(t *testing.T) {

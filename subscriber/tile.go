@@ -40,7 +40,10 @@ type TileStats struct {
 	// LayerReason says why an auto viewer takes lo where it could take
 	// hi (its link is too slow), or is empty.
 	LayerReason string `json:"layer_reason,omitempty"`
-	Self        bool   `json:"self,omitempty"`
+	// Reconnects counts the times the viewer's connection to the broker
+	// came back since it joined the room: the same for every tile.
+	Reconnects uint64 `json:"reconnects,omitempty"`
+	Self       bool   `json:"self,omitempty"`
 }
 
 // Tile is one publisher in a room: its newest frame and its stats.
@@ -128,6 +131,14 @@ func (t *Tile) onFrame(l protocol.Layer, m protocol.FrameMeta, jpeg []byte, now 
 			t.overwritten.Add(1)
 		}
 	}
+}
+
+// setLink adds what the room knows of its link to the stats of the last
+// interval.
+func (t *Tile) setLink(layerReason string, reconnects uint64) {
+	t.mu.Lock()
+	t.snap.LayerReason, t.snap.Reconnects = layerReason, reconnects
+	t.mu.Unlock()
 }
 
 func (t *Tile) onPresence(p protocol.Presence, now time.Time) {

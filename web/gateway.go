@@ -19,9 +19,11 @@
 // With a token key (Config.Tokens) every page, API call and WebSocket
 // needs a room token (package webtoken) that allows it, in ?token= or the
 // TokenCookie; /healthz, /metrics and /static/ (the page's code, the same
-// for everyone) stay open. Without one the gateway is open to everyone
-// who reaches it, and says so in a warning when it starts. With
-// Config.TLSCertFile and TLSKeyFile it serves HTTPS (and wss://).
+// for everyone) stay open, but /metrics then names no room unless the
+// request carries a viewing token for every room. Without a token key
+// the gateway is open to everyone who reaches it, and says so in a
+// warning when it starts. With Config.TLSCertFile and TLSKeyFile it
+// serves HTTPS (and wss://).
 package web
 
 import (
@@ -154,7 +156,7 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	var tlsCfg *tls.Config
 	if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
-		return nil, fmt.Errorf("%w: HTTPS needs both a certificate and its key (--tls-cert and --tls-key)", ErrBadConfig)
+		return nil, fmt.Errorf("%w: HTTPS needs both a certificate and its key (--https-cert and --https-key)", ErrBadConfig)
 	}
 	if cfg.TLSCertFile != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
@@ -229,10 +231,10 @@ func (g *Gateway) Start() error {
 		g.log.Warn("web gateway is OPEN: anyone who reaches it may watch and publish in every room; " +
 			"start it with --token-key-file to require room tokens (vidhub token)")
 	} else {
-		g.log.Info("room tokens required on every page, API call and WebSocket (open: /healthz, /metrics, /static/)")
+		g.log.Info("room tokens required on every page, API call and WebSocket (open: /healthz, /static/, and /metrics without room names)")
 	}
 	if g.tls == nil && g.cfg.Tokens != nil {
-		g.log.Warn("room tokens travel over plain HTTP: serve HTTPS (--tls-cert, --tls-key) or put a TLS proxy in front")
+		g.log.Warn("room tokens travel over plain HTTP: serve HTTPS (--https-cert, --https-key) or put a TLS proxy in front")
 	}
 	return nil
 }

@@ -7,6 +7,9 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
+
+	"github.com/vidhub/vidhub/webtoken"
 )
 
 // metrics counts what the gateway does, for /metrics.
@@ -32,8 +35,11 @@ func (m *metrics) refuse(kind string) {
 	m.refusedMu.Unlock()
 }
 
-// serveMetrics writes the Prometheus text format.
-func (g *Gateway) serveMetrics(w http.ResponseWriter, _ *http.Request) {
+// serveMetrics writes the Prometheus text format. It stays open on a
+// gateway with a token key (a scraper needs no token), but room names are
+// what tokens protect: there it shows per-room series only to a request
+// whose token may view every room, and totals to everyone else.
+func (g *Gateway) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	var b strings.Builder
 	m := g.m
 	layers := [2]string{"hi", "lo"}
@@ -83,24 +89,64 @@ func (g *Gateway) serveMetrics(w http.ResponseWriter, _ *http.Request) {
 		pubRoom[p.addr.Room()]++
 	}
 	g.mu.Unlock()
-	metric("vidhub_web_viewers", "gauge", "Browsers watching, by room.")
-	for _, r := range sortedKeys(perRoom) {
-		fmt.Fprintf(&b, "vidhub_web_viewers{room=%q} %d\n", r, perRoom[r])
-	}
-	metric("vidhub_web_publishers", "gauge", "Browsers publishing, by room.")
-	for _, r := range sortedKeys(pubRoom) {
-		fmt.Fprintf(&b, "vidhub_web_publishers{room=%q} %d\n", r, pubRoom[r])
-	}
-	metric("vidhub_web_subscription_viewers", "gauge", "Browsers on each of the gateway's NATS frame subscriptions (one per room and layer).")
 	fs := g.hub.stats()
-	slices.SortFunc(fs, func(a, b feedStat) int {
-		return strings.Compare(a.room+"."+string(a.layer), b.room+"."+string(b.layer))
-	})
-	for _, f := range fs {
-		fmt.Fprintf(&b, "vidhub_web_subscription_viewers{room=%q,layer=%q} %d\n", f.room, f.layer, f.viewers)
+	if g.roomsVisible(r) {
+		metric("vidhub_web_viewers", "gauge", "Browsers watching, by room.")
+		for _, room := range sortedKeys(perRoom) {
+			fmt.Fprintf(&b, "vidhub_web_viewers{room=%q} %d\n", room, perRoom[room])
+		}
+		metric("vidhub_web_publishers", "gauge", "Browsers publishing, by room.")
+		for _, room := range sortedKeys(pubRoom) {
+			fmt.Fprintf(&b, "vidhub_web_publishers{room=%q} %d\n", room, pubRoom[room])
+		}
+		metric("vidhub_web_subscription_viewers", "gauge", "Browsers on each of the gateway's NATS frame subscriptions (one per room and layer).")
+		slices.SortFunc(fs, func(a, b feedStat) int {
+			return strings.Compare(a.room+"."+string(a.layer), b.room+"."+string(b.layer))
+		})
+		for _, f := range fs {
+			fmt.Fprintf(&b, "vidhub_web_subscription_viewers{room=%q,layer=%q} %d\n", f.room, f.layer, f.viewers)
+		}
+	} else {
+		const why = " (all rooms: per-room series need a token for every room)."
+		metric("vidhub_web_viewers", "gauge", "Browsers watching"+why)
+		fmt.Fprintf(&b, "vidhub_web_viewers %d\n", sum(perRoom))
+		metric("vidhub_web_publishers", "gauge", "Browsers publishing"+why)
+		fmt.Fprintf(&b, "vidhub_web_publishers %d\n", sum(pubRoom))
+		metric("vidhub_web_subscription_viewers", "gauge", "Browsers on the gateway's NATS frame subscriptions, by layer"+why)
+		var byLayer [2]int
+		for _, f := range fs {
+			byLayer[layerIndex(f.layer)] += f.viewers
+		}
+		for i, l := range layers {
+			fmt.Fprintf(&b, "vidhub_web_subscription_viewers{layer=%q} %d\n", l, byLayer[i])
+		}
 	}
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	_, _ = w.Write([]byte(b.String()))
+}
+
+// roomsVisible reports whether /metrics may name rooms to r: always on an
+// open gateway; with a token key only for a valid token (?token= or the
+// cookie) that may view every room. Anything less is not refused, it just
+// sees totals.
+func (g *Gateway) roomsVisible(r *http.Request) bool {
+	if g.cfg.Tokens == nil {
+		return true
+	}
+	tok, _ := tokenOf(r)
+	if tok == "" {
+		return false
+	}
+	c, err := g.cfg.Tokens.Verify(tok, time.Now())
+	return err == nil && c.Room == webtoken.AnyRoom && c.View
+}
+
+func sum(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -149,11 +149,17 @@ func (v *viewer) write(ctx context.Context) error {
 		}
 		if err := v.flush(wctx, ctx); err != nil {
 			if v.stalled.Load() {
-				return fmt.Errorf("browser stalled: a write took over %v: %w", v.g.cfg.WriteTimeout, err)
+				return v.stallError()
 			}
 			return err
 		}
 	}
+}
+
+// stallError is how a socket ends when the stall timer closed it.
+func (v *viewer) stallError() error {
+	return closeWith("stalled", websocket.StatusTryAgainLater,
+		fmt.Sprintf("browser stalled: a write took over %v; reconnect when the network is better", v.g.cfg.WriteTimeout))
 }
 
 // flush writes one batch: the queued texts, the newest room state and the
@@ -209,18 +215,30 @@ type control struct {
 	Hi []string `json:"hi"`
 }
 
-// setHi applies a control message and moves the viewer between feeds.
-func (v *viewer) setHi(names []string) error {
-	if len(names) > maxHi {
-		return fmt.Errorf("%w: %d participants in hi, limit %d", ErrBadMessage, len(names), maxHi)
+// parseControl decodes and checks one control message and returns the
+// set of participants it asks for in hi. Every error wraps ErrBadMessage
+// and says what a good message looks like.
+func parseControl(b []byte) (map[string]bool, error) {
+	var c control
+	if err := json.Unmarshal(b, &c); err != nil {
+		return nil, fmt.Errorf("%w: bad control message: want JSON like {\"hi\":[\"alice\"]}", ErrBadMessage)
 	}
-	hi := map[string]bool{}
-	for _, n := range names {
+	if len(c.Hi) > maxHi {
+		return nil, fmt.Errorf("%w: %d participants in hi, limit %d", ErrBadMessage, len(c.Hi), maxHi)
+	}
+	hi := make(map[string]bool, len(c.Hi))
+	for _, n := range c.Hi {
 		if err := protocol.ValidParticipant(n); err != nil {
-			return fmt.Errorf("%w: %w", ErrBadMessage, err)
+			return nil, fmt.Errorf("%w: %w", ErrBadMessage, err)
 		}
 		hi[n] = true
 	}
+	return hi, nil
+}
+
+// setHi applies a checked hi set (from parseControl) and moves the viewer
+// between feeds.
+func (v *viewer) setHi(hi map[string]bool) error {
 	v.mu.Lock()
 	had := len(v.hi) > 0
 	v.hi = hi
@@ -379,22 +397,36 @@ func (g *Gateway) runViewer(ctx context.Context, v *viewer) error {
 	defer g.beatViewer(v, true)
 	v.log.Info("browser watching", "viewer", v.name)
 
-	ctx, cancel := context.WithCancel(ctx)
+	// Whichever side ends first ends the other, and its error is the
+	// socket's: the cause tells them apart once both are done. A writer
+	// that fails after the reader ended only saw the socket closing.
+	ctx, cancel := context.WithCancelCause(ctx)
 	var wg sync.WaitGroup
 	var werr error
 	wg.Go(func() {
-		defer cancel()
 		werr = v.write(ctx)
+		cancel(errWriterEnded)
 	})
 	rerr := v.read(ctx)
-	cancel()
+	cancel(errReaderEnded)
 	wg.Wait()
 	v.log.Info("browser left", "viewer", v.name, "sent", v.sent.Load(), "dropped", v.dropped.Load())
-	if werr != nil && ctx.Err() == nil {
+	switch {
+	case v.stalled.Load():
+		// The stall timer closed the socket; the reader may have noticed
+		// before the blocked writer did.
+		return v.stallError()
+	case werr != nil && context.Cause(ctx) == errWriterEnded:
 		return werr
 	}
 	return rerr
 }
+
+// Causes of a viewing socket's end, for runViewer.
+var (
+	errWriterEnded = errors.New("vidhub: viewing socket's writer ended")
+	errReaderEnded = errors.New("vidhub: viewing socket's reader ended")
+)
 
 // read takes control messages until the socket ends.
 func (v *viewer) read(ctx context.Context) error {
@@ -406,14 +438,11 @@ func (v *viewer) read(ctx context.Context) error {
 		if typ != websocket.MessageText {
 			return closeWith("bad_control", websocket.StatusUnsupportedData, "a viewing socket takes only JSON text messages like {\"hi\":[\"alice\"]}")
 		}
-		var c control
-		if err := json.Unmarshal(b, &c); err != nil {
-			return closeWith("bad_control", websocket.StatusPolicyViolation, "bad control message: want JSON like {\"hi\":[\"alice\"]}")
+		hi, err := parseControl(b)
+		if err != nil {
+			return closeWith("bad_control", websocket.StatusPolicyViolation, err.Error())
 		}
-		if err := v.setHi(c.Hi); err != nil {
-			if errors.Is(err, ErrBadMessage) {
-				return closeWith("bad_control", websocket.StatusPolicyViolation, err.Error())
-			}
+		if err := v.setHi(hi); err != nil {
 			return err
 		}
 	}
