@@ -98,7 +98,10 @@ type Publisher struct {
 	box     mailbox[captured]
 	started time.Time
 	quality atomic.Int64
-	atFloor atomic.Bool // logged that even minQuality is too big
+	// Oversize frames are logged once, not once per frame or quality
+	// step: when the first one comes, and when frames fit again or even
+	// minQuality is too big. Only the publish goroutine touches these.
+	bigLogged, bigSettled bool
 
 	captured, published, bytes       atomic.Uint64
 	droppedOffline, droppedBusy, big atomic.Uint64
@@ -317,8 +320,8 @@ func (p *Publisher) publish(ctx context.Context) {
 		case <-tick.C:
 			st := p.Stats()
 			p.log.Info("publishing", "published", st.Published, "kbytes", st.Bytes/1000,
-				"dropped_offline", st.DroppedOffline, "dropped_busy", st.DroppedBusy, "quality", st.Quality,
-				"encoding", st.Encoding, "skipped", st.Skipped)
+				"dropped_offline", st.DroppedOffline, "dropped_busy", st.DroppedBusy, "oversize", st.Oversize,
+				"quality", st.Quality, "encoding", st.Encoding, "skipped", st.Skipped)
 			continue
 		case <-p.box.ready:
 			var ok bool
@@ -373,7 +376,9 @@ func (p *Publisher) wanted(i int, l protocol.Layer, now time.Time) bool {
 }
 
 // send encodes one layer of c and publishes it. A frame over the broker's
-// payload limit is counted, and quality steps down until frames fit.
+// payload limit is counted (Stats.Oversize, and the periodic log line),
+// and quality steps down until frames fit. It runs on the publish
+// goroutine only.
 func (p *Publisher) send(c captured, l protocol.Layer, w, h int, fh *protocol.FrameHeader, subject string) {
 	q := int(p.quality.Load())
 	err := c.f.encode(w, h, q, func(jpeg []byte) error {
@@ -396,16 +401,26 @@ func (p *Publisher) send(c captured, l protocol.Layer, w, h int, fh *protocol.Fr
 		if l == protocol.Hi {
 			p.published.Add(1)
 		}
+		if p.bigLogged && !p.bigSettled && l == protocol.Hi {
+			p.bigSettled = true
+			p.log.Info("frames fit the broker's max payload again", "quality", q,
+				"max_payload", p.nc.MaxPayload(), "oversize", p.big.Load())
+		}
 	case errors.Is(err, nats.ErrMaxPayload):
 		p.big.Add(1)
-		if nq := max(minQuality, q-qualityStep); nq < q {
-			if p.quality.CompareAndSwap(int64(q), int64(nq)) {
-				p.log.Warn("frame over the broker's max payload: lowering JPEG quality",
-					"layer", l, "err", err, "max_payload", p.nc.MaxPayload(), "quality", nq)
-			}
-		} else if p.atFloor.CompareAndSwap(false, true) {
-			p.log.Error("frames still over the broker's max payload at the lowest quality: lower --size or raise the broker's max_payload",
-				"layer", l, "err", err, "max_payload", p.nc.MaxPayload())
+		nq := max(minQuality, q-qualityStep)
+		if nq < q {
+			p.quality.Store(int64(nq))
+		}
+		switch {
+		case !p.bigLogged && nq < q:
+			p.bigLogged = true
+			p.log.Warn("frames over the broker's max payload are dropped: stepping JPEG quality down until they fit",
+				"layer", l, "err", err, "max_payload", p.nc.MaxPayload(), "quality", nq)
+		case nq == q && !p.bigSettled:
+			p.bigLogged, p.bigSettled = true, true
+			p.log.Error("frames still over the broker's max payload at the lowest JPEG quality: lower --size or raise the broker's max_payload",
+				"layer", l, "err", err, "max_payload", p.nc.MaxPayload(), "quality", q, "oversize", p.big.Load())
 		}
 	case errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrConnectionReconnecting),
 		errors.Is(err, nats.ErrReconnectBufExceeded), errors.Is(err, nats.ErrConnectionDraining):

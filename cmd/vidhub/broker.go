@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/nats-io/nats-server/v2/server"
+
 	"github.com/vidhub/vidhub/access"
 	"github.com/vidhub/vidhub/broker"
 )
@@ -47,8 +49,6 @@ func runBroker(ctx context.Context, env *cmdEnv, args []string) error {
 			return err
 		}
 		log.Info("access control on", "file", *accessFile, "users", len(cfg.Access.Users))
-	} else if *config == "" {
-		log.Warn("no --access file: any client may view and publish into every room")
 	}
 	for r := range strings.SplitSeq(*routes, ",") {
 		if r = strings.TrimSpace(r); r != "" {
@@ -77,6 +77,11 @@ func runBroker(ctx context.Context, env *cmdEnv, args []string) error {
 		return err
 	}
 	defer b.Close()
+	// Whatever set it up (flags, --access, a config file), say so when
+	// the running server admits everyone.
+	if msg := openWarning(b.Server()); msg != "" {
+		log.Warn(msg)
+	}
 	fmt.Fprintf(env.stdout, "vidhub broker listening on %s (max payload %d bytes)\n", b.ClientURL(), b.MaxPayload())
 	if u := b.MonitorURL(); u != "" {
 		fmt.Fprintf(env.stdout, "NATS monitoring on %s\n", u)
@@ -86,4 +91,19 @@ func runBroker(ctx context.Context, env *cmdEnv, args []string) error {
 	}
 	<-ctx.Done()
 	return nil
+}
+
+// openWarning says what is open when srv requires no authentication, and
+// returns "" when it does.
+func openWarning(srv *server.Server) string {
+	v, err := srv.Varz(nil)
+	switch {
+	case err != nil:
+		return fmt.Sprintf("cannot tell whether clients must authenticate: %v", err)
+	case v.AuthRequired:
+		return ""
+	case v.TLSVerify:
+		return "no users configured (no --access file, no authorization in --config): any client with a certificate from --tls-ca may view and publish into every room"
+	}
+	return "no users configured (no --access file, no authorization in --config): any client may view and publish into every room"
 }

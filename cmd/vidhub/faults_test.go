@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -98,6 +100,32 @@ func (l *statsLog) since(participant string, t time.Time) []statsLine {
 	return out
 }
 
+// between returns the lines of participant that arrived in (from, to].
+func (l *statsLog) between(participant string, from, to time.Time) []statsLine {
+	var out []statsLine
+	for _, s := range l.since(participant, from) {
+		if !s.at.After(to) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// medianP50 is the median of the lines' latency p50, of lines with frames.
+func medianP50(lines []statsLine) (float64, bool) {
+	var v []float64
+	for _, s := range lines {
+		if s.FPS > 0 {
+			v = append(v, s.LatencyP50)
+		}
+	}
+	if len(v) == 0 {
+		return 0, false
+	}
+	slices.Sort(v)
+	return v[len(v)/2], true
+}
+
 func (l *statsLog) frames(participant string) uint64 {
 	s, _ := l.last(participant)
 	return s.Frames
@@ -173,8 +201,9 @@ func TestBrokerKilledAndRestarted(t *testing.T) {
 }
 
 // TestStalledViewer stops one of ten viewers of a 720p30 room with
-// SIGSTOP for 10 s. The other nine lose nothing; the stopped one, once
-// continued, is back to fresh frames at once instead of playing a backlog.
+// SIGSTOP for 10 s. The other nine lose nothing and their latency stays
+// what it was; the stopped one, once continued, is back to fresh frames
+// within a second instead of playing a backlog.
 func TestStalledViewer(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs processes")
@@ -190,24 +219,38 @@ func TestStalledViewer(t *testing.T) {
 		procs[i] = startProc(t, bin, logs[i].writer(t), "view", "--nats", srv.URL, "--room", "stall",
 			"--layer", "hi", "--headless", "--json", "--name", "v"+strconv.Itoa(i))
 	}
+	receiving := time.Now()
 	hubtest.Eventually(t, 20*time.Second, func() bool {
 		for _, l := range logs {
 			if l.frames("cam") < 30 {
 				return false
 			}
 		}
+		receiving = time.Now()
 		return true
 	}, "viewers not all receiving")
+	// A baseline: three full seconds of stats from every viewer.
+	hubtest.Eventually(t, 10*time.Second, func() bool {
+		for _, l := range logs {
+			if len(l.since("cam", receiving)) < 3 {
+				return false
+			}
+		}
+		return true
+	}, "viewers print no stats")
 
 	stopped := procs[0]
 	if err := stopped.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
+	stoppedAt := time.Now()
 	gapsBefore := make([]uint64, 10)
 	framesBefore := make([]uint64, 10)
+	p50Before := make([]float64, 10)
 	for i, l := range logs {
 		s, _ := l.last("cam")
 		gapsBefore[i], framesBefore[i] = s.Gaps, s.Frames
+		p50Before[i], _ = medianP50(l.between("cam", receiving, stoppedAt))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	<-ctx.Done() // the stall itself is the test's subject: 10 s of it
@@ -218,22 +261,46 @@ func TestStalledViewer(t *testing.T) {
 	resumed := time.Now()
 
 	for i, l := range logs[1:] {
+		i++
 		s, _ := l.last("cam")
-		if s.Gaps != gapsBefore[i+1] {
-			t.Errorf("viewer %d lost %d frames while another viewer was stopped", i+1, s.Gaps-gapsBefore[i+1])
+		if s.Gaps != gapsBefore[i] {
+			t.Errorf("viewer %d lost %d frames while another viewer was stopped", i, s.Gaps-gapsBefore[i])
 		}
 		// 10 s at 30 fps: the nine saw (nearly) every frame.
-		if got := s.Frames - framesBefore[i+1]; got < 270 {
-			t.Errorf("viewer %d got %d frames in the 10 s stall, want about 300", i+1, got)
+		if got := s.Frames - framesBefore[i]; got < 270 {
+			t.Errorf("viewer %d got %d frames in the 10 s stall, want about 300", i, got)
+		}
+		// Nor were they slowed down: latency stays in its range. (A
+		// comparison with the viewer's own, on a busy machine, not an
+		// absolute speed.)
+		during, ok := medianP50(l.between("cam", stoppedAt.Add(time.Second), resumed))
+		if limit := 3*p50Before[i] + 20; !ok || during > limit {
+			t.Errorf("viewer %d: latency p50 %.1f ms during the stall, %.1f ms before it; want at most %.1f ms",
+				i, during, p50Before[i], limit)
 		}
 	}
-	// The continued viewer: within its next stats, frames are fresh.
+	// The continued viewer: every frame it gets from 1 s after SIGCONT on
+	// is fresh, captured after SIGCONT rather than during the stall (at
+	// most 1 s old, then). Each stats line covers the frames received
+	// since the one before it, so the first line whose predecessor came
+	// 1 s or more after SIGCONT covers only such frames.
+	var fresh statsLine
 	hubtest.Eventually(t, 10*time.Second, func() bool {
-		for _, s := range logs[0].since("cam", resumed) {
-			if s.FPS > 0 && s.LatencyP50 < 1000 && s.at.Sub(resumed) < 3*time.Second {
+		lines := logs[0].since("cam", resumed)
+		for k := 1; k < len(lines); k++ {
+			if lines[k-1].at.Sub(resumed) >= time.Second {
+				fresh = lines[k]
 				return true
 			}
 		}
 		return false
-	}, "the continued viewer did not get back to fresh frames within a second (it played a backlog)")
+	}, "no stats from the continued viewer")
+	if fresh.FPS == 0 || fresh.LatencyMax >= 1000 {
+		var b strings.Builder
+		for _, s := range logs[0].since("cam", stoppedAt) {
+			fmt.Fprintf(&b, "  %+v after SIGCONT: %.1f fps, latency p50 %.0f ms, max %.0f ms, %d frames\n",
+				s.at.Sub(resumed).Round(time.Millisecond), s.FPS, s.LatencyP50, s.LatencyMax, s.Frames)
+		}
+		t.Errorf("the continued viewer still got frames over 1 s old (a backlog), or none, from 1 s after SIGCONT on; its stats:\n%s", b.String())
+	}
 }

@@ -4,10 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
+	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -16,8 +20,10 @@ import (
 
 	"github.com/vidhub/vidhub/broker"
 	"github.com/vidhub/vidhub/internal/hubtest"
+	"github.com/vidhub/vidhub/internal/natsconn"
 	"github.com/vidhub/vidhub/protocol"
 	"github.com/vidhub/vidhub/publisher"
+	"github.com/vidhub/vidhub/subscriber"
 )
 
 // env makes a getenv from pairs; nothing else of the process leaks in.
@@ -239,16 +245,195 @@ func TestJoinHeadless(t *testing.T) {
 	}
 }
 
+// TestDemoHeadless runs the demo without a display: it prints how to
+// connect, its browser URL serves the room, /api/rooms lists the demo's
+// publishers in its room, and the terminal viewer prints their stats.
 func TestDemoHeadless(t *testing.T) {
-	stdout, stderr, code := runCmd(t, 30*time.Second, env(), "demo", "--listen", "127.0.0.1:0", "--headless", "--size", "320x180", "--for", "3s")
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, stderr)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	var stdout, stderr hubtest.Buffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"demo", "--listen", "127.0.0.1:0", "--web", "127.0.0.1:0", "--headless", "--size", "320x180"},
+			env(), &stdout, &stderr)
+	}()
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			cancel()
+			<-done
+		}
+	})
+	var browser string
+	hubtest.Eventually(t, 15*time.Second, func() bool {
+		m := browserLine.FindStringSubmatch(stdout.String())
+		if m != nil {
+			browser = m[1]
+		}
+		return m != nil
+	}, "no browser URL printed")
+	base, _, ok := strings.Cut(browser, "/rooms/lobby")
+	if !ok {
+		t.Fatalf("browser URL %q is not the lobby's page", browser)
 	}
-	for _, want := range []string{"vidhub demo", "embedded NATS", "vidhub publish --nats", "lobby/alice", "lobby/bob", "fps"} {
-		if !strings.Contains(stdout, want) {
-			t.Errorf("demo output lacks %q:\n%s", want, stdout)
+	code, body := httpGet(t, browser)
+	if code != 200 || !strings.Contains(body, "<html") {
+		t.Errorf("GET %s: %d %.200s", browser, code, body)
+	}
+	var rooms []subscriber.RoomInfo
+	publishers := func() map[string]bool {
+		got := map[string]bool{}
+		for _, r := range rooms {
+			for _, m := range r.Members {
+				if r.Room == "lobby" && m.Role == protocol.RolePublisher {
+					got[m.Name] = true
+				}
+			}
+		}
+		return got
+	}
+	hubtest.Eventually(t, 10*time.Second, func() bool {
+		code, body := httpGet(t, base+"/api/rooms")
+		rooms = nil
+		if code != 200 || json.Unmarshal([]byte(body), &rooms) != nil {
+			return false
+		}
+		p := publishers()
+		return len(p) == 2 && p["alice"] && p["bob"]
+	}, "/api/rooms does not list the demo's publishers alice and bob in lobby")
+	hubtest.Eventually(t, 10*time.Second, func() bool {
+		out := stdout.String()
+		return strings.Contains(out, "lobby/alice") && strings.Contains(out, "lobby/bob")
+	}, "no stats of alice and bob in the terminal")
+	cancel()
+	err := <-done
+	stopped = true
+	if code := exitCode(err, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	for _, want := range []string{"vidhub demo", "embedded NATS", "vidhub publish --nats", "fps"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("demo output lacks %q:\n%s", want, stdout.String())
 		}
 	}
+}
+
+// browserLine and brokerLine find the demo's web and broker addresses in
+// what it prints.
+var (
+	browserLine = regexp.MustCompile(`(?m)^\s*browser\s+(http://\S+)`)
+	brokerLine  = regexp.MustCompile(`(?m)^\s*broker\s+(nats://\S+)`)
+)
+
+// httpGet fetches url and returns the status and body.
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Logf("GET %s: %v", url, err)
+		return 0, ""
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Logf("GET %s: %v", url, err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+// TestCloseConnDrains: a command's connection is drained on a clean exit
+// (a subscription still hands over what it had received, and what was
+// published arrives), and a drain that cannot finish is cut short, well
+// within the 2 s a stopped command has to exit.
+func TestCloseConnDrains(t *testing.T) {
+	b := hubtest.Broker(t, broker.Config{})
+	other := hubtest.Connect(t, b.ClientURL())
+	connect := func() *nats.Conn {
+		nc, err := natsconn.Connect(natsconn.Config{URL: b.ClientURL()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		return nc
+	}
+	closeAsync := func(nc *nats.Conn) chan struct{} {
+		done := make(chan struct{})
+		go func() { defer close(done); closeConn(nc) }()
+		return done
+	}
+
+	t.Run("delivers", func(t *testing.T) {
+		nc := connect()
+		gate := make(chan struct{})
+		var got atomic.Int32
+		sub, err := nc.Subscribe("drain.in", func(*nats.Msg) { <-gate; got.Add(1) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := other.SubscribeSync("drain.out")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := errors.Join(nc.Flush(), other.Flush()); err != nil {
+			t.Fatal(err)
+		}
+		const n = 5
+		for range n {
+			_ = other.Publish("drain.in", nil)
+		}
+		_ = other.Flush()
+		// One message in the callback, the rest queued behind it.
+		hubtest.Eventually(t, 5*time.Second, func() bool { m, _, _ := sub.Pending(); return m >= n-1 }, "messages not received")
+		_ = nc.Publish("drain.out", []byte("last words"))
+		done := closeAsync(nc)
+		hubtest.Eventually(t, 5*time.Second, sub.IsDraining, "closeConn does not drain the subscription")
+		close(gate)
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("closeConn did not return")
+		}
+		if g := got.Load(); g != n {
+			t.Errorf("%d of %d received messages handed over: closing dropped the rest", g, n)
+		}
+		if !nc.IsClosed() {
+			t.Error("connection not closed")
+		}
+		if _, err := out.NextMsg(2 * time.Second); err != nil {
+			t.Errorf("what was published before closing did not arrive: %v", err)
+		}
+	})
+
+	t.Run("bounded", func(t *testing.T) {
+		nc := connect()
+		entered := make(chan struct{}, 1)
+		gate := make(chan struct{})
+		t.Cleanup(func() { close(gate) })
+		// A callback that never finishes: the drain cannot complete.
+		if _, err := nc.Subscribe("drain.stuck", func(*nats.Msg) { entered <- struct{}{}; <-gate }); err != nil {
+			t.Fatal(err)
+		}
+		_ = nc.Flush()
+		_ = other.Publish("drain.stuck", nil)
+		_ = other.Flush()
+		select {
+		case <-entered:
+		case <-time.After(5 * time.Second):
+			t.Fatal("message not delivered")
+		}
+		start := time.Now()
+		select {
+		case <-closeAsync(nc):
+		case <-time.After(5 * time.Second):
+			t.Fatal("closeConn waits for a drain that cannot finish")
+		}
+		if d := time.Since(start); d > drainWait+500*time.Millisecond {
+			t.Errorf("closeConn took %v; want about %v at most", d, drainWait)
+		}
+		if !nc.IsClosed() {
+			t.Error("connection not closed after the drain timed out")
+		}
+	})
 }
 
 func TestVersion(t *testing.T) {
@@ -265,16 +450,38 @@ func TestStaticBuild(t *testing.T) {
 		t.Skip("builds a binary")
 	}
 	bin := hubtest.GoBuild(t, "vidhub-static", ".", []string{"CGO_ENABLED=0"})
-	b := hubtest.Broker(t, broker.Config{})
 	out, err := exec.Command(bin, "version").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "static build") {
 		t.Errorf("version: %v %s", err, out)
 	}
-	out, _ = exec.Command(bin, "publish", "--nats", b.ClientURL(), "--room", "r", "--name", "n", "--source", "0").CombinedOutput()
+	// The static build's own broker carries everything below.
+	var brokerOut hubtest.Buffer
+	brk := exec.Command(bin, "broker", "--listen", "127.0.0.1:0")
+	brk.Stdout, brk.Stderr = &brokerOut, &brokerOut
+	if err := brk.Start(); err != nil {
+		t.Fatal(err)
+	}
+	brokerDone := false
+	t.Cleanup(func() {
+		if !brokerDone {
+			_ = brk.Process.Kill()
+			_ = brk.Wait()
+		}
+	})
+	var url string
+	hubtest.Eventually(t, 10*time.Second, func() bool {
+		m := regexp.MustCompile(`listening on (nats://\S+)`).FindStringSubmatch(brokerOut.String())
+		if m != nil {
+			url = m[1]
+		}
+		return m != nil
+	}, "static broker did not start")
+
+	out, _ = exec.Command(bin, "publish", "--nats", url, "--room", "r", "--name", "n", "--source", "0").CombinedOutput()
 	if !strings.Contains(string(out), "needs OpenCV") {
 		t.Errorf("camera in the static build: %s", out)
 	}
-	cmd := exec.Command(bin, "view", "--nats", b.ClientURL(), "--room", "r")
+	cmd := exec.Command(bin, "view", "--nats", url, "--room", "r")
 	cmd.Env = append(os.Environ(), "DISPLAY=:0")
 	out, _ = cmd.CombinedOutput()
 	if !strings.Contains(string(out), "no OpenCV") {
@@ -283,14 +490,31 @@ func TestStaticBuild(t *testing.T) {
 	// Pattern publishing and headless viewing work.
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	pub := exec.CommandContext(ctx, bin, "publish", "--nats", b.ClientURL(), "--room", "r", "--name", "static", "--source", "pattern", "--size", "320x180")
+	pub := exec.CommandContext(ctx, bin, "publish", "--nats", url, "--room", "r", "--name", "static", "--source", "pattern", "--size", "320x180")
 	if err := pub.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = pub.Process.Signal(os.Interrupt); _ = pub.Wait() }()
-	out, err = exec.CommandContext(ctx, bin, "view", "--nats", b.ClientURL(), "--room", "r", "--headless", "--json", "--for", "3s").Output()
+	pubDone := false
+	defer func() {
+		if !pubDone {
+			_ = pub.Process.Signal(os.Interrupt)
+			_ = pub.Wait()
+		}
+	}()
+	out, err = exec.CommandContext(ctx, bin, "view", "--nats", url, "--room", "r", "--headless", "--json", "--for", "3s").Output()
 	if err != nil || !strings.Contains(string(out), `"participant":"static"`) {
 		t.Errorf("static headless view: %v\n%s", err, out)
+	}
+	// Publisher and broker stop cleanly.
+	pubDone = true
+	_ = pub.Process.Signal(os.Interrupt)
+	if err := waitTimeout(pub, 5*time.Second); err != nil {
+		t.Errorf("static publisher exit: %v", err)
+	}
+	brokerDone = true
+	_ = brk.Process.Signal(os.Interrupt)
+	if err := waitTimeout(brk, 5*time.Second); err != nil {
+		t.Errorf("static broker exit: %v\n%s", err, brokerOut.String())
 	}
 }
 
@@ -314,41 +538,59 @@ func TestSignalsExitCleanly(t *testing.T) {
 		{"join", []string{"join", "--nats", url, "--room", "sig", "--name", "chat", "--source", "pattern", "--size", "320x180", "--headless"}, "vidhub.sig.chat.presence"},
 		{"broker", []string{"broker", "--listen", "127.0.0.1:0"}, ""},
 		{"web", []string{"web", "--listen", "127.0.0.1:0", "--nats", url}, ""},
+		// Its own broker, publishers, web gateway and (no display) a
+		// terminal viewer; its presence is on the broker it prints.
+		{"demo", []string{"demo", "--listen", "127.0.0.1:0", "--web", "127.0.0.1:0", "--room", "sig", "--size", "320x180"}, "vidhub.sig.alice.presence"},
 	} {
 		for _, sig := range []os.Signal{os.Interrupt, syscall.SIGTERM} {
 			t.Run(tc.name+"/"+sig.String(), func(t *testing.T) {
-				nc := hubtest.Connect(t, url)
-				var sub *nats.Subscription
-				if tc.presence != "" {
-					var err error
-					if sub, err = nc.SubscribeSync(tc.presence); err != nil {
-						t.Fatal(err)
-					}
-					_ = nc.Flush()
-				}
-				var stderr hubtest.Buffer
+				var stdout, stderr hubtest.Buffer
 				cmd := exec.Command(bin, tc.args...)
-				cmd.Stderr = &stderr
+				cmd.Stdout, cmd.Stderr = &stdout, &stderr
+				cmd.Env = append(os.Environ(), "DISPLAY=")
 				if err := cmd.Start(); err != nil {
 					t.Fatal(err)
 				}
-				if sub != nil {
-					if _, err := sub.NextMsg(10 * time.Second); err != nil {
+				exited := false
+				t.Cleanup(func() {
+					if !exited {
 						_ = cmd.Process.Kill()
+						_ = cmd.Wait()
+					}
+				})
+				brokerURL := url
+				if tc.name == "demo" {
+					var m []string
+					hubtest.Eventually(t, 10*time.Second, func() bool {
+						m = brokerLine.FindStringSubmatch(stdout.String())
+						return m != nil
+					}, "demo printed no broker address")
+					brokerURL = m[1]
+				}
+				var sub *nats.Subscription
+				if tc.presence != "" {
+					var err error
+					if sub, err = hubtest.Connect(t, brokerURL).SubscribeSync(tc.presence); err != nil {
+						t.Fatal(err)
+					}
+					if _, err := sub.NextMsg(10 * time.Second); err != nil {
 						t.Fatalf("no presence: %v\n%s", err, stderr.String())
 					}
 				} else {
 					hubtest.Eventually(t, 10*time.Second, func() bool {
-						return strings.Contains(stderr.String(), "ready") || strings.Contains(stderr.String(), "listening")
-					}, "%s did not start:\n%s", tc.name, stderr.String())
+						out := stdout.String() + stderr.String()
+						return strings.Contains(out, "ready") || strings.Contains(out, "listening")
+					}, "%s did not start", tc.name)
 				}
 				start := time.Now()
 				_ = cmd.Process.Signal(sig)
-				if err := waitTimeout(cmd, 5*time.Second); err != nil {
+				err := waitTimeout(cmd, 5*time.Second)
+				exited = true
+				if err != nil {
 					t.Fatalf("exit after %v: %v\n%s", sig, err, stderr.String())
 				}
 				if d := time.Since(start); d > 2*time.Second {
-					t.Errorf("took %v to exit", d)
+					t.Errorf("took %v to exit\n%s", d, stderr.String())
 				}
 				if sub == nil {
 					return

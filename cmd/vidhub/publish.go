@@ -99,11 +99,29 @@ func runPublish(ctx context.Context, env *cmdEnv, args []string) error {
 	return pub.Run(ctx)
 }
 
-// closeConn drains a connection briefly, so what was sent is delivered,
-// then closes it.
+// drainWait bounds how long a clean exit waits for a connection to
+// drain: well under the 2 s in which a stopped command must be gone, and
+// far longer than a drain takes when the broker answers (one round trip).
+const drainWait = 500 * time.Millisecond
+
+// closeConn drains a connection, then closes it: its subscriptions stop
+// and still hand over what they had received, and what was published
+// reaches the broker. It waits at most drainWait for that (the broker may
+// be gone or stalled) and closes the connection regardless.
 func closeConn(nc *nats.Conn) {
-	if nc.IsConnected() {
-		_ = nc.FlushTimeout(time.Second)
+	closed := nc.StatusChanged(nats.CLOSED)
+	defer nc.RemoveStatusListener(closed)
+	if err := nc.Drain(); err != nil {
+		// Already closed, or not connected (then Drain has closed it):
+		// there is nothing to drain.
+		nc.Close()
+		return
 	}
-	nc.Close()
+	t := time.NewTimer(drainWait)
+	defer t.Stop()
+	select {
+	case <-closed:
+	case <-t.C:
+		nc.Close()
+	}
 }

@@ -46,7 +46,9 @@ func runWeb(ctx context.Context, env *cmdEnv, args []string) error {
 	// The gateway's own NATS connection takes every client flag: --user,
 	// --password, --nkey, --creds, --tls-ca, --tls-cert, --tls-key.
 	cfg := cf.config("vidhub web", log)
-	cfg.Wait = true // a gateway runs all day: wait for the broker
+	// A gateway runs all day: it waits for a broker that is not up yet,
+	// but stops at once when the broker refuses its credentials or TLS.
+	cfg.Wait = true
 	nc, err := natsconn.Connect(cfg)
 	if err != nil {
 		return err

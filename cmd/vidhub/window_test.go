@@ -162,9 +162,7 @@ func TestWindowUnderXvfb(t *testing.T) {
 	hubtest.Eventually(t, 20*time.Second, func() bool { first = grab(t, display); return colourful(first) > 5000 }, "no video on the screen")
 	hubtest.Eventually(t, 10*time.Second, func() bool { return differ(first, grab(t, display)) > 1000 }, "the picture does not move")
 
-	key := exec.Command("xdotool", "search", "--sync", "--name", "vidhub: win", "windowfocus", "--sync", "key", "q")
-	key.Env = append(os.Environ(), "DISPLAY="+display)
-	_ = key.Run() // it may complain about the window it just closed
+	pressKey(display, "vidhub: win", "q")
 	if err := waitTimeout(cmd, 10*time.Second); err != nil {
 		t.Fatalf("viewer did not exit 0 on q: %v\n%s", err, stderr.String())
 	}
@@ -174,6 +172,49 @@ func TestWindowUnderXvfb(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "does not decode") {
 		t.Errorf("undecodable frames not noticed: %s", stderr.String())
+	}
+}
+
+// pressKey focuses the window titled title and presses key in it.
+func pressKey(display, title, key string) {
+	cmd := exec.Command("xdotool", "search", "--sync", "--name", title, "windowfocus", "--sync", "key", key)
+	cmd.Env = append(os.Environ(), "DISPLAY="+display)
+	_ = cmd.Run() // it may complain about the window it just closed
+}
+
+// TestWindowEscQuits: Esc closes the window as q does, with status 0.
+func TestWindowEscQuits(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs Xvfb, xdotool and ffmpeg")
+	}
+	display := xvfb(t)
+	bin := hubtest.GoBuild(t, "vidhub", ".", nil)
+	b := hubtest.Broker(t, broker.Config{})
+	publishPattern(t, b.ClientURL(), "esc", "alice")
+	var stderr hubtest.Buffer
+	cmd := exec.Command(bin, "view", "--nats", b.ClientURL(), "--room", "esc")
+	cmd.Env = append(os.Environ(), "DISPLAY="+display, "XDG_RUNTIME_DIR="+t.TempDir())
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := false
+	t.Cleanup(func() {
+		if !exited {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
+	// Showing video: the window is up and takes keys.
+	hubtest.Eventually(t, 20*time.Second, func() bool { return colourful(grab(t, display)) > 5000 }, "no video: %s", stderr.String())
+	pressKey(display, "vidhub: esc", "Escape")
+	err := waitTimeout(cmd, 10*time.Second)
+	exited = true
+	if err != nil {
+		t.Fatalf("viewer did not exit 0 on Esc: %v\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "window closed by key") {
+		t.Errorf("log: %s", stderr.String())
 	}
 }
 

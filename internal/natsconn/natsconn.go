@@ -5,9 +5,12 @@
 package natsconn
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"time"
 
@@ -45,10 +48,10 @@ type Config struct {
 	Options []nats.Option
 }
 
-// Connect opens a connection. Once connected, it reconnects forever, at
+// connect opens a connection. Once connected, it reconnects forever, at
 // most a few hundred milliseconds after a broker comes back, and drops
 // what is published while disconnected rather than replaying it late.
-func Connect(cfg Config) (*nats.Conn, error) {
+func connect(cfg Config) (*nats.Conn, error) {
 	url := cfg.URL
 	if url == "" {
 		url = DefaultURL
@@ -135,4 +138,72 @@ func Redact(urls string) string {
 		}
 	}
 	return strings.Join(parts, ",")
+}
+
+// ErrRefused is returned (wrapped) by Connect when a broker answers but turns
+// this client away: wrong user or password, unknown NKey or credentials,
+// or TLS that does not match. Trying again would not help.
+var ErrRefused = errors.New("vidhub: the NATS broker refused this client")
+
+// Connect opens a connection with the settings live video wants (see
+// connect). A broker that answers and refuses this client is an error at
+// once, saying what to check, even with Wait: a publisher or gateway with
+// a wrong password would otherwise wait for ever (nats.go gives up on
+// repeated authorization errors, silently) while its log says the broker
+// is not reachable yet. With Wait, only an unreachable broker is waited
+// for.
+func Connect(cfg Config) (*nats.Conn, error) {
+	wait := cfg.Wait
+	cfg.Wait = false
+	nc, err := connect(cfg)
+	if err == nil {
+		return nc, nil
+	}
+	if r := refusal(cfg.URL, err); r != nil {
+		return nil, r
+	}
+	if !wait {
+		return nil, err
+	}
+	cfg.Wait = true
+	return connect(cfg)
+}
+
+// refusal describes err when it means the broker refused this client, and
+// returns nil when it may be worth waiting for the broker.
+func refusal(url string, err error) error {
+	if url == "" {
+		url = DefaultURL
+	}
+	// Connect wraps both ErrUnreachable and the cause; keep the cause.
+	cause := err
+	if m, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range m.Unwrap() {
+			if e != ErrUnreachable {
+				cause = e
+			}
+		}
+	}
+	var unknownCA x509.UnknownAuthorityError
+	var badHost x509.HostnameError
+	var badCert x509.CertificateInvalidError
+	var verify *tls.CertificateVerificationError
+	var remote *net.OpError
+	switch {
+	case errors.Is(err, nats.ErrAuthorization), errors.Is(err, nats.ErrAuthExpired),
+		errors.Is(err, nats.ErrAuthRevoked), errors.Is(err, nats.ErrAccountAuthExpired):
+		return fmt.Errorf("%w at %s: %w; check the user and password (--user, --password or NATS_USER, NATS_PASSWORD), --nkey or --creds",
+			ErrRefused, Redact(url), cause)
+	case errors.As(err, &unknownCA), errors.As(err, &badHost), errors.As(err, &badCert), errors.As(err, &verify):
+		return fmt.Errorf("%w at %s: TLS: %w; give the CA that signed the broker's certificate with --tls-ca (or NATS_CA), and connect by a name or address the certificate is for",
+			ErrRefused, Redact(url), cause)
+	case errors.As(err, &remote) && remote.Op == "remote error":
+		// A TLS alert from the broker, such as "certificate required".
+		return fmt.Errorf("%w at %s: TLS: %w; the broker may require a client certificate (--tls-cert and --tls-key, or NATS_CERT and NATS_KEY)",
+			ErrRefused, Redact(url), cause)
+	case errors.Is(err, nats.ErrSecureConnRequired), errors.Is(err, nats.ErrSecureConnWanted):
+		return fmt.Errorf("%w at %s: %w; TLS must be on at both ends or at neither (--tls-ca on the client, --tls-cert and --tls-key on the broker)",
+			ErrRefused, Redact(url), cause)
+	}
+	return nil
 }
