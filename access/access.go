@@ -37,7 +37,7 @@ type File struct {
 }
 
 // User is one user of the hub. Its NATS username is Name, and as a
-// publisher it may only appear as participant Name.
+// publisher it may only appear as participant Name, unless AnyName.
 type User struct {
 	Name string `yaml:"name"`
 	// Password is plain text or a bcrypt hash ("$2a$..."); NKey is a
@@ -47,6 +47,11 @@ type User struct {
 	// View and Publish list room names, or "*" for every room.
 	View    []string `yaml:"view,omitempty"`
 	Publish []string `yaml:"publish,omitempty"`
+	// AnyName lets the user publish, and announce viewers, under any
+	// participant name in its rooms. It is for a web gateway, which
+	// publishes for browsers under the names they choose and checks those
+	// itself (room tokens name the participant); give it to no person.
+	AnyName bool `yaml:"any_name,omitempty"`
 }
 
 // Load reads and checks an access file.
@@ -118,13 +123,17 @@ func (u User) subjects() (pub, sub []string) {
 		}
 		return list
 	}
+	as := u.Name
+	if u.AnyName {
+		as = protocol.AnyParticipant
+	}
 	for _, r := range u.View {
 		sub = add(sub, protocol.RoomAll(r))
 		// A viewer announces itself, under its own name only.
-		pub = add(pub, protocol.ParticipantPresence(r, u.Name))
+		pub = add(pub, protocol.ParticipantPresence(r, as))
 	}
 	for _, r := range u.Publish {
-		pub = add(pub, protocol.ParticipantAll(r, u.Name))
+		pub = add(pub, protocol.ParticipantAll(r, as))
 		// A publisher hears who watches its room, to know which layers to encode.
 		sub = add(sub, protocol.RoomPresence(r))
 	}

@@ -114,3 +114,27 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestAnyName: a gateway user may publish and announce presence under any
+// participant name, but only in its own rooms.
+func TestAnyName(t *testing.T) {
+	f, err := Parse([]byte(`
+users:
+  - name: gateway
+    password: x
+    view: [lobby]
+    publish: [lobby, hall]
+    any_name: true
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := f.Users[0].Permissions()
+	want := []string{"vidhub.lobby.*.presence", "vidhub.lobby.*.>", "vidhub.hall.*.>"}
+	if !slices.Equal(p.Publish.Allow, want) {
+		t.Errorf("publish %v, want %v", p.Publish.Allow, want)
+	}
+	if conf := f.NATSConfig(); !strings.Contains(conf, `"vidhub.hall.*.>"`) {
+		t.Errorf("nats config lacks the any-name permission:\n%s", conf)
+	}
+}

@@ -85,9 +85,16 @@ func (a Address) SubjectPrefix() string {
 // never a valid room name, so it cannot be confused with one.
 const AnyRoom = "*"
 
+// AnyParticipant stands for every participant, as the participant of
+// ParticipantAll or ParticipantPresence: the permission of a web gateway,
+// which publishes for browsers under names it checks itself. Like AnyRoom
+// it is never a valid name.
+const AnyParticipant = "*"
+
 // In the functions below, room must be a valid name (see ValidRoom) or
-// AnyRoom, and participant a valid name (see ValidParticipant): they do
-// not check, so that permissions for every room can be built too.
+// AnyRoom, and participant a valid name (see ValidParticipant) or
+// AnyParticipant: they do not check, so that permissions for every room
+// and participant can be built too.
 
 // RoomPrefix is what every subject of room starts with, the trailing dot
 // included: "vidhub.<room>.".
