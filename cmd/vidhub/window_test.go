@@ -142,37 +142,56 @@ func TestWindowUnderXvfb(t *testing.T) {
 	}()
 	t.Cleanup(func() { close(stopJunk); <-junkDone })
 
-	var stderr hubtest.Buffer
-	cmd := exec.Command(bin, "view", "--nats", b.ClientURL(), "--room", "win")
-	cmd.Env = append(os.Environ(), "DISPLAY="+display, "XDG_RUNTIME_DIR="+t.TempDir())
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := false
-	t.Cleanup(func() {
-		if !exited {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		}
-	})
-	hubtest.Eventually(t, 20*time.Second, func() bool { return strings.Contains(stderr.String(), "window open") }, "no window: %s", stderr.String())
+	w := startWindow(t, bin, display, "--nats", b.ClientURL(), "--room", "win")
+	hubtest.Eventually(t, 20*time.Second, func() bool { return strings.Contains(w.stderr.String(), "window open") }, "no window: %s", w.stderr.String())
 
 	var first *image.RGBA
 	hubtest.Eventually(t, 20*time.Second, func() bool { first = grab(t, display); return colourful(first) > 5000 }, "no video on the screen")
 	hubtest.Eventually(t, 10*time.Second, func() bool { return differ(first, grab(t, display)) > 1000 }, "the picture does not move")
 
 	pressKey(display, "vidhub: win", "q")
-	if err := waitTimeout(cmd, 10*time.Second); err != nil {
-		t.Fatalf("viewer did not exit 0 on q: %v\n%s", err, stderr.String())
+	if err := w.wait(10 * time.Second); err != nil {
+		t.Fatalf("viewer did not exit 0 on q: %v\n%s", err, w.stderr.String())
 	}
-	exited = true
-	if !strings.Contains(stderr.String(), "window closed by key") {
-		t.Errorf("log: %s", stderr.String())
+	if !strings.Contains(w.stderr.String(), "window closed by key") {
+		t.Errorf("log: %s", w.stderr.String())
 	}
-	if !strings.Contains(stderr.String(), "does not decode") {
-		t.Errorf("undecodable frames not noticed: %s", stderr.String())
+	if !strings.Contains(w.stderr.String(), "does not decode") {
+		t.Errorf("undecodable frames not noticed: %s", w.stderr.String())
 	}
+}
+
+// windowProc is "vidhub view" showing a window on a virtual display.
+type windowProc struct {
+	cmd    *exec.Cmd
+	stderr hubtest.Buffer
+	exited bool
+}
+
+// startWindow runs "vidhub view args..." on display; it is killed when
+// the test ends unless it has exited.
+func startWindow(t *testing.T, bin, display string, args ...string) *windowProc {
+	t.Helper()
+	w := &windowProc{cmd: exec.Command(bin, append([]string{"view"}, args...)...)}
+	w.cmd.Env = append(os.Environ(), "DISPLAY="+display, "XDG_RUNTIME_DIR="+t.TempDir())
+	w.cmd.Stderr = &w.stderr
+	if err := w.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if !w.exited {
+			_ = w.cmd.Process.Kill()
+			_ = w.cmd.Wait()
+		}
+	})
+	return w
+}
+
+// wait waits for the window to exit, with status 0.
+func (w *windowProc) wait(timeout time.Duration) error {
+	err := waitTimeout(w.cmd, timeout)
+	w.exited = true
+	return err
 }
 
 // pressKey focuses the window titled title and presses key in it.
@@ -191,30 +210,15 @@ func TestWindowEscQuits(t *testing.T) {
 	bin := hubtest.GoBuild(t, "vidhub", ".", nil)
 	b := hubtest.Broker(t, broker.Config{})
 	publishPattern(t, b.ClientURL(), "esc", "alice")
-	var stderr hubtest.Buffer
-	cmd := exec.Command(bin, "view", "--nats", b.ClientURL(), "--room", "esc")
-	cmd.Env = append(os.Environ(), "DISPLAY="+display, "XDG_RUNTIME_DIR="+t.TempDir())
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := false
-	t.Cleanup(func() {
-		if !exited {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		}
-	})
+	w := startWindow(t, bin, display, "--nats", b.ClientURL(), "--room", "esc")
 	// Showing video: the window is up and takes keys.
-	hubtest.Eventually(t, 20*time.Second, func() bool { return colourful(grab(t, display)) > 5000 }, "no video: %s", stderr.String())
+	hubtest.Eventually(t, 20*time.Second, func() bool { return colourful(grab(t, display)) > 5000 }, "no video: %s", w.stderr.String())
 	pressKey(display, "vidhub: esc", "Escape")
-	err := waitTimeout(cmd, 10*time.Second)
-	exited = true
-	if err != nil {
-		t.Fatalf("viewer did not exit 0 on Esc: %v\n%s", err, stderr.String())
+	if err := w.wait(10 * time.Second); err != nil {
+		t.Fatalf("viewer did not exit 0 on Esc: %v\n%s", err, w.stderr.String())
 	}
-	if !strings.Contains(stderr.String(), "window closed by key") {
-		t.Errorf("log: %s", stderr.String())
+	if !strings.Contains(w.stderr.String(), "window closed by key") {
+		t.Errorf("log: %s", w.stderr.String())
 	}
 }
 

@@ -197,8 +197,12 @@ func refusal(url string, err error) error {
 	case errors.As(err, &unknownCA), errors.As(err, &badHost), errors.As(err, &badCert), errors.As(err, &verify):
 		return fmt.Errorf("%w at %s: TLS: %w; give the CA that signed the broker's certificate with --tls-ca (or NATS_CA), and connect by a name or address the certificate is for",
 			ErrRefused, Redact(url), cause)
-	case errors.As(err, &remote) && remote.Op == "remote error":
-		// A TLS alert from the broker, such as "certificate required".
+	case errors.As(err, &remote) && remote.Op == "remote error",
+		errors.Is(err, nats.ErrTLS) && strings.Contains(err.Error(), "after TLS handshake"):
+		// A TLS alert from the broker, such as "certificate required", or
+		// (depending on timing, as nats.go wraps it in ErrTLS) the broker
+		// closing the connection right after the handshake: both mean it
+		// did not accept this client's certificate, or the lack of one.
 		return fmt.Errorf("%w at %s: TLS: %w; the broker may require a client certificate (--tls-cert and --tls-key, or NATS_CERT and NATS_KEY)",
 			ErrRefused, Redact(url), cause)
 	case errors.Is(err, nats.ErrSecureConnRequired), errors.Is(err, nats.ErrSecureConnWanted):
