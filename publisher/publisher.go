@@ -40,6 +40,14 @@ const (
 // let this user publish as this participant in this room.
 var ErrNotAllowed = errors.New("vidhub: not allowed")
 
+// ErrConnClosed is returned (wrapped) by Run when the connection to the
+// broker is closed for good while the publisher runs: nats.go gives up
+// reconnecting when a broker that came back refuses this client (its
+// password or rights were changed). Frames would only be dropped from
+// then on, so the publisher ends and says why; a service manager restarts
+// it.
+var ErrConnClosed = errors.New("vidhub: the connection to the broker was closed")
+
 // ErrBadConfig is returned (wrapped) for a Config that cannot work.
 var ErrBadConfig = errors.New("vidhub: bad publisher settings")
 
@@ -444,6 +452,10 @@ func (p *Publisher) beat(ctx context.Context) error {
 	for {
 		if err := p.refused(); err != nil {
 			return err
+		}
+		if p.nc.IsClosed() {
+			return fmt.Errorf("%w (last error: %v); check that the broker still admits this user, then start the publisher again",
+				ErrConnClosed, p.nc.LastError())
 		}
 		select {
 		case <-ctx.Done():

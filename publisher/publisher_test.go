@@ -242,6 +242,37 @@ func TestBrokerRestartResumes(t *testing.T) {
 	hubtest.Eventually(t, 15*time.Second, func() bool { return count() >= before+10 }, "publisher did not resume after the broker came back")
 }
 
+// TestBrokerNoLongerAdmits: a broker that comes back with another
+// password for this user refuses the reconnects, nats.go closes the
+// connection for good, and the publisher ends with ErrConnClosed instead
+// of running on, dropping every frame.
+func TestBrokerNoLongerAdmits(t *testing.T) {
+	srv := hubtest.StartNatsServer(t, 0, "--user", "cam", "--pass", "old-secret")
+	nc, err := natsconn.Connect(natsconn.Config{URL: srv.URL, User: "cam", Password: "old-secret", Wait: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	pub, err := publisher.New(nc, publisher.Config{Room: "r", Name: "cam", Source: "pattern", FPS: 30, Width: 160, Height: 90})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- pub.Run(context.Background()) }()
+	hubtest.Eventually(t, 10*time.Second, func() bool { return pub.Stats().Published >= 3 }, "no frames published")
+
+	srv.Kill()
+	hubtest.StartNatsServer(t, srv.Port, "--user", "cam", "--pass", "new-secret")
+	select {
+	case err := <-done:
+		if !errors.Is(err, publisher.ErrConnClosed) || !strings.Contains(err.Error(), "admits this user") {
+			t.Errorf("Run: %v, want ErrConnClosed saying what to check", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the publisher runs on with a connection the broker refuses")
+	}
+}
+
 func TestWaitsForBroker(t *testing.T) {
 	port := hubtest.FreePort(t)
 	url := "nats://127.0.0.1:" + strconv.Itoa(port)
