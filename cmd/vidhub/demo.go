@@ -87,7 +87,7 @@ func runDemo(ctx context.Context, env *cmdEnv, args []string) error {
 			return err
 		}
 		wg.Go(func() {
-			defer closeConn(nc)
+			defer natsconn.Close(nc)
 			if err := pub.Run(ctx); err != nil {
 				log.Error("demo publisher stopped", "name", name, "err", err)
 			}
@@ -131,7 +131,7 @@ Connect more to it from another terminal:
 	if err != nil {
 		return err
 	}
-	defer closeConn(vnc)
+	defer natsconn.Close(vnc)
 	vf.headless = headless
 	err = watch(ctx, env, vnc, subscriber.Config{Room: *room, Layer: mode, Logger: log}, vf)
 	cancel()
@@ -146,7 +146,7 @@ type demoWeb struct {
 
 func (d demoWeb) close() {
 	d.Close()
-	closeConn(d.nc)
+	natsconn.Close(d.nc)
 }
 
 // startDemoWeb starts a web gateway on addr, or on a free port of the same
@@ -163,7 +163,7 @@ func startDemoWeb(url, addr string, log *slog.Logger) (demoWeb, error) {
 		g, err = startWeb(nc, net.JoinHostPort(host, "0"), log)
 	}
 	if err != nil {
-		closeConn(nc)
+		natsconn.Close(nc)
 		return demoWeb{}, err
 	}
 	return demoWeb{g, nc}, nil

@@ -44,7 +44,7 @@ func runJoin(ctx context.Context, env *cmdEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer closeConn(nc)
+	defer natsconn.Close(nc)
 	// A chat shows at least two tiles, so auto means lo.
 	views := []protocol.Layer{protocol.Lo}
 	if mode == subscriber.LayerHi {

@@ -358,7 +358,7 @@ func TestCloseConnDrains(t *testing.T) {
 	}
 	closeAsync := func(nc *nats.Conn) chan struct{} {
 		done := make(chan struct{})
-		go func() { defer close(done); closeConn(nc) }()
+		go func() { defer close(done); natsconn.Close(nc) }()
 		return done
 	}
 
@@ -386,12 +386,12 @@ func TestCloseConnDrains(t *testing.T) {
 		hubtest.Eventually(t, 5*time.Second, func() bool { m, _, _ := sub.Pending(); return m >= n-1 }, "messages not received")
 		_ = nc.Publish("drain.out", []byte("last words"))
 		done := closeAsync(nc)
-		hubtest.Eventually(t, 5*time.Second, sub.IsDraining, "closeConn does not drain the subscription")
+		hubtest.Eventually(t, 5*time.Second, sub.IsDraining, "natsconn.Close does not drain the subscription")
 		close(gate)
 		select {
 		case <-done:
 		case <-time.After(5 * time.Second):
-			t.Fatal("closeConn did not return")
+			t.Fatal("natsconn.Close did not return")
 		}
 		if g := got.Load(); g != n {
 			t.Errorf("%d of %d received messages handed over: closing dropped the rest", g, n)
@@ -425,10 +425,10 @@ func TestCloseConnDrains(t *testing.T) {
 		select {
 		case <-closeAsync(nc):
 		case <-time.After(5 * time.Second):
-			t.Fatal("closeConn waits for a drain that cannot finish")
+			t.Fatal("natsconn.Close waits for a drain that cannot finish")
 		}
-		if d := time.Since(start); d > drainWait+500*time.Millisecond {
-			t.Errorf("closeConn took %v; want about %v at most", d, drainWait)
+		if d := time.Since(start); d > natsconn.DrainWait+500*time.Millisecond {
+			t.Errorf("natsconn.Close took %v; want about %v at most", d, natsconn.DrainWait)
 		}
 		if !nc.IsClosed() {
 			t.Error("connection not closed after the drain timed out")

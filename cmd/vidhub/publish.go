@@ -5,9 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"time"
-
-	"github.com/nats-io/nats.go"
 
 	"github.com/vidhub/vidhub/internal/natsconn"
 	"github.com/vidhub/vidhub/protocol"
@@ -88,7 +85,7 @@ func runPublish(ctx context.Context, env *cmdEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer closeConn(nc)
+	defer natsconn.Close(nc)
 	pub, err := publisher.New(nc, pf.config(log, nil))
 	if err != nil {
 		return err
@@ -97,31 +94,4 @@ func runPublish(ctx context.Context, env *cmdEnv, args []string) error {
 	fmt.Fprintf(env.stdout, "publishing %s into room %s as %s: %dx%d at %g fps to %s\n",
 		pf.source, pf.room, pf.name, w, h, pf.fps, natsconn.Redact(cf.url))
 	return pub.Run(ctx)
-}
-
-// drainWait bounds how long a clean exit waits for a connection to
-// drain: well under the 2 s in which a stopped command must be gone, and
-// far longer than a drain takes when the broker answers (one round trip).
-const drainWait = 500 * time.Millisecond
-
-// closeConn drains a connection, then closes it: its subscriptions stop
-// and still hand over what they had received, and what was published
-// reaches the broker. It waits at most drainWait for that (the broker may
-// be gone or stalled) and closes the connection regardless.
-func closeConn(nc *nats.Conn) {
-	closed := nc.StatusChanged(nats.CLOSED)
-	defer nc.RemoveStatusListener(closed)
-	if err := nc.Drain(); err != nil {
-		// Already closed, or not connected (then Drain has closed it):
-		// there is nothing to drain.
-		nc.Close()
-		return
-	}
-	t := time.NewTimer(drainWait)
-	defer t.Stop()
-	select {
-	case <-closed:
-	case <-t.C:
-		nc.Close()
-	}
 }

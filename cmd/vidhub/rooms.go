@@ -29,7 +29,7 @@ func runRooms(ctx context.Context, env *cmdEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer closeConn(nc)
+	defer natsconn.Close(nc)
 	rooms, err := subscriber.ListRooms(ctx, nc, *wait)
 	if err != nil {
 		return err

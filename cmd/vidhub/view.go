@@ -83,7 +83,7 @@ func runView(ctx context.Context, env *cmdEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer closeConn(nc)
+	defer natsconn.Close(nc)
 	rcfg := subscriber.Config{Room: *room, Name: *name, Layer: mode, Logger: log}
 	return watch(ctx, env, nc, rcfg, vf)
 }

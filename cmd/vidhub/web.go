@@ -53,7 +53,7 @@ func runWeb(ctx context.Context, env *cmdEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer closeConn(nc)
+	defer natsconn.Close(nc)
 	g, err := web.New(web.Config{
 		Conn: nc, Listen: *listen, AllowedOrigins: allowed, MaxPublishFPS: *maxFPS, Logger: log,
 		Tokens: key, TLSCertFile: *httpsCert, TLSKeyFile: *httpsKey,

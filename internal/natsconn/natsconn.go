@@ -211,3 +211,30 @@ func refusal(url string, err error) error {
 	}
 	return nil
 }
+
+// DrainWait bounds how long a clean exit waits for a connection to
+// drain: well under the 2 s in which a stopped command must be gone, and
+// far longer than a drain takes when the broker answers (one round trip).
+const DrainWait = 500 * time.Millisecond
+
+// Close drains a connection, then closes it: its subscriptions stop
+// and still hand over what they had received, and what was published
+// reaches the broker. It waits at most DrainWait for that (the broker may
+// be gone or stalled) and closes the connection regardless.
+func Close(nc *nats.Conn) {
+	closed := nc.StatusChanged(nats.CLOSED)
+	defer nc.RemoveStatusListener(closed)
+	if err := nc.Drain(); err != nil {
+		// Already closed, or not connected (then Drain has closed it):
+		// there is nothing to drain.
+		nc.Close()
+		return
+	}
+	t := time.NewTimer(DrainWait)
+	defer t.Stop()
+	select {
+	case <-closed:
+	case <-t.C:
+		nc.Close()
+	}
+}
