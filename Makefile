@@ -91,4 +91,4 @@ SOAK_REPORT ?= bench-results/soak-report.md
 # The test timeout is SOAK plus 5 minutes: Go reads "10m5m" as 15m.
 soak: deps ## run the soak: 4 publishers x 10 viewers for SOAK (default 10m); report in SOAK_REPORT
 	@mkdir -p $(dir $(SOAK_REPORT))
-	$(GO) test -count=1 -v -run TestSoak -timeout $(SOAK)5m ./soak -args -soak $(SOAK) -soak-report $(abspath $(SOAK_REPORT))
+	$(GO) test -count=1 -v -run TestSoak -timeout $(SOAK)5m ./internal/soak -args -soak $(SOAK) -soak-report $(abspath $(SOAK_REPORT))

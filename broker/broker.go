@@ -21,7 +21,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
-	"github.com/vidhub/vidhub/access"
+	"github.com/vidhub/vidhub/internal/access"
 )
 
 // DefaultMaxPayload is the largest message the broker accepts unless told

@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/vidhub/vidhub/access"
+	"github.com/vidhub/vidhub/internal/access"
 )
 
 // runAccess works on access files: "nats-config FILE" prints the

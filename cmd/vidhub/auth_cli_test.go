@@ -24,8 +24,8 @@ import (
 
 	"github.com/vidhub/vidhub/broker"
 	"github.com/vidhub/vidhub/internal/hubtest"
+	"github.com/vidhub/vidhub/internal/webtoken"
 	"github.com/vidhub/vidhub/subscriber"
-	"github.com/vidhub/vidhub/webtoken"
 )
 
 // refuseWithin is how long a refused client may take to say so and exit:

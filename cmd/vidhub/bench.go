@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/vidhub/vidhub/bench"
+	"github.com/vidhub/vidhub/internal/bench"
 )
 
 // runBench runs the benchmark suite: vidhub against raw NATS and the

@@ -8,8 +8,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
-	"github.com/vidhub/vidhub/access"
 	"github.com/vidhub/vidhub/broker"
+	"github.com/vidhub/vidhub/internal/access"
 )
 
 func runBroker(ctx context.Context, env *cmdEnv, args []string) error {

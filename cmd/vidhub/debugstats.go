@@ -12,7 +12,7 @@ import (
 // debugStatsEnv names the environment variable that turns on debug stats:
 // when it holds a file name, the process appends one JSON line of
 // debugStats to that file every second and a last one, marked final, on
-// its way out. The soak test (soak/) reads them to see goroutines, heap
+// its way out. The soak test (internal/soak/) reads them to see goroutines, heap
 // and open Mats of processes it cannot look into otherwise; a flag would
 // have put a debugging aid into every subcommand's usage.
 const debugStatsEnv = "VIDHUB_DEBUG_STATS"

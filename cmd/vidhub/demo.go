@@ -13,10 +13,10 @@ import (
 
 	"github.com/vidhub/vidhub/broker"
 	"github.com/vidhub/vidhub/internal/natsconn"
+	"github.com/vidhub/vidhub/internal/web"
 	"github.com/vidhub/vidhub/protocol"
 	"github.com/vidhub/vidhub/publisher"
 	"github.com/vidhub/vidhub/subscriber"
-	"github.com/vidhub/vidhub/web"
 )
 
 var demoNames = []string{"alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi"}

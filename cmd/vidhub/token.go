@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/vidhub/vidhub/webtoken"
+	"github.com/vidhub/vidhub/internal/webtoken"
 )
 
 // runToken makes room tokens for "vidhub web --token-key-file", or with

@@ -15,7 +15,7 @@ import (
 
 	"github.com/vidhub/vidhub/broker"
 	"github.com/vidhub/vidhub/internal/hubtest"
-	"github.com/vidhub/vidhub/webtoken"
+	"github.com/vidhub/vidhub/internal/webtoken"
 )
 
 // TestTokenCommand makes a key with "vidhub token --new-key" (0600, never

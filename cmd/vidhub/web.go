@@ -7,8 +7,8 @@ import (
 	"strings"
 
 	"github.com/vidhub/vidhub/internal/natsconn"
-	"github.com/vidhub/vidhub/web"
-	"github.com/vidhub/vidhub/webtoken"
+	"github.com/vidhub/vidhub/internal/web"
+	"github.com/vidhub/vidhub/internal/webtoken"
 )
 
 // runWeb runs the web gateway: the room directory, room pages and

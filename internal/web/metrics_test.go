@@ -9,7 +9,7 @@ import (
 
 	"github.com/vidhub/vidhub/broker"
 	"github.com/vidhub/vidhub/internal/hubtest"
-	"github.com/vidhub/vidhub/webtoken"
+	"github.com/vidhub/vidhub/internal/webtoken"
 )
 
 // TestMetricsRoomNames: /metrics stays open, but on a gateway with a

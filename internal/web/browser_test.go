@@ -20,9 +20,9 @@ import (
 
 	"github.com/vidhub/vidhub/broker"
 	"github.com/vidhub/vidhub/internal/hubtest"
+	"github.com/vidhub/vidhub/internal/webtoken"
 	"github.com/vidhub/vidhub/protocol"
 	"github.com/vidhub/vidhub/subscriber"
-	"github.com/vidhub/vidhub/webtoken"
 )
 
 var screenshot = flag.String("screenshot", "", "write a screenshot of the room page to this PNG file (e.g. ../docs/web-room.png)")

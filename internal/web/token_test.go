@@ -20,8 +20,8 @@ import (
 
 	"github.com/vidhub/vidhub/broker"
 	"github.com/vidhub/vidhub/internal/hubtest"
+	"github.com/vidhub/vidhub/internal/webtoken"
 	"github.com/vidhub/vidhub/subscriber"
-	"github.com/vidhub/vidhub/webtoken"
 )
 
 // tokenKey writes a key file as "vidhub token --new-key" does and loads

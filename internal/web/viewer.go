@@ -16,9 +16,9 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/vidhub/vidhub/internal/webtoken"
 	"github.com/vidhub/vidhub/protocol"
 	"github.com/vidhub/vidhub/subscriber"
-	"github.com/vidhub/vidhub/webtoken"
 )
 
 const (

@@ -14,8 +14,8 @@ import (
 	"github.com/coder/websocket"
 	"github.com/nats-io/nats.go"
 
+	"github.com/vidhub/vidhub/internal/webtoken"
 	"github.com/vidhub/vidhub/protocol"
-	"github.com/vidhub/vidhub/webtoken"
 )
 
 // maxClockSkew is how far a browser's capture time may be from the

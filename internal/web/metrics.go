@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/vidhub/vidhub/webtoken"
+	"github.com/vidhub/vidhub/internal/webtoken"
 )
 
 // metrics counts what the gateway does, for /metrics.

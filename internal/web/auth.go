@@ -6,7 +6,7 @@ import (
 	"net/url"
 	"time"
 
-	"github.com/vidhub/vidhub/webtoken"
+	"github.com/vidhub/vidhub/internal/webtoken"
 )
 
 // TokenCookie is the cookie that carries a room token once a page was

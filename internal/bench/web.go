@@ -13,8 +13,8 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/vidhub/vidhub/internal/natsconn"
+	"github.com/vidhub/vidhub/internal/web"
 	"github.com/vidhub/vidhub/publisher"
-	"github.com/vidhub/vidhub/web"
 )
 
 // maxWebFrames bounds the frames one browser stand-in reads.

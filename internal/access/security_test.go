@@ -14,8 +14,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
-	"github.com/vidhub/vidhub/access"
 	"github.com/vidhub/vidhub/broker"
+	"github.com/vidhub/vidhub/internal/access"
 	"github.com/vidhub/vidhub/internal/hubtest"
 	"github.com/vidhub/vidhub/internal/natsconn"
 	"github.com/vidhub/vidhub/publisher"

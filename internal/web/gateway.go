@@ -44,8 +44,8 @@ import (
 	"github.com/coder/websocket"
 	"github.com/nats-io/nats.go"
 
+	"github.com/vidhub/vidhub/internal/webtoken"
 	"github.com/vidhub/vidhub/protocol"
-	"github.com/vidhub/vidhub/webtoken"
 )
 
 // Defaults for Config's zero values.

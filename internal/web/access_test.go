@@ -10,8 +10,8 @@ import (
 	"github.com/coder/websocket"
 	"github.com/nats-io/nats.go"
 
-	"github.com/vidhub/vidhub/access"
 	"github.com/vidhub/vidhub/broker"
+	"github.com/vidhub/vidhub/internal/access"
 	"github.com/vidhub/vidhub/internal/hubtest"
 	"github.com/vidhub/vidhub/protocol"
 )
