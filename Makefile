@@ -9,7 +9,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 FUZZTIME ?= 100000x
 
 .DEFAULT_GOAL := help
-.PHONY: help deps deps-test demo build static test test-short fuzz bench lint clean
+.PHONY: help deps deps-test demo build static test test-short fuzz bench lint clean cross release
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -57,7 +57,31 @@ lint: deps ## gofmt, go vet (both builds), staticcheck, go mod tidy
 	$(GO) mod tidy -diff
 
 clean: ## remove build output
-	rm -rf $(BIN)
+	rm -rf $(BIN) $(DIST)
+
+# --- release: the static build for every platform vidhub's users have ---
+# Static (CGO_ENABLED=0) binaries: broker, web gateway, pattern publisher,
+# headless viewer, tokens, access, health, bench. The full build (camera,
+# desktop window) needs OpenCV and cgo on the target: see docs/architecture.md.
+DIST      ?= dist
+PLATFORMS ?= linux/amd64 linux/arm64 linux/arm darwin/arm64 windows/amd64
+
+cross: ## build and vet the static build for every release platform (PLATFORMS)
+	@for p in $(PLATFORMS); do \
+		echo "cross: $$p"; \
+		GOOS=$${p%/*} GOARCH=$${p#*/} CGO_ENABLED=0 $(GO) build -o /dev/null ./cmd/vidhub || exit 1; \
+		GOOS=$${p%/*} GOARCH=$${p#*/} CGO_ENABLED=0 $(GO) vet ./... || exit 1; \
+	done
+
+release: ## write static binaries for every platform and their SHA-256 checksums to DIST (default dist/)
+	@rm -rf $(DIST) && mkdir -p $(DIST)
+	@for p in $(PLATFORMS); do \
+		os=$${p%/*}; arch=$${p#*/}; ext=; [ $$os = windows ] && ext=.exe; \
+		out=$(DIST)/vidhub-$(VERSION)-$$os-$$arch$$ext; \
+		echo "release: $$out"; \
+		GOOS=$$os GOARCH=$$arch CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $$out ./cmd/vidhub || exit 1; \
+	done
+	cd $(DIST) && sha256sum vidhub-* > SHA256SUMS && cat SHA256SUMS
 
 # --- container image and compose stack (deploy/, docker-compose.yml) ---
 IMAGE     ?= vidhub:latest

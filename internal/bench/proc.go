@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -21,14 +20,11 @@ import (
 const userHZ = 100
 
 // procCPU returns the user+system CPU time of process pid so far; pid 0
-// is this process (through getrusage, which has microsecond resolution).
+// is this process (selfCPU: getrusage, or GetProcessTimes on Windows).
+// Other processes are read from Linux's /proc.
 func procCPU(pid int) (time.Duration, error) {
 	if pid == 0 {
-		var ru syscall.Rusage
-		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-			return 0, err
-		}
-		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
+		return selfCPU()
 	}
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
@@ -126,7 +122,7 @@ type child struct {
 func startChild(name, exe string, args ...string) (*child, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, exe, args...)
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.Cancel = func() error { return cmd.Process.Signal(stopSignal) }
 	cmd.WaitDelay = 5 * time.Second
 	cmd.Env = childEnv()
 	c := &child{name: name, cmd: cmd, cancel: cancel, done: make(chan struct{}), lines: make(chan string, 16)}
