@@ -46,7 +46,7 @@ func ParseLayerMode(s string) (LayerMode, error) {
 	case LayerAuto, LayerHi, LayerLo:
 		return LayerMode(s), nil
 	}
-	return "", fmt.Errorf("vidhub: unknown layer %q: use auto, hi or lo", s)
+	return "", fmt.Errorf("unknown layer %q: use auto, hi or lo", s)
 }
 
 const (
@@ -69,7 +69,7 @@ const (
 
 // ErrNotAllowed is returned (wrapped) when the broker refuses to let this
 // user view a room.
-var ErrNotAllowed = errors.New("vidhub: not allowed")
+var ErrNotAllowed = errors.New("not allowed")
 
 // Config says which room to join and how.
 type Config struct {
@@ -169,7 +169,7 @@ func Join(nc *nats.Conn, cfg Config) (*Room, error) {
 	}
 	r.presence, err = nc.Subscribe(protocol.RoomPresence(cfg.Room), r.onPresence)
 	if err != nil {
-		return nil, fmt.Errorf("vidhub: joining room %s: %w", cfg.Room, err)
+		return nil, fmt.Errorf("joining room %s: %w", cfg.Room, err)
 	}
 	_ = r.presence.SetPendingLimits(pendingMsgs, pendingBytes)
 	r.mu.Lock()
@@ -190,7 +190,7 @@ func Join(nc *nats.Conn, cfg Config) (*Room, error) {
 			_ = r.frames.Unsubscribe()
 		}
 		r.mu.Unlock()
-		return nil, fmt.Errorf("vidhub: joining room %s: %w", cfg.Room, err)
+		return nil, fmt.Errorf("joining room %s: %w", cfg.Room, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel

@@ -33,7 +33,7 @@ func runBench(ctx context.Context, env *cmdEnv, args []string) error {
 	if !*inProcess {
 		exe, err := os.Executable()
 		if err != nil {
-			return fmt.Errorf("vidhub: bench: finding this binary to run the sides as processes: %w; use --in-process", err)
+			return fmt.Errorf("bench: finding this binary to run the sides as processes: %w; use --in-process", err)
 		}
 		opts.Exe = exe
 	}
@@ -49,7 +49,7 @@ func runBench(ctx context.Context, env *cmdEnv, args []string) error {
 		return err
 	}
 	if err := bench.WriteResults(*out, rep); err != nil {
-		return fmt.Errorf("vidhub: bench: writing results to %s: %w", *out, err)
+		return fmt.Errorf("bench: writing results to %s: %w", *out, err)
 	}
 	if *markdown != "" {
 		if err := bench.UpdateMarkdown(*markdown, rep); err != nil {

@@ -47,11 +47,16 @@ type cmdEnv struct {
 	stdout, stderr io.Writer
 }
 
-// usageError marks errors in how vidhub was called: exit status 2.
+// usageError marks errors in how vidhub was called (bad flags, an unknown
+// subcommand, an invalid name on the command line): exit status 2. Every
+// other error, a bad access file or key file included, exits 1.
 type usageError struct{ err error }
 
 func (e usageError) Error() string { return e.err.Error() }
 func (e usageError) Unwrap() error { return e.err }
+
+// ExitCode is the exit status of a usage error.
+func (e usageError) ExitCode() int { return 2 }
 
 func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
 
@@ -69,14 +74,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	for _, c := range commands() {
 		if c.name == args[0] {
-			err := c.run(ctx, env, args[1:])
-			if errors.Is(err, protocol.ErrBadName) {
-				var ue usageError
-				if !errors.As(err, &ue) {
-					err = usageError{err}
-				}
-			}
-			return err
+			return c.run(ctx, env, args[1:])
 		}
 	}
 	printHelp(stderr)

@@ -59,7 +59,7 @@ func runDemo(ctx context.Context, env *cmdEnv, args []string) error {
 	headless := vf.headless || windowErr != nil
 
 	b, err := broker.Start(broker.Config{Listen: *listen, Logger: log})
-	if errors.Is(err, broker.ErrStart) && strings.Contains(err.Error(), "cannot listen") {
+	if errors.Is(err, broker.ErrListen) {
 		log.Warn("demo broker address taken; picking a free port", "listen", *listen)
 		b, err = broker.Start(broker.Config{Listen: "127.0.0.1:0", Logger: log})
 	}
@@ -84,7 +84,7 @@ func runDemo(ctx context.Context, env *cmdEnv, args []string) error {
 		})
 		if err != nil {
 			nc.Close()
-			return err
+			return badPublisherConfig(err)
 		}
 		wg.Go(func() {
 			defer natsconn.Close(nc)

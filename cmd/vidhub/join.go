@@ -52,7 +52,7 @@ func runJoin(ctx context.Context, env *cmdEnv, args []string) error {
 	}
 	pub, err := publisher.New(nc, pf.config(log, views))
 	if err != nil {
-		return err
+		return badPublisherConfig(err)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -88,10 +89,19 @@ func runPublish(ctx context.Context, env *cmdEnv, args []string) error {
 	defer natsconn.Close(nc)
 	pub, err := publisher.New(nc, pf.config(log, nil))
 	if err != nil {
-		return err
+		return badPublisherConfig(err)
 	}
 	w, h := pub.Size()
 	fmt.Fprintf(env.stdout, "publishing %s into room %s as %s: %dx%d at %g fps to %s\n",
 		pf.source, pf.room, pf.name, w, h, pf.fps, natsconn.Redact(cf.url))
 	return pub.Run(ctx)
+}
+
+// badPublisherConfig marks publisher settings that cannot work (--fps,
+// --quality, --size, --loop with a live source) as a usage error.
+func badPublisherConfig(err error) error {
+	if errors.Is(err, publisher.ErrBadConfig) {
+		return usageError{err}
+	}
+	return err
 }

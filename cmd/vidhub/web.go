@@ -40,7 +40,7 @@ func runWeb(ctx context.Context, env *cmdEnv, args []string) error {
 	var key *webtoken.Key
 	if *keyFile != "" {
 		if key, err = webtoken.LoadKeyFile(*keyFile); err != nil {
-			return usageError{err}
+			return err
 		}
 	}
 	// The gateway's own NATS connection takes every client flag: --user,

@@ -21,7 +21,7 @@ import (
 const DefaultURL = "nats://127.0.0.1:4222"
 
 // ErrUnreachable is returned (wrapped) when no broker answers.
-var ErrUnreachable = errors.New("vidhub: cannot reach the NATS broker")
+var ErrUnreachable = errors.New("cannot reach the NATS broker")
 
 // Config says how to connect.
 type Config struct {
@@ -100,7 +100,7 @@ func connect(cfg Config) (*nats.Conn, error) {
 	if cfg.NKeyFile != "" {
 		opt, err := nats.NkeyOptionFromSeed(cfg.NKeyFile)
 		if err != nil {
-			return nil, fmt.Errorf("vidhub: nkey seed file %s: %w", cfg.NKeyFile, err)
+			return nil, fmt.Errorf("nkey seed file %s: %w", cfg.NKeyFile, err)
 		}
 		opts = append(opts, opt)
 	}
@@ -143,7 +143,7 @@ func Redact(urls string) string {
 // ErrRefused is returned (wrapped) by Connect when a broker answers but turns
 // this client away: wrong user or password, unknown NKey or credentials,
 // or TLS that does not match. Trying again would not help.
-var ErrRefused = errors.New("vidhub: the NATS broker refused this client")
+var ErrRefused = errors.New("the NATS broker refused this client")
 
 // Connect opens a connection with the settings live video wants (see
 // connect). A broker that answers and refuses this client is an error at

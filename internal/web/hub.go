@@ -62,7 +62,7 @@ func (h *hub) attach(v *viewer, l protocol.Layer) error {
 		f.viewers.Store(&[]*viewer{})
 		sub, err := h.nc.Subscribe(protocol.RoomFrames(k.room, l), func(m *nats.Msg) { h.onFrame(f, m) })
 		if err != nil {
-			return fmt.Errorf("vidhub: subscribing to room %s layer %s: %w", k.room, l, err)
+			return fmt.Errorf("subscribing to room %s layer %s: %w", k.room, l, err)
 		}
 		_ = sub.SetPendingLimits(pendingMsgs, pendingBytes)
 		f.sub = sub

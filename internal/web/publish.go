@@ -78,16 +78,16 @@ func (g *Gateway) servePublish(w http.ResponseWriter, r *http.Request) {
 	}
 	maxPayload := g.nc.MaxPayload()
 	if !g.nc.IsConnected() || maxPayload <= headerRoom {
-		http.Error(w, "vidhub: the gateway cannot reach the NATS broker; try again shortly", http.StatusServiceUnavailable)
+		http.Error(w, "the gateway cannot reach the NATS broker; try again shortly", http.StatusServiceUnavailable)
 		return
 	}
 	if g.nameTaken(addr) {
 		g.m.refuse("name_taken")
-		http.Error(w, fmt.Sprintf("vidhub: %s is already publishing in room %s; pick another name", addr.Participant(), addr.Room()), http.StatusConflict)
+		http.Error(w, fmt.Sprintf("%s is already publishing in room %s; pick another name", addr.Participant(), addr.Room()), http.StatusConflict)
 		return
 	}
 	if !g.enter() {
-		http.Error(w, "vidhub: the gateway is shutting down", http.StatusServiceUnavailable)
+		http.Error(w, "the gateway is shutting down", http.StatusServiceUnavailable)
 		return
 	}
 	defer g.wg.Done()

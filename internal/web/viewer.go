@@ -349,7 +349,7 @@ func (g *Gateway) serveView(w http.ResponseWriter, r *http.Request) {
 		name = subscriber.RandomName("web")
 	}
 	if !g.enter() {
-		http.Error(w, "vidhub: the gateway is shutting down", http.StatusServiceUnavailable)
+		http.Error(w, "the gateway is shutting down", http.StatusServiceUnavailable)
 		return
 	}
 	defer g.wg.Done()
@@ -424,8 +424,8 @@ func (g *Gateway) runViewer(ctx context.Context, v *viewer) error {
 
 // Causes of a viewing socket's end, for runViewer.
 var (
-	errWriterEnded = errors.New("vidhub: viewing socket's writer ended")
-	errReaderEnded = errors.New("vidhub: viewing socket's reader ended")
+	errWriterEnded = errors.New("viewing socket's writer ended")
+	errReaderEnded = errors.New("viewing socket's reader ended")
 )
 
 // read takes control messages until the socket ends.
