@@ -24,8 +24,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"golang.org/x/time/rate"
 
-	"github.com/vidhub/vidhub/internal/ratelimit"
 	"github.com/vidhub/vidhub/protocol"
 )
 
@@ -122,8 +122,8 @@ type Room struct {
 	reconnects     atomic.Uint64 // since joining, as of the last stats interval
 
 	presence *nats.Subscription
-	bad      atomic.Uint64 // bad messages of no known tile
-	badLog   ratelimit.Every
+	bad      atomic.Uint64  // bad messages of no known tile
+	badLog   rate.Sometimes // the first bad message, then one per 10 s
 	changed  chan struct{}
 
 	cancel    context.CancelFunc
@@ -166,6 +166,7 @@ func Join(nc *nats.Conn, cfg Config) (*Room, error) {
 		viewers: map[string]time.Time{},
 		left:    map[string]time.Time{},
 		changed: make(chan struct{}, 1),
+		badLog:  rate.Sometimes{Interval: 10 * time.Second},
 	}
 	r.presence, err = nc.Subscribe(protocol.RoomPresence(cfg.Room), r.onPresence)
 	if err != nil {
@@ -442,9 +443,8 @@ func (r *Room) countBad(t *Tile, err error) {
 	} else {
 		r.bad.Add(1)
 	}
-	if r.badLog.Allow(time.Now()) {
-		r.log.Warn("skipping bad message", "err", err)
-	}
+	// Every bad message is counted; a flood is logged now and then.
+	r.badLog.Do(func() { r.log.Warn("skipping bad message", "err", err) })
 }
 
 // addTile adds a tile for a publisher seen for the first time.

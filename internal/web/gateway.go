@@ -437,11 +437,7 @@ func (g *Gateway) runSocket(conn *websocket.Conn, log *slog.Logger, exp time.Tim
 	switch {
 	case errors.As(err, &ce):
 		g.m.refuse(ce.kind)
-		if g.m.refuseLog.allow(time.Now()) {
-			log.Warn("closing socket", "code", ce.code, "reason", ce.reason)
-		} else {
-			log.Debug("closing socket", "code", ce.code, "reason", ce.reason)
-		}
+		log.Log(context.Background(), g.m.refuseLevel(), "closing socket", "code", ce.code, "reason", ce.reason)
 		_ = conn.Close(ce.code, clip(ce.reason, 123))
 	case err == nil:
 		_ = conn.Close(websocket.StatusNormalClosure, "")
@@ -472,11 +468,7 @@ func (g *Gateway) acceptOptions() *websocket.AcceptOptions {
 // refuse counts and logs a refused request.
 func (g *Gateway) refuse(kind, msg string, args ...any) {
 	g.m.refuse(kind)
-	if g.m.refuseLog.allow(time.Now()) {
-		g.log.Warn(msg, args...)
-	} else {
-		g.log.Debug(msg, args...)
-	}
+	g.log.Log(context.Background(), g.m.refuseLevel(), msg, args...)
 }
 
 // badRequest answers 400 with the error, which states the rule.
