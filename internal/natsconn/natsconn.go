@@ -70,6 +70,8 @@ func connect(cfg Config) (*nats.Conn, error) {
 		nats.ReconnectBufSize(-1),
 		nats.PingInterval(5 * time.Second),
 		nats.MaxPingsOutstanding(2),
+		// Close drains; a drain that cannot finish is cut short.
+		nats.DrainTimeout(DrainWait),
 		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
 			if err != nil {
 				log.Warn("disconnected from broker; reconnecting", "err", err)
@@ -84,6 +86,10 @@ func connect(cfg Config) (*nats.Conn, error) {
 			log.Info("connected to broker", "url", nc.ConnectedUrlRedacted())
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			if errors.Is(err, nats.ErrDrainTimeout) {
+				log.Debug("closing without waiting for the rest of the drain", "after", DrainWait)
+				return
+			}
 			subj := ""
 			if sub != nil {
 				subj = sub.Subject
@@ -212,15 +218,24 @@ func refusal(url string, err error) error {
 	return nil
 }
 
-// DrainWait bounds how long a clean exit waits for a connection to
-// drain: well under the 2 s in which a stopped command must be gone, and
-// far longer than a drain takes when the broker answers (one round trip).
+// DrainWait bounds how long a clean exit waits for a connection's
+// subscriptions to drain (Connect sets it as nats.go's DrainTimeout): well
+// under the 2 s in which a stopped command must be gone, and far longer
+// than a drain takes when the broker answers (one round trip).
 const DrainWait = 500 * time.Millisecond
 
-// Close drains a connection, then closes it: its subscriptions stop
-// and still hand over what they had received, and what was published
-// reaches the broker. It waits at most DrainWait for that (the broker may
-// be gone or stalled) and closes the connection regardless.
+// flushWait bounds the last step of a drain, the flush of what was
+// published: nats.go gives it a fixed 5 s that DrainTimeout does not
+// cover, far too long for a broker that stopped answering.
+const flushWait = 250 * time.Millisecond
+
+// Close drains a connection, then closes it: its subscriptions stop and
+// still hand over what they had received, and what was published reaches
+// the broker. nats.go ends a drain that takes longer than the
+// connection's DrainTimeout (DrainWait for a connection from Connect) and
+// closes the connection; Close returns when it is closed, and closes it
+// itself when the final flush hangs (a broker gone silent) or when the
+// connection was made elsewhere with a longer DrainTimeout.
 func Close(nc *nats.Conn) {
 	closed := nc.StatusChanged(nats.CLOSED)
 	defer nc.RemoveStatusListener(closed)
@@ -230,11 +245,10 @@ func Close(nc *nats.Conn) {
 		nc.Close()
 		return
 	}
-	t := time.NewTimer(DrainWait)
-	defer t.Stop()
+	wait := min(nc.Opts.DrainTimeout, DrainWait) + flushWait
 	select {
 	case <-closed:
-	case <-t.C:
+	case <-time.After(wait):
 		nc.Close()
 	}
 }
