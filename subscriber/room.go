@@ -16,8 +16,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -226,12 +226,9 @@ func (r *Room) Layer() protocol.Layer {
 // Tiles returns the room's publishers, sorted by name.
 func (r *Room) Tiles() []*Tile {
 	r.mu.RLock()
-	ts := make([]*Tile, 0, len(r.tiles))
-	for _, t := range r.tiles {
-		ts = append(ts, t)
-	}
+	ts := slices.Collect(maps.Values(r.tiles))
 	r.mu.RUnlock()
-	sort.Slice(ts, func(i, j int) bool { return ts[i].name < ts[j].name })
+	slices.SortFunc(ts, func(a, b *Tile) int { return strings.Compare(a.name, b.name) })
 	return ts
 }
 
@@ -239,13 +236,8 @@ func (r *Room) Tiles() []*Tile {
 // sorted.
 func (r *Room) Viewers() []string {
 	r.mu.RLock()
-	vs := make([]string, 0, len(r.viewers))
-	for v := range r.viewers {
-		vs = append(vs, v)
-	}
-	r.mu.RUnlock()
-	slices.Sort(vs)
-	return vs
+	defer r.mu.RUnlock()
+	return slices.Sorted(maps.Keys(r.viewers))
 }
 
 // Stats returns the latest stats of every tile.
