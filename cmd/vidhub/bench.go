@@ -21,7 +21,7 @@ func runBench(ctx context.Context, env *cmdEnv, args []string) error {
 	only := fs.String("only", "", "comma-separated scenarios to run: "+strings.Join(bench.Kinds, ", ")+" (default all)")
 	inProcess := fs.Bool("in-process", false, "run broker, publishers and gateway in this process (no per-side CPU)")
 	markdown := fs.String("markdown", "", "Markdown file whose generated section to update with the figures, e.g. BENCHMARKS.md")
-	if err := env.parse(fs, args, nil); err != nil {
+	if err := env.parse(fs, args); err != nil {
 		return err
 	}
 	opts := bench.Options{Duration: *duration, Quick: *quick, Progress: env.stderr}
