@@ -156,8 +156,8 @@ func (fs *flagSet) envVars(flag string) []string {
 // printUsage writes the command's synopsis and its flags, each with its
 // environment variables, in flag.PrintDefaults's layout:
 //
-//	  -listen string  (env VIDHUB_NATS_LISTEN)
-//	    	client address HOST:PORT (port 0 picks a free one) (default "0.0.0.0:4222")
+//	-listen string  (env VIDHUB_NATS_LISTEN)
+//	  	client address HOST:PORT (port 0 picks a free one) (default "0.0.0.0:4222")
 func (fs *flagSet) printUsage(w io.Writer, cmd command) {
 	fmt.Fprintf(w, "usage: vidhub %s %s\n\n%s.\n", cmd.name, cmd.args, cmd.short)
 	n := 0
