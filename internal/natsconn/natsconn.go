@@ -209,6 +209,9 @@ func refusal(url string, err error) error {
 		// (depending on timing, as nats.go wraps it in ErrTLS) the broker
 		// closing the connection right after the handshake: both mean it
 		// did not accept this client's certificate, or the lack of one.
+		// nats.go says "after" only in the text (ErrTLS also wraps a
+		// handshake that failed, which may be an outage worth waiting
+		// for), so the text is matched here, and only here.
 		return fmt.Errorf("%w at %s: TLS: %w; the broker may require a client certificate (--tls-cert and --tls-key, or NATS_CERT and NATS_KEY)",
 			ErrRefused, Redact(url), cause)
 	case errors.Is(err, nats.ErrSecureConnRequired), errors.Is(err, nats.ErrSecureConnWanted):
