@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vidhub/vidhub/broker"
 	"github.com/vidhub/vidhub/internal/hubtest"
 	"github.com/vidhub/vidhub/internal/webtoken"
 )
@@ -160,6 +161,7 @@ func TestEnvNames(t *testing.T) {
 		t.Fatal(err)
 	}
 	dead := "nats://127.0.0.1:" + strconv.Itoa(hubtest.FreePort(t))
+	live := hubtest.Broker(t, broker.Config{}).ClientURL()
 	for _, tc := range []struct {
 		name string
 		env  []string
@@ -176,8 +178,8 @@ func TestEnvNames(t *testing.T) {
 		{"broker tls retired", []string{"VIDHUB_TLS_VERIFY", "true"}, []string{"broker", "--listen", "127.0.0.1:0"}, "--tls-verify need", "rename it VIDHUB_SERVER_TLS_VERIFY"},
 		{"broker flag wins", []string{"VIDHUB_LISTEN", "old"}, []string{"broker", "--listen", "nohostport"}, `"nohostport"`, "VIDHUB_LISTEN is no longer read"},
 		{"demo listen retired", []string{"VIDHUB_LISTEN", "nohostport"}, []string{"demo", "--headless"}, `"nohostport"`, "rename it VIDHUB_NATS_LISTEN"},
-		{"web listen", []string{"VIDHUB_WEB_LISTEN", "nohostport"}, []string{"web", "--nats", dead}, "nohostport", ""},
-		{"web listen retired", []string{"VIDHUB_LISTEN", "nohostport"}, []string{"web", "--nats", dead}, "nohostport", "rename it VIDHUB_WEB_LISTEN"},
+		{"web listen", []string{"VIDHUB_WEB_LISTEN", "nohostport"}, []string{"web", "--nats", live}, "nohostport", ""},
+		{"web listen retired", []string{"VIDHUB_LISTEN", "nohostport"}, []string{"web", "--nats", live}, "nohostport", "rename it VIDHUB_WEB_LISTEN"},
 		{"health urls", []string{"VIDHUB_HEALTH_URLS", "ftp://x"}, []string{"health"}, `"ftp://x"`, ""},
 		{"health urls retired", []string{"VIDHUB_URL", "ftp://x"}, []string{"health"}, `"ftp://x"`, "rename it VIDHUB_HEALTH_URLS"},
 		{"token url", []string{"VIDHUB_WEB_URL", "hub"}, []string{"token", "--room", "lobby", "--view", "--token-key-file", keyFile}, `"hub"`, ""},
