@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vidhub/vidhub/broker"
 	"github.com/vidhub/vidhub/internal/access"
 	"github.com/vidhub/vidhub/internal/hubtest"
 	"github.com/vidhub/vidhub/protocol"
@@ -111,5 +113,22 @@ func TestExitCode(t *testing.T) {
 		if tc.code == 0 && rep.String() != "" {
 			t.Errorf("%s: reported %q for a clean exit", tc.name, rep.String())
 		}
+	}
+}
+
+// TestTakenAddressIsErrListen: the demo picks a free port when its broker
+// address is taken, which it tells by broker.ErrListen, not by the text;
+// other start failures are not ErrListen.
+func TestTakenAddressIsErrListen(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if _, err := broker.Start(broker.Config{Listen: l.Addr().String()}); !errors.Is(err, broker.ErrListen) || !errors.Is(err, broker.ErrStart) {
+		t.Errorf("Start on a taken address: %v; want ErrStart and ErrListen", err)
+	}
+	if _, err := broker.Start(broker.Config{Listen: "nohostport"}); !errors.Is(err, broker.ErrStart) || errors.Is(err, broker.ErrListen) {
+		t.Errorf("Start on a malformed address: %v; want ErrStart, not ErrListen", err)
 	}
 }
