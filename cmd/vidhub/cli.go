@@ -104,8 +104,8 @@ type flagSet struct {
 	// vars lists the variables a flag is read from, in order, when they
 	// are not VIDHUB_<FLAG> alone.
 	vars map[string][]string
-	// retired maps a variable that used to set a flag of this command,
-	// and no longer does, to that flag.
+	// retired maps a flag's former variable, read last and with a
+	// warning, to the flag.
 	retired map[string]string
 }
 
