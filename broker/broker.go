@@ -32,7 +32,11 @@ const DefaultMaxPayload = 8 << 20
 const DefaultListen = "0.0.0.0:4222"
 
 // ErrStart is returned (wrapped) when the broker cannot start.
-var ErrStart = errors.New("vidhub: broker did not start")
+var ErrStart = errors.New("broker did not start")
+
+// ErrListen is returned (wrapped, with ErrStart) when an address the
+// broker must listen on is taken or cannot be bound.
+var ErrListen = errors.New("cannot listen")
 
 // Config says how to run a broker. The zero value is a broker on a random
 // loopback port with the defaults below, which is what tests want.
@@ -326,8 +330,8 @@ func checkFree(what, host string, port int) error {
 	}
 	l, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
 	if err != nil {
-		return fmt.Errorf("%w: cannot listen for %s connections on %s: %w; stop what uses it or pick another address",
-			ErrStart, what, net.JoinHostPort(host, strconv.Itoa(port)), err)
+		return fmt.Errorf("%w: %w for %s connections on %s: %w; stop what uses it or pick another address",
+			ErrStart, ErrListen, what, net.JoinHostPort(host, strconv.Itoa(port)), err)
 	}
 	return l.Close()
 }
@@ -389,7 +393,7 @@ func (b *Broker) Server() *server.Server { return b.srv }
 func (b *Broker) Connect(opts ...nats.Option) (*nats.Conn, error) {
 	nc, err := nats.Connect("", append([]nats.Option{nats.InProcessServer(b.srv)}, opts...)...)
 	if err != nil {
-		return nil, fmt.Errorf("vidhub: in-process connection to broker: %w", err)
+		return nil, fmt.Errorf("in-process connection to broker: %w", err)
 	}
 	return nc, nil
 }

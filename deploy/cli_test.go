@@ -63,7 +63,7 @@ func TestBrokerCommandCluster(t *testing.T) {
 		"--server-name", "n1", "--cluster-name", "clitest", "--cluster-listen", addr(nodes[0].route), "--routes", routes)
 	// Node 2: the environment.
 	p2 := startProc(t, []string{
-		"VIDHUB_LISTEN=" + addr(nodes[1].client), "VIDHUB_HTTP=" + addr(nodes[1].monitor),
+		"VIDHUB_NATS_LISTEN=" + addr(nodes[1].client), "VIDHUB_MONITOR_LISTEN=" + addr(nodes[1].monitor),
 		"VIDHUB_SERVER_NAME=n2", "VIDHUB_CLUSTER_NAME=clitest", "VIDHUB_CLUSTER_LISTEN=" + addr(nodes[1].route), "VIDHUB_ROUTES=" + routes,
 	}, bin, "broker")
 	// Node 3: a stock config file with a cluster block; flags override

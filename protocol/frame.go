@@ -25,7 +25,7 @@ const MaxDimension = 16384
 
 // ErrBadFrame is returned (wrapped) for a frame whose headers or body break
 // the protocol.
-var ErrBadFrame = errors.New("vidhub: bad frame")
+var ErrBadFrame = errors.New("bad frame")
 
 // FrameMeta is what the headers of a frame say about it.
 type FrameMeta struct {

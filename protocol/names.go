@@ -13,7 +13,7 @@ const NameRule = "1 to 64 characters of A-Z a-z 0-9 _ -"
 
 // ErrBadName is returned (wrapped) for any room or participant name that
 // breaks NameRule.
-var ErrBadName = errors.New("vidhub: invalid name")
+var ErrBadName = errors.New("invalid name")
 
 // ValidateName checks that s is a valid room or participant name. what
 // says which kind of name it is ("room", "participant") for the message.

@@ -32,7 +32,7 @@ const (
 
 // ErrBadPresence is returned (wrapped) for a presence document that breaks
 // the protocol.
-var ErrBadPresence = errors.New("vidhub: bad presence")
+var ErrBadPresence = errors.New("bad presence")
 
 // LayerInfo describes one layer a publisher sends.
 type LayerInfo struct {

@@ -26,7 +26,7 @@ const presenceToken = "presence"
 
 // ErrBadSubject is returned (wrapped) for a subject that is not one of
 // protocol v1's.
-var ErrBadSubject = errors.New("vidhub: not a vidhub subject")
+var ErrBadSubject = errors.New("not a vidhub subject")
 
 // ParseLayer turns "hi" or "lo" into a Layer.
 func ParseLayer(s string) (Layer, error) {
@@ -34,7 +34,7 @@ func ParseLayer(s string) (Layer, error) {
 	case Hi, Lo:
 		return Layer(s), nil
 	}
-	return "", fmt.Errorf("vidhub: unknown layer %q: use hi or lo", s)
+	return "", fmt.Errorf("unknown layer %q: use hi or lo", s)
 }
 
 // Address names one participant in one room. Its names are validated when

@@ -17,7 +17,7 @@ func encodeRGBAStd(img *image.RGBA, q int, use func([]byte) error) error {
 	defer jpegBufs.Put(buf)
 	buf.Reset()
 	if err := jpeg.Encode(buf, img, &jpeg.Options{Quality: q}); err != nil {
-		return fmt.Errorf("vidhub: JPEG encoding: %w", err)
+		return fmt.Errorf("JPEG encoding: %w", err)
 	}
 	return use(buf.Bytes())
 }

@@ -38,7 +38,7 @@ const (
 
 // ErrNotAllowed is returned (wrapped) by Run when the broker refuses to
 // let this user publish as this participant in this room.
-var ErrNotAllowed = errors.New("vidhub: not allowed")
+var ErrNotAllowed = errors.New("not allowed")
 
 // ErrConnClosed is returned (wrapped) by Run when the connection to the
 // broker is closed for good while the publisher runs: nats.go gives up
@@ -46,10 +46,10 @@ var ErrNotAllowed = errors.New("vidhub: not allowed")
 // password or rights were changed). Frames would only be dropped from
 // then on, so the publisher ends and says why; a service manager restarts
 // it.
-var ErrConnClosed = errors.New("vidhub: the connection to the broker was closed")
+var ErrConnClosed = errors.New("the connection to the broker was closed")
 
 // ErrBadConfig is returned (wrapped) for a Config that cannot work.
-var ErrBadConfig = errors.New("vidhub: bad publisher settings")
+var ErrBadConfig = errors.New("bad publisher settings")
 
 // Config says what to publish where.
 type Config struct {
@@ -220,7 +220,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 	if p.interest != nil {
 		sub, err := p.nc.Subscribe(protocol.RoomPresence(p.addr.Room()), p.interest.onPresence)
 		if err != nil {
-			return fmt.Errorf("vidhub: following who watches room %s: %w", p.addr.Room(), err)
+			return fmt.Errorf("following who watches room %s: %w", p.addr.Room(), err)
 		}
 		defer func() { _ = sub.Unsubscribe() }()
 	}

@@ -9,11 +9,11 @@ import (
 )
 
 // ErrSource is returned (wrapped) when a source cannot be opened or read.
-var ErrSource = errors.New("vidhub: video source")
+var ErrSource = errors.New("video source")
 
 // ErrNeedsOpenCV is returned (wrapped) for a source that needs OpenCV in a
 // build without it (CGO_ENABLED=0).
-var ErrNeedsOpenCV = errors.New("vidhub: this source needs OpenCV, which this build of vidhub lacks (built with CGO_ENABLED=0); use the full build, or --source pattern")
+var ErrNeedsOpenCV = errors.New("this source needs OpenCV, which this build of vidhub lacks (built with CGO_ENABLED=0); use the full build, or --source pattern")
 
 // frameSource is where frames come from. Read is called from one
 // goroutine only: capture devices are not goroutine-safe.

@@ -235,11 +235,11 @@ func encodeMat(m gocv.Mat, q int, use func([]byte) error) error {
 	// gocv: an empty params slice panics, and the error is always nil.
 	buf, err := gocv.IMEncodeWithParams(gocv.JPEGFileExt, m, []int{gocv.IMWriteJpegQuality, q})
 	if err != nil {
-		return fmt.Errorf("vidhub: JPEG encoding: %w", err)
+		return fmt.Errorf("JPEG encoding: %w", err)
 	}
 	defer buf.Close()
 	if buf.Len() == 0 {
-		return fmt.Errorf("vidhub: JPEG encoding of a %dx%d frame produced nothing", m.Cols(), m.Rows())
+		return fmt.Errorf("JPEG encoding of a %dx%d frame produced nothing", m.Cols(), m.Rows())
 	}
 	return use(buf.GetBytes())
 }
@@ -266,7 +266,7 @@ func (f *imageFrame) encode(w, h, q int, use func([]byte) error) error {
 	if !f.native.ok {
 		rgba, err := gocv.NewMatFromBytes(b.Dy(), b.Dx(), gocv.MatTypeCV8UC4, f.img.Pix)
 		if err != nil {
-			return fmt.Errorf("vidhub: wrapping a frame for OpenCV: %w", err)
+			return fmt.Errorf("wrapping a frame for OpenCV: %w", err)
 		}
 		f.native.bgr = gocv.NewMat()
 		gocv.CvtColor(rgba, &f.native.bgr, gocv.ColorRGBAToBGR)

@@ -6,7 +6,7 @@ import (
 )
 
 // ErrNoWindow is returned (wrapped) when a desktop window cannot be shown.
-var ErrNoWindow = errors.New("vidhub: cannot open a desktop window")
+var ErrNoWindow = errors.New("cannot open a desktop window")
 
 // gridCells splits bounds into n cells of a near-square grid, row by row,
 // with a gap between cells.

@@ -16,16 +16,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"golang.org/x/time/rate"
 
-	"github.com/vidhub/vidhub/internal/ratelimit"
 	"github.com/vidhub/vidhub/protocol"
 )
 
@@ -46,7 +46,7 @@ func ParseLayerMode(s string) (LayerMode, error) {
 	case LayerAuto, LayerHi, LayerLo:
 		return LayerMode(s), nil
 	}
-	return "", fmt.Errorf("vidhub: unknown layer %q: use auto, hi or lo", s)
+	return "", fmt.Errorf("unknown layer %q: use auto, hi or lo", s)
 }
 
 const (
@@ -69,7 +69,7 @@ const (
 
 // ErrNotAllowed is returned (wrapped) when the broker refuses to let this
 // user view a room.
-var ErrNotAllowed = errors.New("vidhub: not allowed")
+var ErrNotAllowed = errors.New("not allowed")
 
 // Config says which room to join and how.
 type Config struct {
@@ -122,8 +122,8 @@ type Room struct {
 	reconnects     atomic.Uint64 // since joining, as of the last stats interval
 
 	presence *nats.Subscription
-	bad      atomic.Uint64 // bad messages of no known tile
-	badLog   ratelimit.Every
+	bad      atomic.Uint64  // bad messages of no known tile
+	badLog   rate.Sometimes // the first bad message, then one per 10 s
 	changed  chan struct{}
 
 	cancel    context.CancelFunc
@@ -166,10 +166,11 @@ func Join(nc *nats.Conn, cfg Config) (*Room, error) {
 		viewers: map[string]time.Time{},
 		left:    map[string]time.Time{},
 		changed: make(chan struct{}, 1),
+		badLog:  rate.Sometimes{Interval: 10 * time.Second},
 	}
 	r.presence, err = nc.Subscribe(protocol.RoomPresence(cfg.Room), r.onPresence)
 	if err != nil {
-		return nil, fmt.Errorf("vidhub: joining room %s: %w", cfg.Room, err)
+		return nil, fmt.Errorf("joining room %s: %w", cfg.Room, err)
 	}
 	_ = r.presence.SetPendingLimits(pendingMsgs, pendingBytes)
 	r.mu.Lock()
@@ -190,7 +191,7 @@ func Join(nc *nats.Conn, cfg Config) (*Room, error) {
 			_ = r.frames.Unsubscribe()
 		}
 		r.mu.Unlock()
-		return nil, fmt.Errorf("vidhub: joining room %s: %w", cfg.Room, err)
+		return nil, fmt.Errorf("joining room %s: %w", cfg.Room, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
@@ -225,12 +226,9 @@ func (r *Room) Layer() protocol.Layer {
 // Tiles returns the room's publishers, sorted by name.
 func (r *Room) Tiles() []*Tile {
 	r.mu.RLock()
-	ts := make([]*Tile, 0, len(r.tiles))
-	for _, t := range r.tiles {
-		ts = append(ts, t)
-	}
+	ts := slices.Collect(maps.Values(r.tiles))
 	r.mu.RUnlock()
-	sort.Slice(ts, func(i, j int) bool { return ts[i].name < ts[j].name })
+	slices.SortFunc(ts, func(a, b *Tile) int { return strings.Compare(a.name, b.name) })
 	return ts
 }
 
@@ -238,13 +236,8 @@ func (r *Room) Tiles() []*Tile {
 // sorted.
 func (r *Room) Viewers() []string {
 	r.mu.RLock()
-	vs := make([]string, 0, len(r.viewers))
-	for v := range r.viewers {
-		vs = append(vs, v)
-	}
-	r.mu.RUnlock()
-	slices.Sort(vs)
-	return vs
+	defer r.mu.RUnlock()
+	return slices.Sorted(maps.Keys(r.viewers))
 }
 
 // Stats returns the latest stats of every tile.
@@ -442,9 +435,8 @@ func (r *Room) countBad(t *Tile, err error) {
 	} else {
 		r.bad.Add(1)
 	}
-	if r.badLog.Allow(time.Now()) {
-		r.log.Warn("skipping bad message", "err", err)
-	}
+	// Every bad message is counted; a flood is logged now and then.
+	r.badLog.Do(func() { r.log.Warn("skipping bad message", "err", err) })
 }
 
 // addTile adds a tile for a publisher seen for the first time.

@@ -63,14 +63,14 @@ func ListRooms(ctx context.Context, nc *nats.Conn, wait time.Duration) ([]RoomIn
 		members[s.Participant()] = Member{Name: s.Participant(), Role: p.Role, Layers: p.Layers, Views: p.Views, Started: p.Started}
 	})
 	if err != nil {
-		return nil, fmt.Errorf("vidhub: listening for presence: %w", err)
+		return nil, fmt.Errorf("listening for presence: %w", err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
 	if err := nc.FlushTimeout(5 * time.Second); err != nil {
-		return nil, fmt.Errorf("vidhub: listening for presence: %w", err)
+		return nil, fmt.Errorf("listening for presence: %w", err)
 	}
 	if err := nc.LastError(); err != nil {
-		return nil, fmt.Errorf("vidhub: listening for presence: %w", err)
+		return nil, fmt.Errorf("listening for presence: %w", err)
 	}
 	t := time.NewTimer(wait)
 	defer t.Stop()

@@ -21,7 +21,7 @@ func runBench(ctx context.Context, env *cmdEnv, args []string) error {
 	only := fs.String("only", "", "comma-separated scenarios to run: "+strings.Join(bench.Kinds, ", ")+" (default all)")
 	inProcess := fs.Bool("in-process", false, "run broker, publishers and gateway in this process (no per-side CPU)")
 	markdown := fs.String("markdown", "", "Markdown file whose generated section to update with the figures, e.g. BENCHMARKS.md")
-	if err := env.parse(fs, args, nil); err != nil {
+	if err := env.parse(fs, args); err != nil {
 		return err
 	}
 	opts := bench.Options{Duration: *duration, Quick: *quick, Progress: env.stderr}
@@ -33,7 +33,7 @@ func runBench(ctx context.Context, env *cmdEnv, args []string) error {
 	if !*inProcess {
 		exe, err := os.Executable()
 		if err != nil {
-			return fmt.Errorf("vidhub: bench: finding this binary to run the sides as processes: %w; use --in-process", err)
+			return fmt.Errorf("bench: finding this binary to run the sides as processes: %w; use --in-process", err)
 		}
 		opts.Exe = exe
 	}
@@ -49,7 +49,7 @@ func runBench(ctx context.Context, env *cmdEnv, args []string) error {
 		return err
 	}
 	if err := bench.WriteResults(*out, rep); err != nil {
-		return fmt.Errorf("vidhub: bench: writing results to %s: %w", *out, err)
+		return fmt.Errorf("bench: writing results to %s: %w", *out, err)
 	}
 	if *markdown != "" {
 		if err := bench.UpdateMarkdown(*markdown, rep); err != nil {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"strings"
 
@@ -17,7 +16,7 @@ func runBroker(ctx context.Context, env *cmdEnv, args []string) error {
 	listen := fs.String("listen", broker.DefaultListen, "client address HOST:PORT (port 0 picks a free one)")
 	httpAddr := fs.String("http", "", "NATS monitoring address HOST:PORT, e.g. 0.0.0.0:8222 (off when empty)")
 	maxPayload := bytesFlag{broker.DefaultMaxPayload}
-	fs.Var(&maxPayload, "max-payload", "largest message, e.g. 8MB")
+	fs.Var(&maxPayload, "max-payload", "largest message, a `SIZE` in bytes such as 8MB or 1048576")
 	config := fs.String("config", "", "stock nats-server configuration file; flags given explicitly override it")
 	serverName := fs.String("server-name", "", "this server's name in monitoring and its cluster (default: the config file's, or a generated ID)")
 	clusterName := fs.String("cluster-name", "", "NATS cluster to form or join; the same on every member")
@@ -31,7 +30,17 @@ func runBroker(ctx context.Context, env *cmdEnv, args []string) error {
 	tlsVerify := fs.Bool("tls-verify", false, "require client certificates signed by --tls-ca")
 	var level string
 	registerLogLevel(fs, &level)
-	if err := env.parse(fs, args, nil); err != nil {
+	// Named for what they are: --listen is not the web gateway's, and the
+	// certificate is the server's, not a client's (VIDHUB_TLS_CERT).
+	fs.envVar("listen", "VIDHUB_NATS_LISTEN")
+	fs.envVar("http", "VIDHUB_MONITOR_LISTEN")
+	fs.retire("VIDHUB_LISTEN", "listen")
+	fs.retire("VIDHUB_HTTP", "http")
+	for _, f := range []string{"tls-cert", "tls-key", "tls-ca", "tls-verify"} {
+		fs.envVar(f, "VIDHUB_SERVER_"+strings.TrimPrefix(defaultVar(f), "VIDHUB_"))
+		fs.retire(defaultVar(f), f)
+	}
+	if err := env.parse(fs, args); err != nil {
 		return err
 	}
 	log, err := env.logger(level)
@@ -63,13 +72,12 @@ func runBroker(ctx context.Context, env *cmdEnv, args []string) error {
 			return usageError{err}
 		}
 	}
-	// With a config file, only what was asked for explicitly overrides it.
-	explicit := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
-	if *config == "" || explicit["listen"] || env.getenv("VIDHUB_LISTEN") != "" {
+	// With a config file, only what was asked for explicitly (on the
+	// command line or in the environment) overrides it.
+	if *config == "" || fs.isSet("listen") {
 		cfg.Listen = *listen
 	}
-	if *config == "" || explicit["max-payload"] || env.getenv("VIDHUB_MAX_PAYLOAD") != "" {
+	if *config == "" || fs.isSet("max-payload") {
 		cfg.MaxPayload = maxPayload.n
 	}
 	b, err := broker.Start(cfg)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -47,11 +48,16 @@ type cmdEnv struct {
 	stdout, stderr io.Writer
 }
 
-// usageError marks errors in how vidhub was called: exit status 2.
+// usageError marks errors in how vidhub was called (bad flags, an unknown
+// subcommand, an invalid name on the command line): exit status 2. Every
+// other error, a bad access file or key file included, exits 1.
 type usageError struct{ err error }
 
 func (e usageError) Error() string { return e.err.Error() }
 func (e usageError) Unwrap() error { return e.err }
+
+// ExitCode is the exit status of a usage error.
+func (e usageError) ExitCode() int { return 2 }
 
 func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
 
@@ -69,14 +75,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	for _, c := range commands() {
 		if c.name == args[0] {
-			err := c.run(ctx, env, args[1:])
-			if errors.Is(err, protocol.ErrBadName) {
-				var ue usageError
-				if !errors.As(err, &ue) {
-					err = usageError{err}
-				}
-			}
-			return err
+			return c.run(ctx, env, args[1:])
 		}
 	}
 	printHelp(stderr)
@@ -93,28 +92,104 @@ func printHelp(w io.Writer) {
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, `"vidhub <command> -h" lists a command's flags. Every flag can also be set`)
-	fmt.Fprintln(w, "in the environment as VIDHUB_<FLAG> (e.g. VIDHUB_ROOM=lobby); --nats falls")
-	fmt.Fprintln(w, "back to NATS_URL and --creds to NATS_CREDS.")
+	fmt.Fprintln(w, "in the environment, under the name the list gives it: VIDHUB_<FLAG> for most")
+	fmt.Fprintln(w, "(e.g. VIDHUB_ROOM=lobby), a name that says what it is for where a flag's")
+	fmt.Fprintln(w, "name alone could mean two things (VIDHUB_NATS_LISTEN, VIDHUB_WEB_LISTEN).")
+	fmt.Fprintln(w, "--nats falls back to NATS_URL and --creds to NATS_CREDS.")
+}
+
+// flagSet is a command's flags and the environment variable of each.
+type flagSet struct {
+	*flag.FlagSet
+	// vars lists the variables a flag is read from, in order, when they
+	// are not VIDHUB_<FLAG> alone.
+	vars map[string][]string
+	// retired maps a flag's former variable, read last and with a
+	// warning, to the flag.
+	retired map[string]string
 }
 
 // flagSet makes a command's flag set, writing its usage to stderr.
-func (e *cmdEnv) flagSet(c string) *flag.FlagSet {
-	fs := flag.NewFlagSet(c, flag.ContinueOnError)
+func (e *cmdEnv) flagSet(c string) *flagSet {
+	fs := &flagSet{
+		FlagSet: flag.NewFlagSet(c, flag.ContinueOnError),
+		vars:    map[string][]string{}, retired: map[string]string{},
+	}
 	fs.SetOutput(e.stderr)
 	for _, cmd := range commands() {
 		if cmd.name == c {
-			fs.Usage = func() {
-				fmt.Fprintf(e.stderr, "usage: vidhub %s %s\n\n%s.\n\nflags (each also VIDHUB_<FLAG> in the environment):\n", c, cmd.args, cmd.short)
-				fs.PrintDefaults()
-			}
+			fs.Usage = func() { fs.printUsage(e.stderr, cmd) }
 		}
 	}
 	return fs
 }
 
+// defaultVar is a flag's variable unless its registration names another.
+func defaultVar(flag string) string {
+	return "VIDHUB_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// envVar names the variables flag is read from when it is not on the
+// command line, in order: for a flag whose name alone could mean two
+// things across commands, a name that says what it is for, and the NATS
+// ecosystem's own names as fallbacks.
+func (fs *flagSet) envVar(flag string, vars ...string) {
+	fs.vars[flag] = vars
+}
+
+// retire names a variable that used to set flag (its VIDHUB_<FLAG> before
+// the flag got its own name). It still does, so that a deployment keeps
+// its address and TLS when upgraded, but parse warns, naming the variable
+// to use instead.
+func (fs *flagSet) retire(old, flag string) {
+	fs.retired[old] = flag
+}
+
+// envVars is what flag is read from, in order.
+func (fs *flagSet) envVars(flag string) []string {
+	if v, ok := fs.vars[flag]; ok {
+		return v
+	}
+	return []string{defaultVar(flag)}
+}
+
+// printUsage writes the command's synopsis and its flags, each with its
+// environment variables, in flag.PrintDefaults's layout:
+//
+//	-listen string  (env VIDHUB_NATS_LISTEN)
+//	  	client address HOST:PORT (port 0 picks a free one) (default "0.0.0.0:4222")
+func (fs *flagSet) printUsage(w io.Writer, cmd command) {
+	fmt.Fprintf(w, "usage: vidhub %s %s\n\n%s.\n", cmd.name, cmd.args, cmd.short)
+	n := 0
+	fs.VisitAll(func(*flag.Flag) { n++ })
+	if n == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nflags (each can also be set in the environment variable named beside it):\n")
+	fs.VisitAll(func(f *flag.Flag) {
+		name, usage := flag.UnquoteUsage(f)
+		line := "  -" + f.Name
+		if name != "" {
+			line += " " + name
+		}
+		fmt.Fprintf(w, "%s  (env %s)\n    \t%s", line, strings.Join(fs.envVars(f.Name), ", "), strings.ReplaceAll(usage, "\n", "\n    \t"))
+		switch f.DefValue {
+		case "", "0", "0s", "false":
+		default:
+			if name == "string" {
+				fmt.Fprintf(w, " (default %q)", f.DefValue)
+			} else {
+				fmt.Fprintf(w, " (default %s)", f.DefValue)
+			}
+		}
+		fmt.Fprintln(w)
+	})
+}
+
 // parse parses args, then fills every flag not given on the command line
-// from VIDHUB_<FLAG>, then from the fallbacks (e.g. NATS_URL for nats).
-func (e *cmdEnv) parse(fs *flag.FlagSet, args []string, fallbacks map[string]string) error {
+// from its environment variables (VIDHUB_<FLAG> unless its registration
+// names others), then from a retired variable, with a warning.
+func (e *cmdEnv) parse(fs *flagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return errHelp
@@ -126,22 +201,40 @@ func (e *cmdEnv) parse(fs *flag.FlagSet, args []string, fallbacks map[string]str
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	retiredFor := map[string][]string{}
+	for old, f := range fs.retired {
+		retiredFor[f] = append(retiredFor[f], old)
+	}
 	var errs []error
 	fs.VisitAll(func(f *flag.Flag) {
+		vars := fs.envVars(f.Name)
+		for _, old := range retiredFor[f.Name] {
+			if e.getenv(old) == "" {
+				continue
+			}
+			if set[f.Name] {
+				e.warnf("%s is no longer read by \"vidhub %s\" (--%s was given); unset it", old, fs.Name(), f.Name)
+				continue
+			}
+			if slices.ContainsFunc(vars, func(k string) bool { return e.getenv(k) != "" }) {
+				e.warnf("%s is no longer read by \"vidhub %s\"; %s sets --%s", old, fs.Name(), vars[0], f.Name)
+				continue
+			}
+			e.warnf("%s is retired in \"vidhub %s\": rename it %s (it still sets --%s for now)", old, fs.Name(), vars[0], f.Name)
+			vars = append(vars, old)
+		}
 		if set[f.Name] {
 			return
 		}
-		key := "VIDHUB_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		v := e.getenv(key)
-		if v == "" && fallbacks[f.Name] != "" {
-			key = fallbacks[f.Name]
-			v = e.getenv(key)
-		}
-		if v == "" {
+		for _, key := range vars {
+			v := e.getenv(key)
+			if v == "" {
+				continue
+			}
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: %w", key, v, err))
+			}
 			return
-		}
-		if err := fs.Set(f.Name, v); err != nil {
-			errs = append(errs, fmt.Errorf("%s=%q: %w", key, v, err))
 		}
 	})
 	if len(errs) > 0 {
@@ -150,9 +243,14 @@ func (e *cmdEnv) parse(fs *flag.FlagSet, args []string, fallbacks map[string]str
 	return nil
 }
 
+// warnf prints a warning about how vidhub was called on stderr.
+func (e *cmdEnv) warnf(format string, a ...any) {
+	fmt.Fprintf(e.stderr, "vidhub: warning: "+format+"\n", a...)
+}
+
 // isSet reports whether flag name was given, on the command line or in
 // the environment.
-func isSet(fs *flag.FlagSet, name string) bool {
+func (fs *flagSet) isSet(name string) bool {
 	set := false
 	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
 	return set
@@ -168,14 +266,9 @@ type clientFlags struct {
 	logLevel        string
 }
 
-// clientFallbacks are the NATS ecosystem's own variables, read when
-// neither the flag nor VIDHUB_<FLAG> is set.
-var clientFallbacks = map[string]string{
-	"nats": "NATS_URL", "creds": "NATS_CREDS", "user": "NATS_USER", "password": "NATS_PASSWORD",
-	"nkey": "NATS_NKEY", "tls-ca": "NATS_CA", "tls-cert": "NATS_CERT", "tls-key": "NATS_KEY",
-}
-
-func (c *clientFlags) register(fs *flag.FlagSet) {
+// register adds the client flags. Each is read from VIDHUB_<FLAG>, then
+// from the NATS ecosystem's own variable (NATS_URL, NATS_CREDS...).
+func (c *clientFlags) register(fs *flagSet) {
 	fs.StringVar(&c.url, "nats", natsconn.DefaultURL, "broker URL, or a comma-separated list of a cluster's")
 	fs.StringVar(&c.creds, "creds", "", "NATS credentials file")
 	fs.StringVar(&c.user, "user", "", "NATS user name")
@@ -184,10 +277,16 @@ func (c *clientFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.tlsCA, "tls-ca", "", "PEM file of the CAs that signed the broker's certificate")
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "client certificate, for brokers that verify clients")
 	fs.StringVar(&c.tlsKey, "tls-key", "", "client certificate's key")
+	for flag, nats := range map[string]string{
+		"nats": "NATS_URL", "creds": "NATS_CREDS", "user": "NATS_USER", "password": "NATS_PASSWORD",
+		"nkey": "NATS_NKEY", "tls-ca": "NATS_CA", "tls-cert": "NATS_CERT", "tls-key": "NATS_KEY",
+	} {
+		fs.envVar(flag, defaultVar(flag), nats)
+	}
 	registerLogLevel(fs, &c.logLevel)
 }
 
-func registerLogLevel(fs *flag.FlagSet, v *string) {
+func registerLogLevel(fs *flagSet, v *string) {
 	fs.StringVar(v, "log-level", "info", "log level: debug, info, warn or error")
 }
 

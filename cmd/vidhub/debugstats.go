@@ -71,13 +71,10 @@ func startDebugStats(getenv func(string) string) (stop func()) {
 			}
 		}
 	})
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			close(done)
-			wg.Wait()
-			write(true)
-			_ = f.Close()
-		})
-	}
+	return sync.OnceFunc(func() {
+		close(done)
+		wg.Wait()
+		write(true)
+		_ = f.Close()
+	})
 }

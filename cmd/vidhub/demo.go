@@ -31,14 +31,18 @@ func runDemo(ctx context.Context, env *cmdEnv, args []string) error {
 	n := fs.Int("publishers", 2, "number of pattern publishers (1 to 8)")
 	var size sizeFlag
 	size.w, size.h = publisher.DefaultWidth, publisher.DefaultHeight
-	fs.Var(&size, "size", "size of the publishers' hi layer")
+	fs.Var(&size, "size", "size of the publishers' hi layer, `WxH`")
 	fps := fs.Float64("fps", publisher.DefaultFPS, "frames per second of each publisher")
 	webAddr := fs.String("web", "127.0.0.1:8080", "web gateway address; a free port is picked if it is taken; empty turns it off")
 	var vf viewFlags
 	vf.register(fs)
 	var level string
 	registerLogLevel(fs, &level)
-	if err := env.parse(fs, args, nil); err != nil {
+	fs.envVar("listen", "VIDHUB_NATS_LISTEN")
+	fs.envVar("web", "VIDHUB_WEB_LISTEN")
+	fs.retire("VIDHUB_LISTEN", "listen")
+	fs.retire("VIDHUB_WEB", "web")
+	if err := env.parse(fs, args); err != nil {
 		return err
 	}
 	if err := protocol.ValidRoom(*room); err != nil {
@@ -59,7 +63,7 @@ func runDemo(ctx context.Context, env *cmdEnv, args []string) error {
 	headless := vf.headless || windowErr != nil
 
 	b, err := broker.Start(broker.Config{Listen: *listen, Logger: log})
-	if errors.Is(err, broker.ErrStart) && strings.Contains(err.Error(), "cannot listen") {
+	if errors.Is(err, broker.ErrListen) {
 		log.Warn("demo broker address taken; picking a free port", "listen", *listen)
 		b, err = broker.Start(broker.Config{Listen: "127.0.0.1:0", Logger: log})
 	}
@@ -84,7 +88,7 @@ func runDemo(ctx context.Context, env *cmdEnv, args []string) error {
 		})
 		if err != nil {
 			nc.Close()
-			return err
+			return badPublisherConfig(err)
 		}
 		wg.Go(func() {
 			defer natsconn.Close(nc)

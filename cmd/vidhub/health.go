@@ -31,7 +31,9 @@ func runHealth(ctx context.Context, env *cmdEnv, args []string) error {
 	timeout := fs.Duration("timeout", 3*time.Second, "how long the checks may take in all")
 	var cf clientFlags
 	cf.register(fs)
-	if err := env.parse(fs, args, clientFallbacks); err != nil {
+	fs.envVar("url", "VIDHUB_HEALTH_URLS")
+	fs.retire("VIDHUB_URL", "url")
+	if err := env.parse(fs, args); err != nil {
 		return err
 	}
 	set := map[string]bool{}

@@ -21,7 +21,7 @@ func runJoin(ctx context.Context, env *cmdEnv, args []string) error {
 	pf.register(fs)
 	vf.register(fs)
 	cf.register(fs)
-	if err := env.parse(fs, args, clientFallbacks); err != nil {
+	if err := env.parse(fs, args); err != nil {
 		return err
 	}
 	if err := pf.check(fs, cf.user); err != nil {
@@ -52,7 +52,7 @@ func runJoin(ctx context.Context, env *cmdEnv, args []string) error {
 	}
 	pub, err := publisher.New(nc, pf.config(log, views))
 	if err != nil {
-		return err
+		return badPublisherConfig(err)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

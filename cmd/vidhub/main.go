@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
-	"strings"
 	"syscall"
 )
 
@@ -32,23 +31,18 @@ func main() {
 	os.Exit(exitCode(err, os.Stderr))
 }
 
-// exitCode reports err and maps it to the process's exit status: 0 for
-// none, 2 for usage errors, 1 for the rest.
+// exitCode reports err on stderr, prefixed "vidhub: " once (library
+// errors carry no program prefix), and returns the process's exit status:
+// 0 for none, the error's own status when it carries one (2 for usage
+// errors), 1 for the rest.
 func exitCode(err error, stderr io.Writer) int {
-	if err == nil {
+	if err == nil || errors.Is(err, errHelp) {
 		return 0
 	}
-	if errors.Is(err, errHelp) {
-		return 0
-	}
-	msg := err.Error()
-	if !strings.HasPrefix(msg, "vidhub: ") {
-		msg = "vidhub: " + msg
-	}
-	fmt.Fprintln(stderr, msg)
-	var ue usageError
-	if errors.As(err, &ue) {
-		return 2
+	fmt.Fprintf(stderr, "vidhub: %v\n", err)
+	var ec interface{ ExitCode() int }
+	if errors.As(err, &ec) {
+		return ec.ExitCode()
 	}
 	return 1
 }

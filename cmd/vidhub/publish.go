@@ -2,7 +2,7 @@ package main
 
 import (
 	"context"
-	"flag"
+	"errors"
 	"fmt"
 	"log/slog"
 
@@ -21,12 +21,12 @@ type publishFlags struct {
 	encode             string
 }
 
-func (p *publishFlags) register(fs *flag.FlagSet) {
+func (p *publishFlags) register(fs *flagSet) {
 	fs.StringVar(&p.room, "room", "lobby", "room to publish into ("+protocol.NameRule+")")
 	fs.StringVar(&p.name, "name", "", "participant name ("+protocol.NameRule+"); defaults to --user, else the host name")
 	fs.StringVar(&p.source, "source", "", "what to capture: a camera (0, /dev/video0), a file, a stream URL, gst:<pipeline ending in appsink>, or pattern")
 	fs.Float64Var(&p.fps, "fps", publisher.DefaultFPS, "frames per second")
-	fs.Var(&p.size, "size", "size of the hi layer, WxH (default: the source's own; 1280x720 for pattern)")
+	fs.Var(&p.size, "size", "size of the hi layer, `WxH` (default: the source's own; 1280x720 for pattern)")
 	fs.IntVar(&p.quality, "quality", publisher.DefaultQuality, "JPEG quality, 1 to 100")
 	fs.BoolVar(&p.loop, "loop", false, "restart a file source at its end")
 	fs.StringVar(&p.encode, "encode", string(publisher.EncodeAll), "which layers to encode: all, or watched (only layers some viewer's presence asks for: an idle publisher costs next to nothing, but viewers that announce no presence, such as nats sub, get nothing)")
@@ -35,8 +35,8 @@ func (p *publishFlags) register(fs *flag.FlagSet) {
 // check fills in the default name (the NATS user, whom the broker's
 // permissions let publish only under its own name, else the host name)
 // and checks the flags.
-func (p *publishFlags) check(fs *flag.FlagSet, user string) error {
-	if p.name == "" && !isSet(fs, "name") {
+func (p *publishFlags) check(fs *flagSet, user string) error {
+	if p.name == "" && !fs.isSet("name") {
 		p.name = user
 		if p.name == "" {
 			p.name = defaultName()
@@ -68,7 +68,7 @@ func runPublish(ctx context.Context, env *cmdEnv, args []string) error {
 	var cf clientFlags
 	pf.register(fs)
 	cf.register(fs)
-	if err := env.parse(fs, args, clientFallbacks); err != nil {
+	if err := env.parse(fs, args); err != nil {
 		return err
 	}
 	if err := pf.check(fs, cf.user); err != nil {
@@ -88,10 +88,19 @@ func runPublish(ctx context.Context, env *cmdEnv, args []string) error {
 	defer natsconn.Close(nc)
 	pub, err := publisher.New(nc, pf.config(log, nil))
 	if err != nil {
-		return err
+		return badPublisherConfig(err)
 	}
 	w, h := pub.Size()
 	fmt.Fprintf(env.stdout, "publishing %s into room %s as %s: %dx%d at %g fps to %s\n",
 		pf.source, pf.room, pf.name, w, h, pf.fps, natsconn.Redact(cf.url))
 	return pub.Run(ctx)
+}
+
+// badPublisherConfig marks publisher settings that cannot work (--fps,
+// --quality, --size, --loop with a live source) as a usage error.
+func badPublisherConfig(err error) error {
+	if errors.Is(err, publisher.ErrBadConfig) {
+		return usageError{err}
+	}
+	return err
 }

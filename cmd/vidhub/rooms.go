@@ -18,7 +18,7 @@ func runRooms(ctx context.Context, env *cmdEnv, args []string) error {
 	wait := fs.Duration("wait", subscriber.ListenFor, "how long to listen for presence (a little over one beat)")
 	var cf clientFlags
 	cf.register(fs)
-	if err := env.parse(fs, args, clientFallbacks); err != nil {
+	if err := env.parse(fs, args); err != nil {
 		return err
 	}
 	log, err := env.logger(cf.logLevel)

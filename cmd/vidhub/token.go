@@ -23,7 +23,9 @@ func runToken(_ context.Context, env *cmdEnv, args []string) error {
 	keyFile := fs.String("token-key-file", "", "key file that signs tokens (the gateway's --token-key-file)")
 	newKey := fs.String("new-key", "", "write a new random key to this file (mode 0600; never overwrites) and exit")
 	base := fs.String("url", "", "the gateway's base URL, e.g. https://hub.example.com: print a ready link too")
-	if err := env.parse(fs, args, nil); err != nil {
+	fs.envVar("url", "VIDHUB_WEB_URL")
+	fs.retire("VIDHUB_URL", "url")
+	if err := env.parse(fs, args); err != nil {
 		return err
 	}
 	if *newKey != "" {

@@ -29,7 +29,7 @@ func versionString() string {
 
 func runVersion(_ context.Context, env *cmdEnv, args []string) error {
 	fs := env.flagSet("version")
-	if err := env.parse(fs, args, nil); err != nil {
+	if err := env.parse(fs, args); err != nil {
 		return err
 	}
 	fmt.Fprintf(env.stdout, "vidhub %s (%s, %s/%s, %s)\n", versionString(), runtime.Version(), runtime.GOOS, runtime.GOARCH, opencvVersion())

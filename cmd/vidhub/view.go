@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"sync"
@@ -24,7 +23,7 @@ type viewFlags struct {
 	dur      time.Duration
 }
 
-func (v *viewFlags) register(fs *flag.FlagSet) {
+func (v *viewFlags) register(fs *flagSet) {
 	fs.StringVar(&v.layer, "layer", string(subscriber.LayerAuto), "layer to watch: auto (lo for a grid, hi for one publisher), hi or lo")
 	fs.BoolVar(&v.headless, "headless", false, "open no window: print each publisher's stats every second")
 	fs.BoolVar(&v.json, "json", false, "with --headless: one JSON object per publisher per second")
@@ -50,7 +49,7 @@ func runView(ctx context.Context, env *cmdEnv, args []string) error {
 	var cf clientFlags
 	vf.register(fs)
 	cf.register(fs)
-	if err := env.parse(fs, args, clientFallbacks); err != nil {
+	if err := env.parse(fs, args); err != nil {
 		return err
 	}
 	mode, err := vf.mode()

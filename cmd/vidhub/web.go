@@ -24,7 +24,9 @@ func runWeb(ctx context.Context, env *cmdEnv, args []string) error {
 	httpsKey := fs.String("https-key", "", "PEM key of --https-cert")
 	var cf clientFlags
 	cf.register(fs)
-	if err := env.parse(fs, args, clientFallbacks); err != nil {
+	fs.envVar("listen", "VIDHUB_WEB_LISTEN")
+	fs.retire("VIDHUB_LISTEN", "listen")
+	if err := env.parse(fs, args); err != nil {
 		return err
 	}
 	log, err := env.logger(cf.logLevel)
@@ -40,7 +42,7 @@ func runWeb(ctx context.Context, env *cmdEnv, args []string) error {
 	var key *webtoken.Key
 	if *keyFile != "" {
 		if key, err = webtoken.LoadKeyFile(*keyFile); err != nil {
-			return usageError{err}
+			return err
 		}
 	}
 	// The gateway's own NATS connection takes every client flag: --user,

@@ -20,7 +20,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nkeys"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/vidhub/vidhub/protocol"
 )
@@ -29,7 +29,7 @@ import (
 const AnyRoom = protocol.AnyRoom
 
 // ErrBadFile is returned (wrapped) for an access file that cannot be used.
-var ErrBadFile = errors.New("vidhub: bad access file")
+var ErrBadFile = errors.New("bad access file")
 
 // File is the access file.
 type File struct {

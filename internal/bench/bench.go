@@ -45,7 +45,7 @@ const (
 var Kinds = []string{KindEncode, KindFanout, KindRoom, KindCeiling, KindClassic, KindWeb, KindIdle}
 
 // ErrBadOptions is returned (wrapped) for Options that cannot work.
-var ErrBadOptions = errors.New("vidhub: bad bench settings")
+var ErrBadOptions = errors.New("bad bench settings")
 
 // Options say what to run.
 type Options struct {
@@ -281,7 +281,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			return nil, err
 		}
 		if err := s.run(); err != nil {
-			return nil, fmt.Errorf("vidhub: bench: %s: %w", s.kind, err)
+			return nil, fmt.Errorf("bench: %s: %w", s.kind, err)
 		}
 	}
 	rep.Machine.LoadEnd = loadavg()

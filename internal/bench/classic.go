@@ -155,7 +155,7 @@ func (c *classicViewer) close() {}
 func toBGR(jpg []byte) ([]byte, error) {
 	img, err := jpeg.Decode(bytes.NewReader(jpg))
 	if err != nil {
-		return nil, fmt.Errorf("vidhub: bench: decoding a payload: %w", err)
+		return nil, fmt.Errorf("bench: decoding a payload: %w", err)
 	}
 	b := img.Bounds()
 	out := make([]byte, 0, b.Dx()*b.Dy()*3)

@@ -32,7 +32,7 @@ func encoders() []encoder {
 		}
 		defer buf.Close()
 		if buf.Len() == 0 {
-			return 0, errors.New("vidhub: bench: gocv encoded nothing")
+			return 0, errors.New("bench: gocv encoded nothing")
 		}
 		return buf.Len(), nil
 	}}, stdlibEncoder()}

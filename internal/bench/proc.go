@@ -33,12 +33,12 @@ func procCPU(pid int) (time.Duration, error) {
 	// The command name (field 2) may hold spaces: count from its ')'.
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return 0, errors.New("vidhub: unreadable /proc stat")
+		return 0, errors.New("unreadable /proc stat")
 	}
 	f := strings.Fields(string(b[i+1:]))
 	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
 	if len(f) < 13 {
-		return 0, errors.New("vidhub: short /proc stat")
+		return 0, errors.New("short /proc stat")
 	}
 	ut, err1 := strconv.ParseInt(f[11], 10, 64)
 	st, err2 := strconv.ParseInt(f[12], 10, 64)
@@ -131,7 +131,7 @@ func startChild(name, exe string, args ...string) (*child, error) {
 	cmd.Stderr = lockedWriter{c}
 	if err := cmd.Start(); err != nil {
 		cancel()
-		return nil, fmt.Errorf("vidhub: bench: starting %s: %w", name, err)
+		return nil, fmt.Errorf("bench: starting %s: %w", name, err)
 	}
 	go func() {
 		sc := bufio.NewScanner(pr)
@@ -187,9 +187,9 @@ func (c *child) waitLine(s string, timeout time.Duration) (string, error) {
 				return line, nil
 			}
 		case <-c.done:
-			return "", fmt.Errorf("vidhub: bench: %s exited early: %s", c.name, c.output())
+			return "", fmt.Errorf("bench: %s exited early: %s", c.name, c.output())
 		case <-t.C:
-			return "", fmt.Errorf("vidhub: bench: %s did not say %q within %v: %s", c.name, s, timeout, c.output())
+			return "", fmt.Errorf("bench: %s did not say %q within %v: %s", c.name, s, timeout, c.output())
 		}
 	}
 }

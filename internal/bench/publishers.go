@@ -96,7 +96,7 @@ func capturePayloads(ctx context.Context, url string) (*payloads, error) {
 	mu.Lock()
 	defer mu.Unlock()
 	if len(p.hi) < payloadFrames || len(p.lo) < payloadFrames {
-		return nil, fmt.Errorf("vidhub: bench: captured only %d hi and %d lo frames from the pattern publisher", len(p.hi), len(p.lo))
+		return nil, fmt.Errorf("bench: captured only %d hi and %d lo frames from the pattern publisher", len(p.hi), len(p.lo))
 	}
 	p.hiAvg, p.loAvg = avgLen(p.hi), avgLen(p.lo)
 	for _, d := range []struct {
@@ -105,7 +105,7 @@ func capturePayloads(ctx context.Context, url string) (*payloads, error) {
 	}{{p.hi[0], &p.hiImg}, {p.lo[0], &p.loImg}} {
 		img, err := jpeg.Decode(bytes.NewReader(d.b))
 		if err != nil {
-			return nil, fmt.Errorf("vidhub: bench: decoding a captured frame: %w", err)
+			return nil, fmt.Errorf("bench: decoding a captured frame: %w", err)
 		}
 		*d.img = toRGBA(img)
 	}
@@ -149,7 +149,7 @@ func startReplay(url, room, name string, p *payloads, fps float64, withLo, encod
 	}
 	nc, err := nats.Connect(url, nats.Name("bench replay"), quietErrors)
 	if err != nil {
-		return nil, fmt.Errorf("vidhub: bench: replay publisher: %w", err)
+		return nil, fmt.Errorf("bench: replay publisher: %w", err)
 	}
 	r := &replayer{nc: nc, p: p, fps: fps}
 	if encode {

@@ -260,7 +260,7 @@ func (rep *Report) Markdown() string {
 }
 
 // ErrNoMarkers is returned when a Markdown file lacks the bench markers.
-var ErrNoMarkers = errors.New("vidhub: bench: the file has no " + MarkBegin + " ... " + MarkEnd + " section to update")
+var ErrNoMarkers = errors.New("bench: the file has no " + MarkBegin + " ... " + MarkEnd + " section to update")
 
 // UpdateMarkdown replaces the generated section of the file at path.
 func UpdateMarkdown(path string, rep *Report) error {

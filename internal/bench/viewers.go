@@ -216,7 +216,7 @@ func joinRaw(url, subject string, n, streams int) (*rawViewers, error) {
 		nc, err := nats.Connect(url, nats.Name("bench raw viewer"), quietErrors)
 		if err != nil {
 			v.close()
-			return nil, fmt.Errorf("vidhub: bench: raw viewer: %w", err)
+			return nil, fmt.Errorf("bench: raw viewer: %w", err)
 		}
 		v.conns = append(v.conns, nc)
 		rv := &rawViewer{streams: map[string]*rawStream{}}

@@ -108,7 +108,7 @@ func (w *webViewers) dial(ctx context.Context, url, hello string) error {
 	conn, _, err := websocket.Dial(dctx, url, nil)
 	cancel()
 	if err != nil {
-		return fmt.Errorf("vidhub: bench: opening a viewing socket: %w", err)
+		return fmt.Errorf("bench: opening a viewing socket: %w", err)
 	}
 	conn.SetReadLimit(16 << 20)
 	if err := conn.Write(ctx, websocket.MessageText, []byte(hello)); err != nil {

@@ -21,7 +21,7 @@ import (
 const DefaultURL = "nats://127.0.0.1:4222"
 
 // ErrUnreachable is returned (wrapped) when no broker answers.
-var ErrUnreachable = errors.New("vidhub: cannot reach the NATS broker")
+var ErrUnreachable = errors.New("cannot reach the NATS broker")
 
 // Config says how to connect.
 type Config struct {
@@ -70,6 +70,8 @@ func connect(cfg Config) (*nats.Conn, error) {
 		nats.ReconnectBufSize(-1),
 		nats.PingInterval(5 * time.Second),
 		nats.MaxPingsOutstanding(2),
+		// Close drains; a drain that cannot finish is cut short.
+		nats.DrainTimeout(DrainWait),
 		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
 			if err != nil {
 				log.Warn("disconnected from broker; reconnecting", "err", err)
@@ -84,6 +86,10 @@ func connect(cfg Config) (*nats.Conn, error) {
 			log.Info("connected to broker", "url", nc.ConnectedUrlRedacted())
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			if errors.Is(err, nats.ErrDrainTimeout) {
+				log.Debug("closing without waiting for the rest of the drain", "after", DrainWait)
+				return
+			}
 			subj := ""
 			if sub != nil {
 				subj = sub.Subject
@@ -100,7 +106,7 @@ func connect(cfg Config) (*nats.Conn, error) {
 	if cfg.NKeyFile != "" {
 		opt, err := nats.NkeyOptionFromSeed(cfg.NKeyFile)
 		if err != nil {
-			return nil, fmt.Errorf("vidhub: nkey seed file %s: %w", cfg.NKeyFile, err)
+			return nil, fmt.Errorf("nkey seed file %s: %w", cfg.NKeyFile, err)
 		}
 		opts = append(opts, opt)
 	}
@@ -143,7 +149,7 @@ func Redact(urls string) string {
 // ErrRefused is returned (wrapped) by Connect when a broker answers but turns
 // this client away: wrong user or password, unknown NKey or credentials,
 // or TLS that does not match. Trying again would not help.
-var ErrRefused = errors.New("vidhub: the NATS broker refused this client")
+var ErrRefused = errors.New("the NATS broker refused this client")
 
 // Connect opens a connection with the settings live video wants (see
 // connect). A broker that answers and refuses this client is an error at
@@ -203,6 +209,9 @@ func refusal(url string, err error) error {
 		// (depending on timing, as nats.go wraps it in ErrTLS) the broker
 		// closing the connection right after the handshake: both mean it
 		// did not accept this client's certificate, or the lack of one.
+		// nats.go says "after" only in the text (ErrTLS also wraps a
+		// handshake that failed, which may be an outage worth waiting
+		// for), so the text is matched here, and only here.
 		return fmt.Errorf("%w at %s: TLS: %w; the broker may require a client certificate (--tls-cert and --tls-key, or NATS_CERT and NATS_KEY)",
 			ErrRefused, Redact(url), cause)
 	case errors.Is(err, nats.ErrSecureConnRequired), errors.Is(err, nats.ErrSecureConnWanted):
@@ -212,15 +221,24 @@ func refusal(url string, err error) error {
 	return nil
 }
 
-// DrainWait bounds how long a clean exit waits for a connection to
-// drain: well under the 2 s in which a stopped command must be gone, and
-// far longer than a drain takes when the broker answers (one round trip).
+// DrainWait bounds how long a clean exit waits for a connection's
+// subscriptions to drain (Connect sets it as nats.go's DrainTimeout): well
+// under the 2 s in which a stopped command must be gone, and far longer
+// than a drain takes when the broker answers (one round trip).
 const DrainWait = 500 * time.Millisecond
 
-// Close drains a connection, then closes it: its subscriptions stop
-// and still hand over what they had received, and what was published
-// reaches the broker. It waits at most DrainWait for that (the broker may
-// be gone or stalled) and closes the connection regardless.
+// flushWait bounds the last step of a drain, the flush of what was
+// published: nats.go gives it a fixed 5 s that DrainTimeout does not
+// cover, far too long for a broker that stopped answering.
+const flushWait = 250 * time.Millisecond
+
+// Close drains a connection, then closes it: its subscriptions stop and
+// still hand over what they had received, and what was published reaches
+// the broker. nats.go ends a drain that takes longer than the
+// connection's DrainTimeout (DrainWait for a connection from Connect) and
+// closes the connection; Close returns when it is closed, and closes it
+// itself when the final flush hangs (a broker gone silent) or when the
+// connection was made elsewhere with a longer DrainTimeout.
 func Close(nc *nats.Conn) {
 	closed := nc.StatusChanged(nats.CLOSED)
 	defer nc.RemoveStatusListener(closed)
@@ -230,11 +248,10 @@ func Close(nc *nats.Conn) {
 		nc.Close()
 		return
 	}
-	t := time.NewTimer(DrainWait)
-	defer t.Stop()
+	wait := min(nc.Opts.DrainTimeout, DrainWait) + flushWait
 	select {
 	case <-closed:
-	case <-t.C:
+	case <-time.After(wait):
 		nc.Close()
 	}
 }

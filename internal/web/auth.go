@@ -44,7 +44,7 @@ func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request) (webtoken
 	kind, msg := "bad_token", err.Error()
 	switch {
 	case errors.Is(err, webtoken.ErrMissing):
-		kind, msg = "no_token", "vidhub: this gateway needs a room token: open the link you were given (it ends in ?token=...)"
+		kind, msg = "no_token", "this gateway needs a room token: open the link you were given (it ends in ?token=...)"
 	case errors.Is(err, webtoken.ErrExpired):
 		kind = "expired_token"
 	}

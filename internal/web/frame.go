@@ -27,7 +27,7 @@ const MaxWireHeader = wireFixed + protocol.MaxNameLen
 
 // ErrBadMessage is returned (wrapped) for a WebSocket message that breaks
 // the gateway's framing.
-var ErrBadMessage = errors.New("vidhub: bad websocket message")
+var ErrBadMessage = errors.New("bad websocket message")
 
 // WireFrame is one frame as it travels over a gateway WebSocket, in either
 // direction. Every integer is big-endian:

@@ -77,12 +77,12 @@ func TestParseWireRejects(t *testing.T) {
 	}
 }
 
-func TestTokenBucket(t *testing.T) {
-	b := tokenBucket{rate: 10, burst: 10}
+func TestFrameLimiter(t *testing.T) {
+	b := frameLimiter(10)
 	now := time.Unix(1000, 0)
 	n := 0
 	for range 100 {
-		if b.allow(now) {
+		if b.AllowN(now, 1) {
 			n++
 		}
 	}
@@ -92,7 +92,7 @@ func TestTokenBucket(t *testing.T) {
 	// 30 frames at 10 per second, spaced exactly: all pass.
 	for i := range 30 {
 		now = now.Add(100 * time.Millisecond)
-		if !b.allow(now) {
+		if !b.AllowN(now, 1) {
 			t.Fatalf("frame %d at the allowed rate refused", i)
 		}
 	}
@@ -100,7 +100,7 @@ func TestTokenBucket(t *testing.T) {
 	refused := 0
 	for range 100 {
 		now = now.Add(50 * time.Millisecond)
-		if !b.allow(now) {
+		if !b.AllowN(now, 1) {
 			refused++
 		}
 	}

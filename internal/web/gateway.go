@@ -62,12 +62,12 @@ const headerRoom = 512
 // Errors of the gateway.
 var (
 	// ErrBadConfig is returned (wrapped) by New for a Config that cannot work.
-	ErrBadConfig = errors.New("vidhub: bad web gateway settings")
+	ErrBadConfig = errors.New("bad web gateway settings")
 	// ErrListen is returned (wrapped) by Start when the address is taken
 	// or invalid.
-	ErrListen = errors.New("vidhub: web gateway cannot listen")
+	ErrListen = errors.New("web gateway cannot listen")
 	// ErrBadRequest is returned (wrapped) for a bad query parameter.
-	ErrBadRequest = errors.New("vidhub: bad request")
+	ErrBadRequest = errors.New("bad request")
 )
 
 //go:embed static
@@ -161,7 +161,8 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.TLSCertFile != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
 		if err != nil {
-			return nil, fmt.Errorf("%w: loading the HTTPS certificate: %w", ErrBadConfig, err)
+			// A file that cannot be used, not settings that cannot work.
+			return nil, fmt.Errorf("loading the HTTPS certificate %s: %w", cfg.TLSCertFile, err)
 		}
 		tlsCfg = &tls.Config{
 			Certificates: []tls.Certificate{cert},
@@ -210,7 +211,7 @@ func (g *Gateway) Start() error {
 	sub, err := g.nc.Subscribe(protocol.AllPresence, g.dir.onPresence)
 	if err != nil {
 		ln.Close()
-		return fmt.Errorf("vidhub: web gateway: following presence: %w", err)
+		return fmt.Errorf("web gateway: following presence: %w", err)
 	}
 	_ = sub.SetPendingLimits(4096, 16<<20)
 	g.presence, g.ln, g.started = sub, ln, true
@@ -436,11 +437,7 @@ func (g *Gateway) runSocket(conn *websocket.Conn, log *slog.Logger, exp time.Tim
 	switch {
 	case errors.As(err, &ce):
 		g.m.refuse(ce.kind)
-		if g.m.refuseLog.allow(time.Now()) {
-			log.Warn("closing socket", "code", ce.code, "reason", ce.reason)
-		} else {
-			log.Debug("closing socket", "code", ce.code, "reason", ce.reason)
-		}
+		log.Log(context.Background(), g.m.refuseLevel(), "closing socket", "code", ce.code, "reason", ce.reason)
 		_ = conn.Close(ce.code, clip(ce.reason, 123))
 	case err == nil:
 		_ = conn.Close(websocket.StatusNormalClosure, "")
@@ -471,11 +468,7 @@ func (g *Gateway) acceptOptions() *websocket.AcceptOptions {
 // refuse counts and logs a refused request.
 func (g *Gateway) refuse(kind, msg string, args ...any) {
 	g.m.refuse(kind)
-	if g.m.refuseLog.allow(time.Now()) {
-		g.log.Warn(msg, args...)
-	} else {
-		g.log.Debug(msg, args...)
-	}
+	g.log.Log(context.Background(), g.m.refuseLevel(), msg, args...)
 }
 
 // badRequest answers 400 with the error, which states the rule.
@@ -503,7 +496,7 @@ func (g *Gateway) routes() http.Handler {
 			}
 			b, err := fs.ReadFile(static, name)
 			if err != nil {
-				http.Error(w, "vidhub: page missing from the build", http.StatusInternalServerError)
+				http.Error(w, "page missing from the build", http.StatusInternalServerError)
 				return
 			}
 			w.Header().Set("Content-Type", "text/html; charset=utf-8")

@@ -62,7 +62,7 @@ func (h *hub) attach(v *viewer, l protocol.Layer) error {
 		f.viewers.Store(&[]*viewer{})
 		sub, err := h.nc.Subscribe(protocol.RoomFrames(k.room, l), func(m *nats.Msg) { h.onFrame(f, m) })
 		if err != nil {
-			return fmt.Errorf("vidhub: subscribing to room %s layer %s: %w", k.room, l, err)
+			return fmt.Errorf("subscribing to room %s layer %s: %w", k.room, l, err)
 		}
 		_ = sub.SetPendingLimits(pendingMsgs, pendingBytes)
 		f.sub = sub
@@ -134,10 +134,10 @@ func (h *hub) onFrame(f *feed, m *nats.Msg) {
 		meta, err = protocol.ParseFrame(m.Header, m.Data)
 	}
 	if err != nil {
-		h.m.bad.Add(1)
-		if h.m.badLog.allow(time.Now()) {
-			h.log.Warn("skipping bad frame from the broker", "subject", m.Subject, "err", err)
-		}
+		n := h.m.bad.Add(1)
+		h.m.badLog.Do(func() {
+			h.log.Warn("skipping bad frame from the broker", "subject", m.Subject, "err", err, "bad_frames", n)
+		})
 		return
 	}
 	h.m.framesIn[layerIndex(s.Layer)].Add(1)
@@ -162,18 +162,7 @@ func layerIndex(l protocol.Layer) int {
 	return wireHi
 }
 
-// rateLimit lets one event through per interval, for log lines.
-type rateLimit struct {
-	mu   sync.Mutex
-	last time.Time
-}
-
-func (l *rateLimit) allow(now time.Time) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if now.Sub(l.last) < 10*time.Second {
-		return false
-	}
-	l.last = now
-	return true
-}
+// logEvery spaces out repeated log lines: a flood (of bad frames, drops,
+// refusals) is counted in full in the metrics, but logged only the first
+// time and then at most once per interval.
+const logEvery = 10 * time.Second

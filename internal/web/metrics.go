@@ -2,12 +2,15 @@ package web
 
 import (
 	"fmt"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/vidhub/vidhub/internal/webtoken"
 )
@@ -20,19 +23,32 @@ type metrics struct {
 	bad        atomic.Uint64    // bad frames from the broker
 	pubFrames  [2]atomic.Uint64 // published for browsers, by layer
 	pubBytes   atomic.Uint64
-	badLog     rateLimit
-	refuseLog  rateLimit
+	badLog     rate.Sometimes
+	refuseLog  rate.Sometimes
 	refusedMu  sync.Mutex
 	refused    map[string]uint64
 	socketsNow [2]atomic.Int64 // open sockets: view, publish
 }
 
-func newMetrics() *metrics { return &metrics{refused: map[string]uint64{}} }
+func newMetrics() *metrics {
+	return &metrics{
+		refused: map[string]uint64{},
+		badLog:  rate.Sometimes{Interval: logEvery}, refuseLog: rate.Sometimes{Interval: logEvery},
+	}
+}
 
 func (m *metrics) refuse(kind string) {
 	m.refusedMu.Lock()
 	m.refused[kind]++
 	m.refusedMu.Unlock()
+}
+
+// refuseLevel is the level of a refusal's log line: every refusal is
+// counted, but a flood of them is a warning now and then, debug between.
+func (m *metrics) refuseLevel() slog.Level {
+	level := slog.LevelDebug
+	m.refuseLog.Do(func() { level = slog.LevelWarn })
+	return level
 }
 
 // serveMetrics writes the Prometheus text format. It stays open on a

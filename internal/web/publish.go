@@ -13,6 +13,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/nats-io/nats.go"
+	"golang.org/x/time/rate"
 
 	"github.com/vidhub/vidhub/internal/webtoken"
 	"github.com/vidhub/vidhub/protocol"
@@ -32,10 +33,10 @@ type pubSocket struct {
 	started time.Time
 	limit   int // largest JPEG
 
-	hdr    [2]*protocol.FrameHeader
-	subj   [2]string
-	seq    [2]uint64
-	bucket [2]tokenBucket
+	hdr  [2]*protocol.FrameHeader
+	subj [2]string
+	seq  [2]uint64
+	pace [2]*rate.Limiter // frames per second, by layer
 
 	mu     sync.Mutex
 	layers [2]protocol.LayerInfo // zero until a frame of the layer came
@@ -78,16 +79,16 @@ func (g *Gateway) servePublish(w http.ResponseWriter, r *http.Request) {
 	}
 	maxPayload := g.nc.MaxPayload()
 	if !g.nc.IsConnected() || maxPayload <= headerRoom {
-		http.Error(w, "vidhub: the gateway cannot reach the NATS broker; try again shortly", http.StatusServiceUnavailable)
+		http.Error(w, "the gateway cannot reach the NATS broker; try again shortly", http.StatusServiceUnavailable)
 		return
 	}
 	if g.nameTaken(addr) {
 		g.m.refuse("name_taken")
-		http.Error(w, fmt.Sprintf("vidhub: %s is already publishing in room %s; pick another name", addr.Participant(), addr.Room()), http.StatusConflict)
+		http.Error(w, fmt.Sprintf("%s is already publishing in room %s; pick another name", addr.Participant(), addr.Room()), http.StatusConflict)
 		return
 	}
 	if !g.enter() {
-		http.Error(w, "vidhub: the gateway is shutting down", http.StatusServiceUnavailable)
+		http.Error(w, "the gateway is shutting down", http.StatusServiceUnavailable)
 		return
 	}
 	defer g.wg.Done()
@@ -105,7 +106,7 @@ func (g *Gateway) servePublish(w http.ResponseWriter, r *http.Request) {
 	for i, l := range []protocol.Layer{protocol.Hi, protocol.Lo} {
 		p.hdr[i] = protocol.NewFrameHeader()
 		p.subj[i] = addr.FrameSubject(l)
-		p.bucket[i] = tokenBucket{rate: g.cfg.MaxPublishFPS, burst: g.cfg.MaxPublishFPS}
+		p.pace[i] = frameLimiter(g.cfg.MaxPublishFPS)
 	}
 	g.m.socketsNow[1].Add(1)
 	defer g.m.socketsNow[1].Add(-1)
@@ -200,7 +201,7 @@ func (p *pubSocket) read(ctx context.Context) error {
 		}
 		now := time.Now()
 		i := layerIndex(f.Layer)
-		if !p.bucket[i].allow(now) {
+		if !p.pace[i].AllowN(now, 1) {
 			return closeWith("over_rate", websocket.StatusPolicyViolation,
 				fmt.Sprintf("over rate: at most %g frames per second per layer", p.g.cfg.MaxPublishFPS))
 		}
@@ -253,23 +254,8 @@ func (g *Gateway) beatPublisher(p *pubSocket, leaving bool) {
 	g.publishPresence(p.addr, pr)
 }
 
-// tokenBucket limits a rate: burst tokens, refilled at rate per second.
-type tokenBucket struct {
-	rate, burst float64
-	tokens      float64
-	last        time.Time
-}
-
-func (b *tokenBucket) allow(now time.Time) bool {
-	if b.last.IsZero() {
-		b.tokens = b.burst
-	} else {
-		b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
-	}
-	b.last = now
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
+// frameLimiter limits a publishing browser's layer to fps frames per
+// second, with a burst of one second's worth (at least one frame).
+func frameLimiter(fps float64) *rate.Limiter {
+	return rate.NewLimiter(rate.Limit(fps), max(1, int(fps)))
 }

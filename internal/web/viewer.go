@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"golang.org/x/time/rate"
 
 	"github.com/vidhub/vidhub/internal/webtoken"
 	"github.com/vidhub/vidhub/protocol"
@@ -62,7 +63,7 @@ type viewer struct {
 	stalled atomic.Bool
 
 	sent, dropped atomic.Uint64
-	dropLog       rateLimit
+	dropLog       rate.Sometimes
 }
 
 // offer hands the viewer a framed message from participant's layer l.
@@ -85,9 +86,9 @@ func (v *viewer) offer(participant string, l protocol.Layer, msg []byte, now tim
 	if overwrote {
 		v.dropped.Add(1)
 		v.g.m.dropped.Add(1)
-		if v.dropLog.allow(now) {
+		v.dropLog.Do(func() {
 			v.log.Info("browser falling behind: dropping frames (newest wins)", "dropped", v.dropped.Load(), "sent", v.sent.Load())
-		}
+		})
 	}
 	v.poke()
 }
@@ -349,7 +350,7 @@ func (g *Gateway) serveView(w http.ResponseWriter, r *http.Request) {
 		name = subscriber.RandomName("web")
 	}
 	if !g.enter() {
-		http.Error(w, "vidhub: the gateway is shutting down", http.StatusServiceUnavailable)
+		http.Error(w, "the gateway is shutting down", http.StatusServiceUnavailable)
 		return
 	}
 	defer g.wg.Done()
@@ -364,7 +365,8 @@ func (g *Gateway) serveView(w http.ResponseWriter, r *http.Request) {
 		log:   g.log.With("socket", "view", "room", room, "remote", r.RemoteAddr),
 		hi:    map[string]bool{},
 		slots: map[string][]byte{}, accepted: map[string]time.Time{},
-		wake: make(chan struct{}, 1),
+		wake:    make(chan struct{}, 1),
+		dropLog: rate.Sometimes{Interval: logEvery},
 	}
 	v.stall = time.AfterFunc(time.Hour, func() {
 		v.stalled.Store(true)
@@ -424,8 +426,8 @@ func (g *Gateway) runViewer(ctx context.Context, v *viewer) error {
 
 // Causes of a viewing socket's end, for runViewer.
 var (
-	errWriterEnded = errors.New("vidhub: viewing socket's writer ended")
-	errReaderEnded = errors.New("vidhub: viewing socket's reader ended")
+	errWriterEnded = errors.New("viewing socket's writer ended")
+	errReaderEnded = errors.New("viewing socket's reader ended")
 )
 
 // read takes control messages until the socket ends.

@@ -51,24 +51,24 @@ var b64 = base64.RawURLEncoding
 // Errors of tokens and keys. Every refusal wraps one of them.
 var (
 	// ErrMissing: no token was presented.
-	ErrMissing = errors.New("vidhub: no room token")
+	ErrMissing = errors.New("no room token")
 	// ErrMalformed: the text is not a vidhub token.
-	ErrMalformed = errors.New("vidhub: malformed room token")
+	ErrMalformed = errors.New("malformed room token")
 	// ErrBadSignature: the token was not signed with this gateway's key
 	// (tampered with, or made for another gateway).
-	ErrBadSignature = errors.New("vidhub: room token signature does not match")
+	ErrBadSignature = errors.New("room token signature does not match")
 	// ErrExpired: the token's time is up.
-	ErrExpired = errors.New("vidhub: room token expired")
+	ErrExpired = errors.New("room token expired")
 	// ErrWrongRoom: the token is for another room.
-	ErrWrongRoom = errors.New("vidhub: room token is for another room")
+	ErrWrongRoom = errors.New("room token is for another room")
 	// ErrNoRight: the token does not grant viewing or publishing.
-	ErrNoRight = errors.New("vidhub: room token does not allow this")
+	ErrNoRight = errors.New("room token does not allow this")
 	// ErrWrongName: the token lets its holder publish under another name.
-	ErrWrongName = errors.New("vidhub: room token is for another participant name")
+	ErrWrongName = errors.New("room token is for another participant name")
 	// ErrBadKey: the key file is missing, too short or would be overwritten.
-	ErrBadKey = errors.New("vidhub: bad token key")
+	ErrBadKey = errors.New("bad token key")
 	// ErrBadClaims: the claims given to Sign cannot make a useful token.
-	ErrBadClaims = errors.New("vidhub: bad token claims")
+	ErrBadClaims = errors.New("bad token claims")
 )
 
 // Claims are what a token grants.
