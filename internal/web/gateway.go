@@ -68,6 +68,12 @@ var (
 	ErrListen = errors.New("vidhub: web gateway cannot listen")
 	// ErrBadRequest is returned (wrapped) for a bad query parameter.
 	ErrBadRequest = errors.New("vidhub: bad request")
+	// ErrConnClosed is what Err returns (wrapped) once the gateway's NATS
+	// connection is closed for good while it serves: nats.go gives up
+	// reconnecting when a broker that came back refuses this client (its
+	// password or rights were changed). The gateway could only answer 503
+	// from then on, so it stops; a service manager restarts it.
+	ErrConnClosed = errors.New("the connection to the broker was closed")
 )
 
 //go:embed static
@@ -130,6 +136,9 @@ type Gateway struct {
 
 	wg        sync.WaitGroup // sockets, the server and the loop
 	closeOnce sync.Once
+
+	done    chan struct{} // closed when the gateway cannot serve anymore
+	doneErr error         // why, set before done is closed
 }
 
 // New checks cfg and builds a gateway; Start makes it serve.
@@ -178,7 +187,7 @@ func New(cfg Config) (*Gateway, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	g := &Gateway{
 		cfg: cfg, nc: cfg.Conn, log: log, m: newMetrics(), dir: newDirectory(),
-		tls: tlsCfg, ctx: ctx, cancel: cancel,
+		tls: tlsCfg, ctx: ctx, cancel: cancel, done: make(chan struct{}),
 		viewers: map[*viewer]struct{}{}, pubs: map[*pubSocket]struct{}{},
 		ended: map[protocol.Address]time.Time{}, endedAt: map[protocol.Address]time.Time{},
 	}
@@ -239,14 +248,48 @@ func (g *Gateway) Start() error {
 	return nil
 }
 
-// Run starts the gateway and serves until ctx is done, then closes it.
+// Run starts the gateway and serves until ctx is done or the gateway
+// cannot serve anymore (see Done), then closes it. It returns Err.
 func (g *Gateway) Run(ctx context.Context) error {
 	if err := g.Start(); err != nil {
 		return err
 	}
-	<-ctx.Done()
-	g.Close()
-	return nil
+	defer g.Close()
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-g.done:
+		return g.Err()
+	}
+}
+
+// Done is closed when the gateway can no longer serve: its NATS
+// connection was closed for good (Err says why). The gateway keeps
+// answering, with /healthz at 503, until Close; a program should close
+// it and exit non-zero, so that its service manager restarts it.
+func (g *Gateway) Done() <-chan struct{} { return g.done }
+
+// Err is nil while the gateway can serve, and wraps ErrConnClosed once
+// Done is closed.
+func (g *Gateway) Err() error {
+	select {
+	case <-g.done:
+		return g.doneErr
+	default:
+		return nil
+	}
+}
+
+// checkConn ends the gateway (Done) when its connection is closed for
+// good. Called by the loop only.
+func (g *Gateway) checkConn() {
+	if !g.nc.IsClosed() || g.Err() != nil {
+		return
+	}
+	g.doneErr = fmt.Errorf("%w (last error: %v); check that the broker still admits the gateway's user (--user and --password, --nkey or --creds), then start the gateway again",
+		ErrConnClosed, g.nc.LastError())
+	g.log.Error("the broker closed the connection for good: the gateway cannot serve", "err", g.nc.LastError())
+	close(g.done)
 }
 
 // Addr is the address the gateway listens on, nil before Start.
@@ -330,13 +373,19 @@ func (g *Gateway) removeViewer(v *viewer) {
 func (g *Gateway) loop() {
 	t := time.NewTicker(protocol.Beat)
 	defer t.Stop()
+	closed := g.nc.StatusChanged(nats.CLOSED)
+	defer g.nc.RemoveStatusListener(closed)
+	g.checkConn() // closed before the listener was added
 	for {
 		select {
 		case <-g.ctx.Done():
 			return
+		case <-closed:
+			g.checkConn()
 		case <-g.dir.changed:
 			g.pushStates()
 		case now := <-t.C:
+			g.checkConn()
 			g.dir.sweep(now)
 			g.pruneEnded(now)
 			g.pushStates()
