@@ -98,3 +98,24 @@ func (p Presence) Sends(l Layer) bool {
 	}
 	return false
 }
+
+// Member is one participant of a room as its presence describes it: an
+// entry of "vidhub rooms --json" and of a web gateway's /api/rooms.
+type Member struct {
+	Name    string      `json:"name"`
+	Role    Role        `json:"role"`
+	Layers  []LayerInfo `json:"layers,omitempty"`
+	Views   []Layer     `json:"views,omitempty"`
+	Started time.Time   `json:"started"`
+}
+
+// Member is the room member that participant name, beating p, is.
+func (p Presence) Member(name string) Member {
+	return Member{Name: name, Role: p.Role, Layers: p.Layers, Views: p.Views, Started: p.Started}
+}
+
+// RoomInfo is one room and who is in it, members sorted by name.
+type RoomInfo struct {
+	Room    string   `json:"room"`
+	Members []Member `json:"participants"`
+}

@@ -18,7 +18,6 @@ import (
 
 	"github.com/vidhub/vidhub/internal/webtoken"
 	"github.com/vidhub/vidhub/protocol"
-	"github.com/vidhub/vidhub/subscriber"
 )
 
 const (
@@ -290,15 +289,15 @@ type viewHello struct {
 
 // roomState tells browsers who is in the room, every beat and on change.
 type roomState struct {
-	Type       string              `json:"type"` // "room"
-	Room       string              `json:"room"`
-	Publishers []subscriber.Member `json:"publishers"`
-	Viewers    []string            `json:"viewers"`
-	Now        int64               `json:"now"`
+	Type       string            `json:"type"` // "room"
+	Room       string            `json:"room"`
+	Publishers []protocol.Member `json:"publishers"`
+	Viewers    []string          `json:"viewers"`
+	Now        int64             `json:"now"`
 }
 
-func encodeRoomState(ri subscriber.RoomInfo, now time.Time) []byte {
-	st := roomState{Type: "room", Room: ri.Room, Publishers: []subscriber.Member{}, Viewers: []string{}, Now: now.UnixMilli()}
+func encodeRoomState(ri protocol.RoomInfo, now time.Time) []byte {
+	st := roomState{Type: "room", Room: ri.Room, Publishers: []protocol.Member{}, Viewers: []string{}, Now: now.UnixMilli()}
 	for _, m := range ri.Members {
 		if m.Role == protocol.RolePublisher {
 			st.Publishers = append(st.Publishers, m)
@@ -346,7 +345,7 @@ func (g *Gateway) serveView(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if name == "" && self == "" && q.Get("presence") != "0" {
-		name = subscriber.RandomName("web")
+		name = protocol.RandomName("web")
 	}
 	if !g.enter() {
 		http.Error(w, "vidhub: the gateway is shutting down", http.StatusServiceUnavailable)
