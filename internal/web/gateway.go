@@ -139,6 +139,17 @@ type Gateway struct {
 
 	done    chan struct{} // closed when the gateway cannot serve anymore
 	doneErr error         // why, set before done is closed
+
+	// self is the participant name the gateway announces, as a viewer,
+	// in every room it shows to browsers that announce nothing
+	// themselves (directory thumbnails, a publishing browser's view of
+	// its room): a publisher that encodes only watched layers must see
+	// that someone watches. shown is what the last beat announced, per
+	// room; the loop owns it (Close, once the loop has ended).
+	self       string
+	since      time.Time // when New made the gateway
+	shown      map[string][]protocol.Layer
+	showsMoved chan struct{} // an unannounced socket came or changed layers
 }
 
 // New checks cfg and builds a gateway; Start makes it serve.
@@ -188,6 +199,7 @@ func New(cfg Config) (*Gateway, error) {
 	g := &Gateway{
 		cfg: cfg, nc: cfg.Conn, log: log, m: newMetrics(), dir: newDirectory(),
 		tls: tlsCfg, ctx: ctx, cancel: cancel, done: make(chan struct{}),
+		self: protocol.RandomName("gateway"), since: time.Now(), shown: map[string][]protocol.Layer{}, showsMoved: make(chan struct{}, 1),
 		viewers: map[*viewer]struct{}{}, pubs: map[*pubSocket]struct{}{},
 		ended: map[protocol.Address]time.Time{}, endedAt: map[protocol.Address]time.Time{},
 	}
@@ -337,6 +349,7 @@ func (g *Gateway) Close() {
 			cancel()
 		}
 		g.wg.Wait()
+		g.beatShown(map[string][]protocol.Layer{})
 		if g.presence != nil {
 			_ = g.presence.Unsubscribe()
 		}
@@ -360,12 +373,18 @@ func (g *Gateway) addViewer(v *viewer) {
 	g.mu.Lock()
 	g.viewers[v] = struct{}{}
 	g.mu.Unlock()
+	if v.name == "" {
+		g.showsChanged()
+	}
 }
 
 func (g *Gateway) removeViewer(v *viewer) {
 	g.mu.Lock()
 	delete(g.viewers, v)
 	g.mu.Unlock()
+	if v.name == "" {
+		g.showsChanged()
+	}
 }
 
 // loop beats the presence of every socket, sweeps the directory and
@@ -384,6 +403,8 @@ func (g *Gateway) loop() {
 			g.checkConn()
 		case <-g.dir.changed:
 			g.pushStates()
+		case <-g.showsMoved:
+			g.beatShown(g.shows())
 		case now := <-t.C:
 			g.checkConn()
 			g.dir.sweep(now)
@@ -405,7 +426,64 @@ func (g *Gateway) loop() {
 			for _, p := range ps {
 				g.beatPublisher(p, false)
 			}
+			g.beatShown(g.shows())
 		}
+	}
+}
+
+// shows returns, per room, the layers the gateway sends to browsers that
+// announce no presence of their own.
+func (g *Gateway) shows() map[string][]protocol.Layer {
+	g.mu.Lock()
+	vs := make([]*viewer, 0, len(g.viewers))
+	for v := range g.viewers {
+		if v.name == "" {
+			vs = append(vs, v)
+		}
+	}
+	g.mu.Unlock()
+	hi := map[string]bool{}
+	for _, v := range vs {
+		hi[v.room] = hi[v.room] || len(v.hiNames()) > 0
+	}
+	out := make(map[string][]protocol.Layer, len(hi))
+	for room, h := range hi {
+		out[room] = []protocol.Layer{protocol.Lo}
+		if h {
+			out[room] = append(out[room], protocol.Hi)
+		}
+	}
+	return out
+}
+
+// beatShown announces the gateway as a viewer of the layers it shows in
+// each room, and leaves the rooms it no longer shows.
+func (g *Gateway) beatShown(now map[string][]protocol.Layer) {
+	for room, views := range g.shown {
+		if _, ok := now[room]; !ok {
+			g.announceShown(room, views, true)
+		}
+	}
+	for room, views := range now {
+		g.announceShown(room, views, false)
+	}
+	g.shown = now
+}
+
+func (g *Gateway) announceShown(room string, views []protocol.Layer, leaving bool) {
+	a, err := protocol.NewAddress(room, g.self)
+	if err != nil {
+		return
+	}
+	g.publishPresence(a, protocol.Presence{Role: protocol.RoleViewer, Views: views, Started: g.since, Leaving: leaving})
+}
+
+// showsChanged asks the loop to announce what the gateway shows now,
+// without waiting for the next beat.
+func (g *Gateway) showsChanged() {
+	select {
+	case g.showsMoved <- struct{}{}:
+	default:
 	}
 }
 

@@ -242,6 +242,9 @@ func (v *viewer) setHi(hi map[string]bool) error {
 	had := len(v.hi) > 0
 	v.hi = hi
 	v.mu.Unlock()
+	if v.name == "" && (len(hi) > 0) != had {
+		v.g.showsChanged() // the gateway announces what it shows
+	}
 	switch {
 	case len(hi) > 0 && !had:
 		return v.g.hub.attach(v, protocol.Hi)
@@ -312,9 +315,11 @@ func encodeRoomState(ri protocol.RoomInfo, now time.Time) []byte {
 // serveView upgrades GET /ws/view/{room} to a viewing socket.
 //
 // Query: fps=N caps frames per participant (thumbnails), presence=0
-// announces no viewer, name=N announces this name instead of a random
-// one, self=N marks the browser's own publishing name (no viewer
-// presence either: its publishing socket already announces it).
+// announces no viewer of its own, name=N announces this name instead of
+// a random one, self=N marks the browser's own publishing name (no viewer
+// presence of its own either). What the sockets that announce nothing
+// take, the gateway announces in its own name (Gateway.shows), so that a
+// publisher encoding only watched layers still sends them.
 func (g *Gateway) serveView(w http.ResponseWriter, r *http.Request) {
 	room := r.PathValue("room")
 	if err := protocol.ValidRoom(room); err != nil {
