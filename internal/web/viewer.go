@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -27,6 +28,9 @@ const (
 	maxHi = 8
 	// maxTexts bounds the control messages queued for one browser.
 	maxTexts = 8
+	// pingGap is the least time between two clock probes a browser gets
+	// an answer to; probes that come faster are ignored.
+	pingGap = 50 * time.Millisecond
 )
 
 // viewer is one browser watching one room. The feeds offer it frames; it
@@ -50,7 +54,9 @@ type viewer struct {
 	accepted map[string]time.Time // for minGap
 	texts    [][]byte
 	state    []byte // newest unsent room state
-	closed   bool   // no more presence
+	pong     *pong  // newest unanswered clock probe
+	lastPing time.Time
+	closed   bool // no more presence
 	wake     chan struct{}
 
 	// batch is reused by every flush; stall ends a browser that takes
@@ -167,6 +173,8 @@ func (v *viewer) stallError() error {
 func (v *viewer) flush(wctx, stop context.Context) error {
 	v.mu.Lock()
 	batch := v.batch[:0]
+	pg := v.pong
+	v.pong = nil
 	for _, t := range v.texts {
 		batch = append(batch, outMsg{websocket.MessageText, t})
 	}
@@ -186,8 +194,15 @@ func (v *viewer) flush(wctx, stop context.Context) error {
 		defer v.stall.Stop()
 	}
 	var err error
+	if pg != nil {
+		// Stamped as late as possible: the time it leaves (t2) is what
+		// the page's estimate of the clock offset rests on.
+		pg.T2 = unixMillis(time.Now())
+		b, _ := json.Marshal(pg)
+		err = v.out.Write(wctx, websocket.MessageText, b)
+	}
 	for i, o := range batch {
-		if stop.Err() != nil {
+		if err != nil || stop.Err() != nil {
 			break
 		}
 		if err = v.out.Write(wctx, o.typ, o.b); err != nil {
@@ -212,6 +227,77 @@ func (v *viewer) flush(wctx, stop context.Context) error {
 // in hi (a focused tile, or the only one). Everyone else comes in lo.
 type control struct {
 	Hi []string `json:"hi"`
+}
+
+// ping is a clock probe from the page, NTP's request: T0 is the page's
+// clock when it sent the probe, in Unix milliseconds. The gateway answers
+// with a pong that adds T1, its clock when the probe came, and T2, its
+// clock when the answer left; the page, noting T3 when the answer comes,
+// takes offset = ((T1-T0)+(T2-T3))/2 and round trip (T3-T0)-(T2-T1),
+// and trusts the probe with the least round trip.
+type ping struct {
+	Type string  `json:"type"` // "ping"
+	T0   float64 `json:"t0"`
+}
+
+// pong answers a ping.
+type pong struct {
+	Type string  `json:"type"` // "pong"
+	T0   float64 `json:"t0"`
+	T1   float64 `json:"t1"`
+	T2   float64 `json:"t2"`
+}
+
+// unixMillis is t in Unix milliseconds, to the microsecond.
+func unixMillis(t time.Time) float64 { return float64(t.UnixMicro()) / 1000 }
+
+// viewMessage is one message from a viewing browser: a control message
+// (hi set) or a clock probe. Messages of a type this gateway does not
+// know, and probes it cannot read, are ignored (ignore), so that a newer
+// page works with an older gateway.
+type viewMessage struct {
+	hi     map[string]bool // a control message's, when not ping and not ignore
+	ping   bool
+	t0     float64
+	ignore bool
+}
+
+// parseViewMessage decodes one text message of a viewing socket. A
+// message without "type" is a control message (parseControl, whose
+// errors it returns); {"type":"ping","t0":N} is a clock probe.
+func parseViewMessage(b []byte) (viewMessage, error) {
+	var head struct {
+		Type json.RawMessage `json:"type"`
+	}
+	if err := json.Unmarshal(b, &head); err != nil || head.Type == nil {
+		hi, err := parseControl(b)
+		return viewMessage{hi: hi}, err
+	}
+	var typ string
+	if err := json.Unmarshal(head.Type, &typ); err != nil || typ != "ping" {
+		return viewMessage{ignore: true}, nil
+	}
+	var p struct {
+		T0 *float64 `json:"t0"`
+	}
+	if err := json.Unmarshal(b, &p); err != nil || p.T0 == nil || math.IsInf(*p.T0, 0) || math.IsNaN(*p.T0) {
+		return viewMessage{ignore: true}, nil
+	}
+	return viewMessage{ping: true, t0: *p.T0}, nil
+}
+
+// answerPing queues the answer to a probe that came at t1, unless probes
+// come faster than pingGap.
+func (v *viewer) answerPing(t0 float64, t1 time.Time) {
+	v.mu.Lock()
+	if t1.Sub(v.lastPing) < pingGap {
+		v.mu.Unlock()
+		return
+	}
+	v.lastPing = t1
+	v.pong = &pong{Type: "pong", T0: t0, T1: unixMillis(t1)}
+	v.mu.Unlock()
+	v.poke()
 }
 
 // parseControl decodes and checks one control message and returns the
@@ -439,15 +525,21 @@ func (v *viewer) read(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		t1 := time.Now()
 		if typ != websocket.MessageText {
 			return closeWith("bad_control", websocket.StatusUnsupportedData, "a viewing socket takes only JSON text messages like {\"hi\":[\"alice\"]}")
 		}
-		hi, err := parseControl(b)
-		if err != nil {
+		m, err := parseViewMessage(b)
+		switch {
+		case err != nil:
 			return closeWith("bad_control", websocket.StatusPolicyViolation, err.Error())
-		}
-		if err := v.setHi(hi); err != nil {
-			return err
+		case m.ignore:
+		case m.ping:
+			v.answerPing(m.t0, t1)
+		default:
+			if err := v.setHi(m.hi); err != nil {
+				return err
+			}
 		}
 	}
 }
