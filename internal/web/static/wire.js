@@ -190,7 +190,7 @@ export function formatMs(ms) {
 // than the figure, or that the clocks disagree when the figure is
 // negative beyond the error. It returns [text, title].
 export function latencyLabel(ms, err) {
-  if (ms - err >= 0 && ms >= err) return [formatMs(ms), "capture to screen, ± " + formatMs(err)];
+  if (ms >= err) return [formatMs(ms), "capture to screen, ± " + formatMs(err)];
   if (ms + err >= 0) return ["< " + formatMs(ms + err), "capture to screen: the clock estimate is only good to ± " + formatMs(err)];
   return ["clock?", "the publisher's clock is " + formatMs(-ms) + " ahead of the gateway's: sync their clocks (NTP) to measure latency"];
 }
