@@ -23,7 +23,6 @@ import (
 
 	"github.com/vidhub/vidhub/internal/hubtest"
 	"github.com/vidhub/vidhub/protocol"
-	"github.com/vidhub/vidhub/subscriber"
 )
 
 // The image the compose tests build, once per test process, under a tag
@@ -246,7 +245,7 @@ func roomsCommand(t *testing.T, url string) map[string][]string {
 	if code != 0 {
 		t.Fatalf("vidhub rooms: exit %d: %s", code, errOut)
 	}
-	var rooms []subscriber.RoomInfo
+	var rooms []protocol.RoomInfo
 	if err := json.Unmarshal([]byte(out), &rooms); err != nil {
 		t.Fatalf("vidhub rooms --json: %v\n%s", err, out)
 	}
@@ -266,7 +265,7 @@ func webRooms(s *stack) map[string][]string {
 	if code != http.StatusOK {
 		return got
 	}
-	var rooms []subscriber.RoomInfo
+	var rooms []protocol.RoomInfo
 	if json.Unmarshal([]byte(body), &rooms) != nil {
 		return got
 	}
@@ -312,7 +311,7 @@ func upAndCheck(t *testing.T, s *stack, profileArgs ...string) time.Duration {
 	upTime := time.Since(start)
 	for _, v := range []*viewer{lobby, studio} {
 		if v.room.Bad() != 0 {
-			t.Errorf("room %s: %d bad frames", v.room.RoomName(), v.room.Bad())
+			t.Errorf("room %s: %d bad frames", v.room.Name(), v.room.Bad())
 		}
 	}
 	checkFrames(t, nc, "lobby")

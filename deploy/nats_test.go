@@ -14,6 +14,7 @@ import (
 
 	"github.com/vidhub/vidhub/internal/hubtest"
 	"github.com/vidhub/vidhub/internal/natsconn"
+	"github.com/vidhub/vidhub/protocol"
 	"github.com/vidhub/vidhub/subscriber"
 )
 
@@ -69,7 +70,7 @@ func TestNatsConfSingle(t *testing.T) {
 	}
 }
 
-func hasMember(rooms []subscriber.RoomInfo, room, name string) bool {
+func hasMember(rooms []protocol.RoomInfo, room, name string) bool {
 	for _, r := range rooms {
 		for _, m := range r.Members {
 			if r.Room == room && m.Name == name {

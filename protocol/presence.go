@@ -98,3 +98,24 @@ func (p Presence) Sends(l Layer) bool {
 	}
 	return false
 }
+
+// Member is one participant of a room as its presence describes it: an
+// entry of "vidhub rooms --json" and of a web gateway's /api/rooms.
+type Member struct {
+	Name    string      `json:"name"`             // participant name
+	Role    Role        `json:"role"`             // publisher or viewer
+	Layers  []LayerInfo `json:"layers,omitempty"` // what a publisher sends
+	Views   []Layer     `json:"views,omitempty"`  // what it takes
+	Started time.Time   `json:"started"`          // when it joined
+}
+
+// Member is the room member that participant name, beating p, is.
+func (p Presence) Member(name string) Member {
+	return Member{Name: name, Role: p.Role, Layers: p.Layers, Views: p.Views, Started: p.Started}
+}
+
+// RoomInfo is one room and who is in it, members sorted by name.
+type RoomInfo struct {
+	Room    string   `json:"room"`         // the room's name
+	Members []Member `json:"participants"` // who is in it
+}

@@ -11,8 +11,6 @@ package subscriber
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -137,7 +135,7 @@ func Join(nc *nats.Conn, cfg Config) (*Room, error) {
 		return nil, err
 	}
 	if cfg.Name == "" {
-		cfg.Name = RandomName("viewer")
+		cfg.Name = protocol.RandomName("viewer")
 	}
 	self, err := protocol.NewAddress(cfg.Room, cfg.Name)
 	if err != nil {
@@ -202,19 +200,11 @@ func Join(nc *nats.Conn, cfg Config) (*Room, error) {
 	return r, nil
 }
 
-// RandomName returns prefix, a dash and eight random hex digits: a valid
-// participant name.
-func RandomName(prefix string) string {
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	return prefix + "-" + hex.EncodeToString(b[:])
-}
+// ViewerName is this viewer's participant name, as its presence announces it.
+func (r *Room) ViewerName() string { return r.cfg.Name }
 
-// Name is this viewer's participant name.
-func (r *Room) Name() string { return r.cfg.Name }
-
-// RoomName is the room's name.
-func (r *Room) RoomName() string { return r.cfg.Room }
+// Name is the room's name.
+func (r *Room) Name() string { return r.cfg.Room }
 
 // Layer is the layer currently taken.
 func (r *Room) Layer() protocol.Layer {

@@ -130,7 +130,7 @@ func TestRooms(t *testing.T) {
 						t.Errorf("%s: JPEG %v, header %dx%d", tl.Name(), sz, f.Meta.Width, f.Meta.Height)
 					}
 					st := tl.Stats()
-					if st.Bad != 0 || st.Room != r.RoomName() || st.Participant != tl.Name() {
+					if st.Bad != 0 || st.Room != r.Name() || st.Participant != tl.Name() {
 						t.Errorf("stats %+v", st)
 					}
 				}
@@ -156,7 +156,7 @@ func TestTwentyViewers(t *testing.T) {
 				var names []string
 				for _, r := range rooms {
 					if !framesFrom(r, 20, "p1", "cam") {
-						names = append(names, r.Name())
+						names = append(names, r.ViewerName())
 					}
 				}
 				return names
@@ -164,7 +164,7 @@ func TestTwentyViewers(t *testing.T) {
 			hubtest.Eventually(t, 30*time.Second, func() bool { return len(starved()) == 0 }, "viewers starved: %v", starved())
 			for _, r := range rooms {
 				if got := tileNames(r); !slices.Equal(got, []string{"cam", "p1"}) {
-					t.Errorf("%s has tiles %v, want cam and p1", r.Name(), got)
+					t.Errorf("%s has tiles %v, want cam and p1", r.ViewerName(), got)
 				}
 			}
 			// Each viewer is in the room's presence.
@@ -391,7 +391,7 @@ func TestListRooms(t *testing.T) {
 	join(t, url, subscriber.Config{Room: "one", Name: "watcher", Layer: subscriber.LayerLo})
 	publish(t, url, publisher.Config{Room: "two", Name: "cam2", Source: "pattern"})
 	nc := hubtest.Connect(t, url)
-	var rooms []subscriber.RoomInfo
+	var rooms []protocol.RoomInfo
 	hubtest.Eventually(t, 10*time.Second, func() bool {
 		var err error
 		rooms, err = subscriber.ListRooms(context.Background(), nc, 0)

@@ -16,30 +16,15 @@ import (
 // ListenFor is how long ListRooms listens: a little over one beat.
 const ListenFor = protocol.Beat + 500*time.Millisecond
 
-// Member is one participant of a room, as its presence describes it.
-type Member struct {
-	Name    string               `json:"name"`
-	Role    protocol.Role        `json:"role"`
-	Layers  []protocol.LayerInfo `json:"layers,omitempty"`
-	Views   []protocol.Layer     `json:"views,omitempty"`
-	Started time.Time            `json:"started"`
-}
-
-// RoomInfo is one room and who is in it.
-type RoomInfo struct {
-	Room    string   `json:"room"`
-	Members []Member `json:"participants"`
-}
-
 // ListRooms listens to every room's presence for wait (ListenFor if 0)
 // and returns the rooms it heard of, sorted by name, members sorted too.
 // No central state is involved: presence is the directory.
-func ListRooms(ctx context.Context, nc *nats.Conn, wait time.Duration) ([]RoomInfo, error) {
+func ListRooms(ctx context.Context, nc *nats.Conn, wait time.Duration) ([]protocol.RoomInfo, error) {
 	if wait <= 0 {
 		wait = ListenFor
 	}
 	var mu sync.Mutex
-	rooms := map[string]map[string]Member{}
+	rooms := map[string]map[string]protocol.Member{}
 	sub, err := nc.Subscribe(protocol.AllPresence, func(m *nats.Msg) {
 		s, err := protocol.ParseSubject(m.Subject)
 		if err != nil {
@@ -53,14 +38,14 @@ func ListRooms(ctx context.Context, nc *nats.Conn, wait time.Duration) ([]RoomIn
 		defer mu.Unlock()
 		members := rooms[s.Room()]
 		if members == nil {
-			members = map[string]Member{}
+			members = map[string]protocol.Member{}
 			rooms[s.Room()] = members
 		}
 		if p.Leaving {
 			delete(members, s.Participant())
 			return
 		}
-		members[s.Participant()] = Member{Name: s.Participant(), Role: p.Role, Layers: p.Layers, Views: p.Views, Started: p.Started}
+		members[s.Participant()] = p.Member(s.Participant())
 	})
 	if err != nil {
 		return nil, fmt.Errorf("listening for presence: %w", err)
@@ -82,18 +67,18 @@ func ListRooms(ctx context.Context, nc *nats.Conn, wait time.Duration) ([]RoomIn
 	_ = sub.Unsubscribe()
 	mu.Lock()
 	defer mu.Unlock()
-	out := make([]RoomInfo, 0, len(rooms))
+	out := make([]protocol.RoomInfo, 0, len(rooms))
 	for name, members := range rooms {
 		if len(members) == 0 {
 			continue
 		}
-		ri := RoomInfo{Room: name}
+		ri := protocol.RoomInfo{Room: name}
 		for _, m := range members {
 			ri.Members = append(ri.Members, m)
 		}
-		slices.SortFunc(ri.Members, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
+		slices.SortFunc(ri.Members, func(a, b protocol.Member) int { return strings.Compare(a.Name, b.Name) })
 		out = append(out, ri)
 	}
-	slices.SortFunc(out, func(a, b RoomInfo) int { return strings.Compare(a.Room, b.Room) })
+	slices.SortFunc(out, func(a, b protocol.RoomInfo) int { return strings.Compare(a.Room, b.Room) })
 	return out, nil
 }

@@ -11,11 +11,11 @@ import (
 
 // Frame is one received JPEG frame.
 type Frame struct {
-	Participant string
-	Layer       protocol.Layer
-	Meta        protocol.FrameMeta
-	JPEG        []byte
-	Received    time.Time
+	Participant string             // who sent it
+	Layer       protocol.Layer     // which of its layers
+	Meta        protocol.FrameMeta // from its headers: seq, capture time, size
+	JPEG        []byte             // the body, one complete JPEG
+	Received    time.Time          // when this viewer got it
 }
 
 // TileStats measures one publisher as seen by one viewer over the last
@@ -24,26 +24,27 @@ type TileStats struct {
 	Room        string         `json:"room"`
 	Participant string         `json:"participant"`
 	Layer       protocol.Layer `json:"layer"`
-	Width       int            `json:"width"`
-	Height      int            `json:"height"`
-	FPS         float64        `json:"fps"`
-	LatencyP50  float64        `json:"latency_ms_p50"`
-	LatencyP99  float64        `json:"latency_ms_p99"`
-	LatencyMax  float64        `json:"latency_ms_max"`
-	Kbps        float64        `json:"kbps"`
-	Frames      uint64         `json:"frames"`
-	Drops       uint64         `json:"drops"`       // Gaps + Overwritten
-	Gaps        uint64         `json:"gaps"`        // frames missing from the sequence
-	Overwritten uint64         `json:"overwritten"` // frames replaced before the renderer took them
-	Bad         uint64         `json:"bad"`
-	Stalled     bool           `json:"stalled"` // present, but no frame for a while
+	Width       int            `json:"width"`          // of the newest frame
+	Height      int            `json:"height"`         // of the newest frame
+	FPS         float64        `json:"fps"`            // frames received per second
+	LatencyP50  float64        `json:"latency_ms_p50"` // capture to receipt, ms
+	LatencyP99  float64        `json:"latency_ms_p99"` // capture to receipt, ms
+	LatencyMax  float64        `json:"latency_ms_max"` // capture to receipt, ms
+	Kbps        float64        `json:"kbps"`           // JPEG kilobits per second
+	Frames      uint64         `json:"frames"`         // received since joining
+	Drops       uint64         `json:"drops"`          // Gaps + Overwritten
+	Gaps        uint64         `json:"gaps"`           // frames missing from the sequence
+	Overwritten uint64         `json:"overwritten"`    // frames replaced before the renderer took them
+	Bad         uint64         `json:"bad"`            // frames that broke the protocol, skipped
+	Stalled     bool           `json:"stalled"`        // present, but no frame for a while
 	// LayerReason says why an auto viewer takes lo where it could take
 	// hi (its link is too slow), or is empty.
 	LayerReason string `json:"layer_reason,omitempty"`
 	// Reconnects counts the times the viewer's connection to the broker
 	// came back since it joined the room: the same for every tile.
 	Reconnects uint64 `json:"reconnects,omitempty"`
-	Self       bool   `json:"self,omitempty"`
+	// Self marks this process's own publisher (Config.Self).
+	Self bool `json:"self,omitempty"`
 }
 
 // Tile is one publisher in a room: its newest frame and its stats.

@@ -59,7 +59,7 @@ func RunWindow(ctx context.Context, room *Room, cfg WindowConfig) error {
 		cfg.Width, cfg.Height = 1280, 720
 	}
 	if cfg.Title == "" {
-		cfg.Title = "vidhub: " + room.RoomName()
+		cfg.Title = "vidhub: " + room.Name()
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -118,7 +118,7 @@ func RunWindow(ctx context.Context, room *Room, cfg WindowConfig) error {
 				delete(pictures, name)
 			}
 		}
-		composeGrid(&canvas, cells, "waiting for publishers in room "+room.RoomName())
+		composeGrid(&canvas, cells, "waiting for publishers in room "+room.Name())
 		win.IMShow(canvas)
 		if cfg.OnFrame != nil {
 			cfg.OnFrame(withPicture)

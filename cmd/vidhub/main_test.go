@@ -23,7 +23,6 @@ import (
 	"github.com/vidhub/vidhub/internal/natsconn"
 	"github.com/vidhub/vidhub/protocol"
 	"github.com/vidhub/vidhub/publisher"
-	"github.com/vidhub/vidhub/subscriber"
 )
 
 // env makes a getenv from pairs; nothing else of the process leaks in.
@@ -279,7 +278,7 @@ func TestDemoHeadless(t *testing.T) {
 	if code != 200 || !strings.Contains(body, "<html") {
 		t.Errorf("GET %s: %d %.200s", browser, code, body)
 	}
-	var rooms []subscriber.RoomInfo
+	var rooms []protocol.RoomInfo
 	publishers := func() map[string]bool {
 		got := map[string]bool{}
 		for _, r := range rooms {

@@ -38,7 +38,7 @@ func runRooms(ctx context.Context, env *cmdEnv, args []string) error {
 		enc := json.NewEncoder(env.stdout)
 		enc.SetIndent("", "  ")
 		if rooms == nil {
-			rooms = []subscriber.RoomInfo{}
+			rooms = []protocol.RoomInfo{}
 		}
 		return enc.Encode(rooms)
 	}

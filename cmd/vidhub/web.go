@@ -75,6 +75,12 @@ func runWeb(ctx context.Context, env *cmdEnv, args []string) error {
 		access = "OPEN to everyone: no --token-key-file"
 	}
 	fmt.Fprintf(env.stdout, "vidhub web gateway on %s (broker %s; %s)\n", g.URL(), natsconn.Redact(cf.url), access)
-	<-ctx.Done()
-	return nil
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-g.Done():
+		// The broker no longer admits the gateway: exit non-zero, so
+		// that compose or systemd restart it.
+		return g.Err()
+	}
 }

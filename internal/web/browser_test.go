@@ -22,7 +22,6 @@ import (
 	"github.com/vidhub/vidhub/internal/hubtest"
 	"github.com/vidhub/vidhub/internal/webtoken"
 	"github.com/vidhub/vidhub/protocol"
-	"github.com/vidhub/vidhub/subscriber"
 )
 
 var screenshot = flag.String("screenshot", "", "write a screenshot of the room page to this PNG file (e.g. ../docs/web-room.png)")
@@ -312,7 +311,7 @@ func TestBrowserPublish(t *testing.T) {
 	if err != nil {
 		t.Fatalf("vidhub rooms: %v", err)
 	}
-	var rooms []subscriber.RoomInfo
+	var rooms []protocol.RoomInfo
 	if err := json.Unmarshal(out, &rooms); err != nil {
 		t.Fatalf("vidhub rooms --json: %v\n%s", err, out)
 	}

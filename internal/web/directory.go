@@ -9,7 +9,6 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/vidhub/vidhub/protocol"
-	"github.com/vidhub/vidhub/subscriber"
 )
 
 // directory keeps every room's participants from their presence, for as
@@ -110,32 +109,30 @@ func (d *directory) signal() {
 
 // rooms returns every room and its members, sorted; the same shape as
 // "vidhub rooms --json".
-func (d *directory) list() []subscriber.RoomInfo {
+func (d *directory) list() []protocol.RoomInfo {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	out := make([]subscriber.RoomInfo, 0, len(d.rooms))
+	out := make([]protocol.RoomInfo, 0, len(d.rooms))
 	for name, members := range d.rooms {
 		out = append(out, roomInfo(name, members))
 	}
-	slices.SortFunc(out, func(a, b subscriber.RoomInfo) int { return strings.Compare(a.Room, b.Room) })
+	slices.SortFunc(out, func(a, b protocol.RoomInfo) int { return strings.Compare(a.Room, b.Room) })
 	return out
 }
 
 // room returns one room's members; an unknown room has none.
-func (d *directory) room(name string) subscriber.RoomInfo {
+func (d *directory) room(name string) protocol.RoomInfo {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return roomInfo(name, d.rooms[name])
 }
 
-func roomInfo(name string, members map[string]*entry) subscriber.RoomInfo {
-	ri := subscriber.RoomInfo{Room: name, Members: make([]subscriber.Member, 0, len(members))}
+func roomInfo(name string, members map[string]*entry) protocol.RoomInfo {
+	ri := protocol.RoomInfo{Room: name, Members: make([]protocol.Member, 0, len(members))}
 	for n, e := range members {
-		ri.Members = append(ri.Members, subscriber.Member{
-			Name: n, Role: e.p.Role, Layers: e.p.Layers, Views: e.p.Views, Started: e.p.Started,
-		})
+		ri.Members = append(ri.Members, e.p.Member(n))
 	}
-	slices.SortFunc(ri.Members, func(a, b subscriber.Member) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(ri.Members, func(a, b protocol.Member) int { return strings.Compare(a.Name, b.Name) })
 	return ri
 }
 

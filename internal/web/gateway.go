@@ -68,6 +68,12 @@ var (
 	ErrListen = errors.New("web gateway cannot listen")
 	// ErrBadRequest is returned (wrapped) for a bad query parameter.
 	ErrBadRequest = errors.New("bad request")
+	// ErrConnClosed is what Err returns (wrapped) once the gateway's NATS
+	// connection is closed for good while it serves: nats.go gives up
+	// reconnecting when a broker that came back refuses this client (its
+	// password or rights were changed). The gateway could only answer 503
+	// from then on, so it stops; a service manager restarts it.
+	ErrConnClosed = errors.New("the connection to the broker was closed")
 )
 
 //go:embed static
@@ -130,6 +136,20 @@ type Gateway struct {
 
 	wg        sync.WaitGroup // sockets, the server and the loop
 	closeOnce sync.Once
+
+	done    chan struct{} // closed when the gateway cannot serve anymore
+	doneErr error         // why, set before done is closed
+
+	// self is the participant name the gateway announces, as a viewer,
+	// in every room it shows to browsers that announce nothing
+	// themselves (directory thumbnails, a publishing browser's view of
+	// its room): a publisher that encodes only watched layers must see
+	// that someone watches. shown is what the last beat announced, per
+	// room; the loop owns it (Close, once the loop has ended).
+	self       string
+	since      time.Time // when New made the gateway
+	shown      map[string][]protocol.Layer
+	showsMoved chan struct{} // an unannounced socket came or changed layers
 }
 
 // New checks cfg and builds a gateway; Start makes it serve.
@@ -179,7 +199,8 @@ func New(cfg Config) (*Gateway, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	g := &Gateway{
 		cfg: cfg, nc: cfg.Conn, log: log, m: newMetrics(), dir: newDirectory(),
-		tls: tlsCfg, ctx: ctx, cancel: cancel,
+		tls: tlsCfg, ctx: ctx, cancel: cancel, done: make(chan struct{}),
+		self: protocol.RandomName("gateway"), since: time.Now(), shown: map[string][]protocol.Layer{}, showsMoved: make(chan struct{}, 1),
 		viewers: map[*viewer]struct{}{}, pubs: map[*pubSocket]struct{}{},
 		ended: map[protocol.Address]time.Time{}, endedAt: map[protocol.Address]time.Time{},
 	}
@@ -240,14 +261,48 @@ func (g *Gateway) Start() error {
 	return nil
 }
 
-// Run starts the gateway and serves until ctx is done, then closes it.
+// Run starts the gateway and serves until ctx is done or the gateway
+// cannot serve anymore (see Done), then closes it. It returns Err.
 func (g *Gateway) Run(ctx context.Context) error {
 	if err := g.Start(); err != nil {
 		return err
 	}
-	<-ctx.Done()
-	g.Close()
-	return nil
+	defer g.Close()
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-g.done:
+		return g.Err()
+	}
+}
+
+// Done is closed when the gateway can no longer serve: its NATS
+// connection was closed for good (Err says why). The gateway keeps
+// answering, with /healthz at 503, until Close; a program should close
+// it and exit non-zero, so that its service manager restarts it.
+func (g *Gateway) Done() <-chan struct{} { return g.done }
+
+// Err is nil while the gateway can serve, and wraps ErrConnClosed once
+// Done is closed.
+func (g *Gateway) Err() error {
+	select {
+	case <-g.done:
+		return g.doneErr
+	default:
+		return nil
+	}
+}
+
+// checkConn ends the gateway (Done) when its connection is closed for
+// good. Called by the loop only.
+func (g *Gateway) checkConn() {
+	if !g.nc.IsClosed() || g.Err() != nil {
+		return
+	}
+	g.doneErr = fmt.Errorf("%w (last error: %v); check that the broker still admits the gateway's user (--user and --password, --nkey or --creds), then start the gateway again",
+		ErrConnClosed, g.nc.LastError())
+	g.log.Error("the broker closed the connection for good: the gateway cannot serve", "err", g.nc.LastError())
+	close(g.done)
 }
 
 // Addr is the address the gateway listens on, nil before Start.
@@ -295,6 +350,7 @@ func (g *Gateway) Close() {
 			cancel()
 		}
 		g.wg.Wait()
+		g.beatShown(map[string][]protocol.Layer{})
 		if g.presence != nil {
 			_ = g.presence.Unsubscribe()
 		}
@@ -318,12 +374,18 @@ func (g *Gateway) addViewer(v *viewer) {
 	g.mu.Lock()
 	g.viewers[v] = struct{}{}
 	g.mu.Unlock()
+	if v.name == "" {
+		g.showsChanged()
+	}
 }
 
 func (g *Gateway) removeViewer(v *viewer) {
 	g.mu.Lock()
 	delete(g.viewers, v)
 	g.mu.Unlock()
+	if v.name == "" {
+		g.showsChanged()
+	}
 }
 
 // loop beats the presence of every socket, sweeps the directory and
@@ -331,13 +393,21 @@ func (g *Gateway) removeViewer(v *viewer) {
 func (g *Gateway) loop() {
 	t := time.NewTicker(protocol.Beat)
 	defer t.Stop()
+	closed := g.nc.StatusChanged(nats.CLOSED)
+	defer g.nc.RemoveStatusListener(closed)
+	g.checkConn() // closed before the listener was added
 	for {
 		select {
 		case <-g.ctx.Done():
 			return
+		case <-closed:
+			g.checkConn()
 		case <-g.dir.changed:
 			g.pushStates()
+		case <-g.showsMoved:
+			g.beatShown(g.shows())
 		case now := <-t.C:
+			g.checkConn()
 			g.dir.sweep(now)
 			g.pruneEnded(now)
 			g.pushStates()
@@ -357,7 +427,64 @@ func (g *Gateway) loop() {
 			for _, p := range ps {
 				g.beatPublisher(p, false)
 			}
+			g.beatShown(g.shows())
 		}
+	}
+}
+
+// shows returns, per room, the layers the gateway sends to browsers that
+// announce no presence of their own.
+func (g *Gateway) shows() map[string][]protocol.Layer {
+	g.mu.Lock()
+	vs := make([]*viewer, 0, len(g.viewers))
+	for v := range g.viewers {
+		if v.name == "" {
+			vs = append(vs, v)
+		}
+	}
+	g.mu.Unlock()
+	hi := map[string]bool{}
+	for _, v := range vs {
+		hi[v.room] = hi[v.room] || len(v.hiNames()) > 0
+	}
+	out := make(map[string][]protocol.Layer, len(hi))
+	for room, h := range hi {
+		out[room] = []protocol.Layer{protocol.Lo}
+		if h {
+			out[room] = append(out[room], protocol.Hi)
+		}
+	}
+	return out
+}
+
+// beatShown announces the gateway as a viewer of the layers it shows in
+// each room, and leaves the rooms it no longer shows.
+func (g *Gateway) beatShown(now map[string][]protocol.Layer) {
+	for room, views := range g.shown {
+		if _, ok := now[room]; !ok {
+			g.announceShown(room, views, true)
+		}
+	}
+	for room, views := range now {
+		g.announceShown(room, views, false)
+	}
+	g.shown = now
+}
+
+func (g *Gateway) announceShown(room string, views []protocol.Layer, leaving bool) {
+	a, err := protocol.NewAddress(room, g.self)
+	if err != nil {
+		return
+	}
+	g.publishPresence(a, protocol.Presence{Role: protocol.RoleViewer, Views: views, Started: g.since, Leaving: leaving})
+}
+
+// showsChanged asks the loop to announce what the gateway shows now,
+// without waiting for the next beat.
+func (g *Gateway) showsChanged() {
+	select {
+	case g.showsMoved <- struct{}{}:
+	default:
 	}
 }
 

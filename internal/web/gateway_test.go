@@ -18,7 +18,6 @@ import (
 	"github.com/vidhub/vidhub/broker"
 	"github.com/vidhub/vidhub/internal/hubtest"
 	"github.com/vidhub/vidhub/protocol"
-	"github.com/vidhub/vidhub/subscriber"
 )
 
 // TestViewSocket: a browser-like client gets hello, the room's state and
@@ -91,7 +90,7 @@ func TestViewSocket(t *testing.T) {
 		return h.g.dir.has("lobby", hello.Viewer, protocol.RoleViewer)
 	}, "viewer %s not in the directory", hello.Viewer)
 	code, body := get(t, h.url+"/api/rooms")
-	var rooms []subscriber.RoomInfo
+	var rooms []protocol.RoomInfo
 	if code != 200 || json.Unmarshal([]byte(body), &rooms) != nil || len(rooms) != 1 || len(rooms[0].Members) != 2 {
 		t.Errorf("/api/rooms = %d %s", code, body)
 	}

@@ -21,7 +21,7 @@ import (
 	"github.com/vidhub/vidhub/broker"
 	"github.com/vidhub/vidhub/internal/hubtest"
 	"github.com/vidhub/vidhub/internal/webtoken"
-	"github.com/vidhub/vidhub/subscriber"
+	"github.com/vidhub/vidhub/protocol"
 )
 
 // tokenKey writes a key file as "vidhub token --new-key" does and loads
@@ -195,7 +195,7 @@ func TestTokens(t *testing.T) {
 	t.Run("api rooms filtered", func(t *testing.T) {
 		rooms := func(tok string) []string {
 			_, body := fetch(t, client, h.url+"/api/rooms", tok)
-			var list []subscriber.RoomInfo
+			var list []protocol.RoomInfo
 			if err := json.Unmarshal([]byte(body), &list); err != nil {
 				t.Fatalf("%v: %s", err, body)
 			}

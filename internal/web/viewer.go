@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -19,7 +20,6 @@ import (
 
 	"github.com/vidhub/vidhub/internal/webtoken"
 	"github.com/vidhub/vidhub/protocol"
-	"github.com/vidhub/vidhub/subscriber"
 )
 
 const (
@@ -29,6 +29,9 @@ const (
 	maxHi = 8
 	// maxTexts bounds the control messages queued for one browser.
 	maxTexts = 8
+	// pingGap is the least time between two clock probes a browser gets
+	// an answer to; probes that come faster are ignored.
+	pingGap = 50 * time.Millisecond
 )
 
 // viewer is one browser watching one room. The feeds offer it frames; it
@@ -52,7 +55,9 @@ type viewer struct {
 	accepted map[string]time.Time // for minGap
 	texts    [][]byte
 	state    []byte // newest unsent room state
-	closed   bool   // no more presence
+	pong     *pong  // newest unanswered clock probe
+	lastPing time.Time
+	closed   bool // no more presence
 	wake     chan struct{}
 
 	// batch is reused by every flush; stall ends a browser that takes
@@ -169,6 +174,8 @@ func (v *viewer) stallError() error {
 func (v *viewer) flush(wctx, stop context.Context) error {
 	v.mu.Lock()
 	batch := v.batch[:0]
+	pg := v.pong
+	v.pong = nil
 	for _, t := range v.texts {
 		batch = append(batch, outMsg{websocket.MessageText, t})
 	}
@@ -188,8 +195,15 @@ func (v *viewer) flush(wctx, stop context.Context) error {
 		defer v.stall.Stop()
 	}
 	var err error
+	if pg != nil {
+		// Stamped as late as possible: the time it leaves (t2) is what
+		// the page's estimate of the clock offset rests on.
+		pg.T2 = unixMillis(time.Now())
+		b, _ := json.Marshal(pg)
+		err = v.out.Write(wctx, websocket.MessageText, b)
+	}
 	for i, o := range batch {
-		if stop.Err() != nil {
+		if err != nil || stop.Err() != nil {
 			break
 		}
 		if err = v.out.Write(wctx, o.typ, o.b); err != nil {
@@ -214,6 +228,77 @@ func (v *viewer) flush(wctx, stop context.Context) error {
 // in hi (a focused tile, or the only one). Everyone else comes in lo.
 type control struct {
 	Hi []string `json:"hi"`
+}
+
+// ping is a clock probe from the page, NTP's request: T0 is the page's
+// clock when it sent the probe, in Unix milliseconds. The gateway answers
+// with a pong that adds T1, its clock when the probe came, and T2, its
+// clock when the answer left; the page, noting T3 when the answer comes,
+// takes offset = ((T1-T0)+(T2-T3))/2 and round trip (T3-T0)-(T2-T1),
+// and trusts the probe with the least round trip.
+type ping struct {
+	Type string  `json:"type"` // "ping"
+	T0   float64 `json:"t0"`
+}
+
+// pong answers a ping.
+type pong struct {
+	Type string  `json:"type"` // "pong"
+	T0   float64 `json:"t0"`
+	T1   float64 `json:"t1"`
+	T2   float64 `json:"t2"`
+}
+
+// unixMillis is t in Unix milliseconds, to the microsecond.
+func unixMillis(t time.Time) float64 { return float64(t.UnixMicro()) / 1000 }
+
+// viewMessage is one message from a viewing browser: a control message
+// (hi set) or a clock probe. Messages of a type this gateway does not
+// know, and probes it cannot read, are ignored (ignore), so that a newer
+// page works with an older gateway.
+type viewMessage struct {
+	hi     map[string]bool // a control message's, when not ping and not ignore
+	ping   bool
+	t0     float64
+	ignore bool
+}
+
+// parseViewMessage decodes one text message of a viewing socket. A
+// message without "type" is a control message (parseControl, whose
+// errors it returns); {"type":"ping","t0":N} is a clock probe.
+func parseViewMessage(b []byte) (viewMessage, error) {
+	var head struct {
+		Type json.RawMessage `json:"type"`
+	}
+	if err := json.Unmarshal(b, &head); err != nil || head.Type == nil {
+		hi, err := parseControl(b)
+		return viewMessage{hi: hi}, err
+	}
+	var typ string
+	if err := json.Unmarshal(head.Type, &typ); err != nil || typ != "ping" {
+		return viewMessage{ignore: true}, nil
+	}
+	var p struct {
+		T0 *float64 `json:"t0"`
+	}
+	if err := json.Unmarshal(b, &p); err != nil || p.T0 == nil || math.IsInf(*p.T0, 0) || math.IsNaN(*p.T0) {
+		return viewMessage{ignore: true}, nil
+	}
+	return viewMessage{ping: true, t0: *p.T0}, nil
+}
+
+// answerPing queues the answer to a probe that came at t1, unless probes
+// come faster than pingGap.
+func (v *viewer) answerPing(t0 float64, t1 time.Time) {
+	v.mu.Lock()
+	if t1.Sub(v.lastPing) < pingGap {
+		v.mu.Unlock()
+		return
+	}
+	v.lastPing = t1
+	v.pong = &pong{Type: "pong", T0: t0, T1: unixMillis(t1)}
+	v.mu.Unlock()
+	v.poke()
 }
 
 // parseControl decodes and checks one control message and returns the
@@ -244,6 +329,9 @@ func (v *viewer) setHi(hi map[string]bool) error {
 	had := len(v.hi) > 0
 	v.hi = hi
 	v.mu.Unlock()
+	if v.name == "" && (len(hi) > 0) != had {
+		v.g.showsChanged() // the gateway announces what it shows
+	}
 	switch {
 	case len(hi) > 0 && !had:
 		return v.g.hub.attach(v, protocol.Hi)
@@ -291,15 +379,15 @@ type viewHello struct {
 
 // roomState tells browsers who is in the room, every beat and on change.
 type roomState struct {
-	Type       string              `json:"type"` // "room"
-	Room       string              `json:"room"`
-	Publishers []subscriber.Member `json:"publishers"`
-	Viewers    []string            `json:"viewers"`
-	Now        int64               `json:"now"`
+	Type       string            `json:"type"` // "room"
+	Room       string            `json:"room"`
+	Publishers []protocol.Member `json:"publishers"`
+	Viewers    []string          `json:"viewers"`
+	Now        int64             `json:"now"`
 }
 
-func encodeRoomState(ri subscriber.RoomInfo, now time.Time) []byte {
-	st := roomState{Type: "room", Room: ri.Room, Publishers: []subscriber.Member{}, Viewers: []string{}, Now: now.UnixMilli()}
+func encodeRoomState(ri protocol.RoomInfo, now time.Time) []byte {
+	st := roomState{Type: "room", Room: ri.Room, Publishers: []protocol.Member{}, Viewers: []string{}, Now: now.UnixMilli()}
 	for _, m := range ri.Members {
 		if m.Role == protocol.RolePublisher {
 			st.Publishers = append(st.Publishers, m)
@@ -314,9 +402,11 @@ func encodeRoomState(ri subscriber.RoomInfo, now time.Time) []byte {
 // serveView upgrades GET /ws/view/{room} to a viewing socket.
 //
 // Query: fps=N caps frames per participant (thumbnails), presence=0
-// announces no viewer, name=N announces this name instead of a random
-// one, self=N marks the browser's own publishing name (no viewer
-// presence either: its publishing socket already announces it).
+// announces no viewer of its own, name=N announces this name instead of
+// a random one, self=N marks the browser's own publishing name (no viewer
+// presence of its own either). What the sockets that announce nothing
+// take, the gateway announces in its own name (Gateway.shows), so that a
+// publisher encoding only watched layers still sends them.
 func (g *Gateway) serveView(w http.ResponseWriter, r *http.Request) {
 	room := r.PathValue("room")
 	if err := protocol.ValidRoom(room); err != nil {
@@ -347,7 +437,7 @@ func (g *Gateway) serveView(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if name == "" && self == "" && q.Get("presence") != "0" {
-		name = subscriber.RandomName("web")
+		name = protocol.RandomName("web")
 	}
 	if !g.enter() {
 		http.Error(w, "the gateway is shutting down", http.StatusServiceUnavailable)
@@ -437,15 +527,21 @@ func (v *viewer) read(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		t1 := time.Now()
 		if typ != websocket.MessageText {
 			return closeWith("bad_control", websocket.StatusUnsupportedData, "a viewing socket takes only JSON text messages like {\"hi\":[\"alice\"]}")
 		}
-		hi, err := parseControl(b)
-		if err != nil {
+		m, err := parseViewMessage(b)
+		switch {
+		case err != nil:
 			return closeWith("bad_control", websocket.StatusPolicyViolation, err.Error())
-		}
-		if err := v.setHi(hi); err != nil {
-			return err
+		case m.ignore:
+		case m.ping:
+			v.answerPing(m.t0, t1)
+		default:
+			if err := v.setHi(m.hi); err != nil {
+				return err
+			}
 		}
 	}
 }

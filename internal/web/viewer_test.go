@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -162,14 +163,28 @@ func TestParseControl(t *testing.T) {
 	}
 }
 
-// FuzzControl feeds the view socket's control decoding anything: it must
-// refuse with ErrBadMessage or return at most maxHi valid names, which
-// encode and decode to the same set.
+// FuzzControl feeds the view socket's message decoding anything: it must
+// refuse with ErrBadMessage, ignore it, take a clock probe with a finite
+// time, or return at most maxHi valid names, which encode and decode to
+// the same set.
 func FuzzControl(f *testing.F) {
 	for _, tc := range controlCases {
 		f.Add([]byte(tc.msg))
 	}
+	for _, msg := range []string{`{"type":"ping","t0":1795787398827.452}`, `{"type":"ping","t0":-1e308}`, `{"type":"ping"}`,
+		`{"type":"ping","t0":"1"}`, `{"type":"pong","t0":1}`, `{"type":null,"hi":["a"]}`, `{"type":"ping","hi":["a.b"],"t0":0}`} {
+		f.Add([]byte(msg))
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := parseViewMessage(b)
+		switch {
+		case err != nil && !errors.Is(err, ErrBadMessage):
+			t.Fatalf("error %v is not ErrBadMessage", err)
+		case err == nil && m.ping && (math.IsInf(m.t0, 0) || math.IsNaN(m.t0)):
+			t.Fatalf("took a probe at time %v", m.t0)
+		case err == nil && (m.ping || m.ignore) && m.hi != nil:
+			t.Fatalf("a probe or ignored message set hi %v", m.hi)
+		}
 		hi, err := parseControl(b)
 		if err != nil {
 			if !errors.Is(err, ErrBadMessage) {

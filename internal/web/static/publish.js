@@ -2,7 +2,7 @@
 // canvas, JPEG-encoded by the browser (hi at the chosen size, lo about
 // 320 px wide) and sent over a WebSocket; the gateway publishes them.
 import { RoomView } from "./room.js";
-import { Socket, encodeFrame, roomFromPath, setStatus, NAME_RE, NAME_RULE, Rate } from "./wire.js";
+import { Socket, encodeFrame, roomFromPath, setStatus, nowMs, NAME_RE, NAME_RULE, Rate } from "./wire.js";
 
 const $ = (id) => document.getElementById(id);
 const room = roomFromPath();
@@ -88,7 +88,9 @@ class Session {
     const scale = Math.min(1, this.w / v.videoWidth, this.h / v.videoHeight);
     const hw = even(v.videoWidth * scale), hh = even(v.videoHeight * scale);
     const lw = Math.min(320, hw) & ~1, lh = even((hh * lw) / hw);
-    const t = Date.now() + this.offset;
+    // Capture time on the gateway's clock: the room view's probes
+    // estimate it best; the publishing socket's hello until they have.
+    const t = view && view.clock.best ? nowMs() + view.clock.best.offset : Date.now() + this.offset;
     for (const [c, w, h] of [[this.hi, hw, hh], [this.lo, lw, lh]]) {
       if (c.width !== w || c.height !== h) { c.width = w; c.height = h; }
       c.getContext("2d").drawImage(v, 0, 0, w, h);

@@ -1,8 +1,12 @@
 // room.js: a live room grid. One WebSocket brings every publisher's
 // frames: lo for the grid, hi for the focused (or only) tile.
-import { Socket, FrameCanvas, Rate, el, parseFrame } from "./wire.js";
+import { Socket, FrameCanvas, Rate, Clock, el, parseFrame, nowMs, latencyLabel } from "./wire.js";
 
 const STALL_MS = 2500;
+// Clock probes: a few on connect, then one every PROBE_EVERY_MS.
+const PROBES = 5;
+const PROBE_GAP_MS = 150;
+const PROBE_EVERY_MS = 10000;
 
 class Tile {
   constructor(view, name) {
@@ -27,27 +31,40 @@ class Tile {
         this.badge.textContent = f.layer.toUpperCase();
         this.badge.className = "badge " + f.layer;
         this.el.dataset.size = f.width + "x" + f.height;
-        this.tick(Date.now());
+        this.tick(Date.now(), view.clock);
       }
       this.el.dataset.size = f.width + "x" + f.height;
     };
   }
-  push(frame, now, offset) {
+  // push shows a frame that came at arrived (this page's clock, ms);
+  // clock, once it has a sample, turns that into the gateway's clock,
+  // the one the publisher stamps capture times with.
+  push(frame, now, arrived, clock) {
     this.lastAt = now;
     this.rate.add(now);
-    this.lat.push(now + offset - frame.time);
-    if (this.lat.length > 60) this.lat.shift();
+    if (clock.best) {
+      this.lat.push(arrived + clock.best.offset - frame.time);
+      if (this.lat.length > 60) this.lat.shift();
+    }
     this.fc.push(frame);
   }
-  tick(now) {
+  tick(now, clock) {
     const fps = this.rate.perSecond(now);
     const sorted = [...this.lat].sort((a, b) => a - b);
     const p50 = sorted.length ? sorted[Math.floor(sorted.length / 2)] : null;
     const parts = [];
     if (this.el.dataset.size) parts.push(this.el.dataset.size.replace("x", "×"));
     parts.push(fps + " fps");
-    if (p50 != null) parts.push(Math.max(0, Math.round(p50)) + " ms");
+    let title = "";
+    if (p50 != null && clock.best) {
+      const [text, why] = latencyLabel(p50, clock.best.rtt / 2);
+      parts.push(text);
+      title = why;
+      this.el.dataset.latency = String(p50);
+      this.el.dataset.latencyText = text;
+    }
     this.statEl.textContent = parts.join(" · ");
+    this.statEl.title = title;
     this.el.dataset.fps = String(fps);
     this.el.classList.toggle("stalled", this.lastAt > 0 && now - this.lastAt > STALL_MS);
     if (now - this.lastAt > 1000) this.lat = [];
@@ -60,7 +77,8 @@ export class RoomView {
     Object.assign(this, { room, grid, empty, host, status, meta, self });
     this.tiles = new Map();
     this.focused = null;
-    this.offset = 0; // gateway clock minus ours
+    this.clock = new Clock(); // the gateway's clock against ours
+    this.probes = [];
     this.sentHi = null;
     this.viewers = [];
     const q = new URLSearchParams();
@@ -71,18 +89,31 @@ export class RoomView {
       onOpen: () => {
         this.sentHi = null;
         this.syncHi();
+        this.startProbes();
       },
       onMessage: (d) => this.onMessage(d),
       onStatus: (s, r) => status && status(s, r),
     });
     this.timer = setInterval(() => this.tick(), 500);
+    this.probeTimer = setInterval(() => this.sock.open && this.clock.probe(this.sock), PROBE_EVERY_MS);
     document.addEventListener("keydown", (e) => {
       if (e.key === "Escape" && !document.fullscreenElement && this.focused) this.toggleFocus(this.focused);
       if (e.key === "f" && !(e.target instanceof HTMLInputElement)) this.fullscreen(this.host);
     });
     this.layout();
   }
+  // startProbes measures the clock afresh on every connection: the
+  // gateway may be another machine now.
+  startProbes() {
+    for (const t of this.probes) clearTimeout(t);
+    this.clock.reset();
+    this.probes = [];
+    for (let i = 0; i < PROBES; i++) {
+      this.probes.push(setTimeout(() => this.sock.open && this.clock.probe(this.sock), i * PROBE_GAP_MS));
+    }
+  }
   onMessage(d) {
+    const arrived = nowMs();
     const now = Date.now();
     if (typeof d === "string") {
       let m;
@@ -91,13 +122,13 @@ export class RoomView {
       } catch {
         return;
       }
-      if (m.type === "hello") this.offset = m.now - now;
-      if (m.type === "room") this.onRoom(m, now);
+      if (m && m.type === "pong") this.clock.onPong(m, arrived);
+      if (m && m.type === "room") this.onRoom(m, now);
       return;
     }
     const f = parseFrame(d);
     if (!f || f.name === this.self) return;
-    this.tile(f.name).push(f, now, this.offset);
+    this.tile(f.name).push(f, now, arrived, this.clock);
   }
   onRoom(m, now) {
     const names = new Set(m.publishers.map((p) => p.name));
@@ -159,7 +190,7 @@ export class RoomView {
   }
   tick() {
     const now = Date.now();
-    for (const t of this.tiles.values()) t.tick(now);
+    for (const t of this.tiles.values()) t.tick(now, this.clock);
   }
   fullscreen(target) {
     if (document.fullscreenElement) document.exitFullscreen();

@@ -20,7 +20,7 @@ export function parseFrame(buf) {
     name,
     layer,
     seq: Number(dv.getBigUint64(o)),
-    time: Number(dv.getBigInt64(o + 8) / 1000000n), // Unix ms, publisher clock
+    time: Number(dv.getBigInt64(o + 8) / 1000n) / 1000, // Unix ms to the µs, publisher clock
     width: dv.getUint16(o + 16),
     height: dv.getUint16(o + 18),
     jpeg: new Uint8Array(buf, o + 20),
@@ -36,7 +36,7 @@ export function encodeFrame(layer, timeMs, width, height, jpeg) {
   dv.setUint8(1, layer === "hi" ? 0 : 1);
   dv.setUint8(2, 0);
   dv.setBigUint64(3, 0n);
-  dv.setBigInt64(11, BigInt(Math.round(timeMs)) * 1000000n);
+  dv.setBigInt64(11, BigInt(Math.round(timeMs * 1000)) * 1000n);
   dv.setUint16(19, width);
   dv.setUint16(21, height);
   out.set(jpeg, FIXED);
@@ -142,6 +142,57 @@ export class FrameCanvas {
     if (f) this.draw(f);
     else this.busy = false;
   }
+}
+
+// nowMs is this page's clock in Unix milliseconds, finer than Date.now().
+export function nowMs() {
+  return performance.timeOrigin + performance.now();
+}
+
+// Clock estimates how far the gateway's clock is ahead of this page's,
+// the way NTP does: each probe (a ping the gateway answers with when it
+// got it, t1, and when the answer left, t2) gives
+// offset = ((t1 - t0) + (t2 - t3)) / 2 and round trip
+// rtt = (t3 - t0) - (t2 - t1), where t0 is when the page sent it and t3
+// when the answer came. Whatever delayed a probe is in its round trip,
+// so the probe with the least one is trusted, and rtt / 2 bounds its
+// error. Samples older than a minute are forgotten (clocks drift).
+export class Clock {
+  constructor() {
+    this.samples = [];
+    this.best = null; // {offset, rtt, at}
+  }
+  reset() {
+    this.samples = [];
+    this.best = null;
+  }
+  probe(sock) {
+    sock.send(JSON.stringify({ type: "ping", t0: nowMs() }));
+  }
+  onPong(m, t3) {
+    const ok = (x) => typeof x === "number" && Number.isFinite(x);
+    if (!ok(m.t0) || !ok(m.t1) || !ok(m.t2)) return;
+    const rtt = (t3 - m.t0) - (m.t2 - m.t1);
+    if (!(rtt >= 0 && rtt < 30000 && m.t2 >= m.t1)) return;
+    this.samples.push({ offset: ((m.t1 - m.t0) + (m.t2 - t3)) / 2, rtt, at: t3 });
+    this.samples = this.samples.filter((x) => t3 - x.at < 60000).slice(-32);
+    this.best = this.samples.reduce((a, b) => (b.rtt < a.rtt ? b : a));
+  }
+}
+
+// formatMs shows a duration in milliseconds: a decimal below 10.
+export function formatMs(ms) {
+  return (ms < 10 ? Math.max(ms, 0.1).toFixed(1) : String(Math.round(ms))) + " ms";
+}
+
+// latencyLabel says what a latency measured with a clock offset of error
+// err (± ms) shows: the figure, an upper bound when the error is larger
+// than the figure, or that the clocks disagree when the figure is
+// negative beyond the error. It returns [text, title].
+export function latencyLabel(ms, err) {
+  if (ms >= err) return [formatMs(ms), "capture to screen, ± " + formatMs(err)];
+  if (ms + err >= 0) return ["< " + formatMs(ms + err), "capture to screen: the clock estimate is only good to ± " + formatMs(err)];
+  return ["clock?", "the publisher's clock is " + formatMs(-ms) + " ahead of the gateway's: sync their clocks (NTP) to measure latency"];
 }
 
 // Rate counts events over the last second.

@@ -1,0 +1,65 @@
+package web
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/vidhub/vidhub/broker"
+	"github.com/vidhub/vidhub/internal/hubtest"
+	"github.com/vidhub/vidhub/protocol"
+	"github.com/vidhub/vidhub/publisher"
+)
+
+// TestThumbnailsOfWatchedPublisher: a publisher that encodes only watched
+// layers, watched by nobody but the directory page's thumbnail socket
+// (presence=0), still gets its lo layer to the page, because the gateway
+// announces what it shows; when the page goes, the gateway leaves the
+// room and the publisher stops encoding.
+func TestThumbnailsOfWatchedPublisher(t *testing.T) {
+	h := startHub(t, broker.Config{}, Config{})
+	nc := hubtest.Connect(t, h.b.ClientURL())
+	pub, err := publisher.New(nc, publisher.Config{Room: "quiet", Name: "cam", Source: "pattern", FPS: 15, Width: 320, Height: 180,
+		Encode: publisher.EncodeWatched})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = pub.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	// The gateway's presence in the room, as any participant sees it.
+	spy := hubtest.Connect(t, h.b.ClientURL())
+	var gw presenceLog
+	if _, err := spy.Subscribe(protocol.RoomPresence("quiet"), func(m *nats.Msg) {
+		if s, err := protocol.ParseSubject(m.Subject); err == nil && s.Participant() == h.g.self {
+			gw.add(m)
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	hubtest.Eventually(t, 10*time.Second, func() bool { return h.g.dir.has("quiet", "cam", protocol.RolePublisher) }, "the publisher is not in the directory")
+	hubtest.Eventually(t, 10*time.Second, func() bool { return pub.Stats().Skipped > 0 }, "an unwatched publisher encodes: %+v", pub.Stats())
+
+	rctx, rcancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer rcancel()
+	thumbs := dial(t, rctx, h.url, "/ws/view/quiet?fps=2&presence=0") // as index.js opens it
+	f, err := readFrame(rctx, thumbs, nil)
+	if err != nil {
+		t.Fatalf("no thumbnail of a watched-mode publisher: %v (publisher %+v)", err, pub.Stats())
+	}
+	if f.Participant != "cam" || f.Layer != protocol.Lo {
+		t.Errorf("thumbnail from %s layer %s, want cam lo", f.Participant, f.Layer)
+	}
+	if p, n := gw.last(); n == 0 || p.Role != protocol.RoleViewer || !slices.Equal(p.Views, []protocol.Layer{protocol.Lo}) || p.Leaving {
+		t.Errorf("the gateway announced %+v (%d beats), want a viewer of lo", p, n)
+	}
+
+	_ = thumbs.CloseNow()
+	hubtest.Eventually(t, 10*time.Second, func() bool { p, _ := gw.last(); return p.Leaving }, "the gateway did not leave the room it no longer shows")
+	hubtest.Eventually(t, 10*time.Second, func() bool { return len(pub.Stats().Encoding) == 0 }, "lo still encoded after the page went: %+v", pub.Stats())
+}
