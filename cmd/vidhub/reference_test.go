@@ -32,8 +32,8 @@ var (
 	usageFlagRe = regexp.MustCompile(`^  -([A-Za-z0-9][-A-Za-z0-9_]*)(\s|$)`)
 	usageEnvRe  = regexp.MustCompile(`\(env ([^)]*)\)`)
 	envNameRe   = regexp.MustCompile(`\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b`)
-	docCmdRe    = regexp.MustCompile("^### vidhub ([a-z][-a-z]*)\\s*$")
-	docRowRe    = regexp.MustCompile("^\\| `--([A-Za-z0-9][-A-Za-z0-9_]*)` \\|")
+	docCmdRe    = regexp.MustCompile(`^### vidhub ([a-z][-a-z]*)\s*$`)
+	docRowRe    = regexp.MustCompile("^\\| `--([A-Za-z0-9][-A-Za-z0-9_]*)` \\|") // the backticks rule out a raw string
 	exampleRe   = regexp.MustCompile(`^(?:\$ )?vidhub ([a-z][-a-z]*)(.*)$`)
 	argFlagRe   = regexp.MustCompile(`(?:^|\s)--?([A-Za-z0-9][-A-Za-z0-9_]*)`)
 )
@@ -85,8 +85,13 @@ func parseReference(text string) (map[string]*docSection, []string) {
 	secs := map[string]*docSection{}
 	var problems []string
 	var cur *docSection
+	fenced := false
 	for i, line := range strings.Split(text, "\n") {
-		if m := docCmdRe.FindStringSubmatch(line); m != nil {
+		if strings.HasPrefix(strings.TrimSpace(line), "```") {
+			fenced = !fenced
+			continue
+		}
+		if m := docCmdRe.FindStringSubmatch(line); m != nil && !fenced {
 			if secs[m[1]] != nil {
 				problems = append(problems, fmt.Sprintf("line %d: a second section for vidhub %s", i+1, m[1]))
 			}
@@ -94,7 +99,7 @@ func parseReference(text string) (map[string]*docSection, []string) {
 			secs[m[1]] = cur
 			continue
 		}
-		if strings.HasPrefix(line, "# ") || strings.HasPrefix(line, "## ") || strings.HasPrefix(line, "### ") {
+		if !fenced && (strings.HasPrefix(line, "# ") || strings.HasPrefix(line, "## ") || strings.HasPrefix(line, "### ")) {
 			cur = nil
 			continue
 		}
@@ -199,7 +204,7 @@ func TestCommandReferenceCatches(t *testing.T) {
 	if want := (cliFlags{"fast": {"VIDHUB_FAST"}, "name": {"VIDHUB_NAME", "NATS_NAME"}}); fmt.Sprint(cli["room"]) != fmt.Sprint(want) {
 		t.Fatalf("parseUsage: %v, want %v", cli["room"], want)
 	}
-	good := "# x\n\n### vidhub room\n\n    vidhub room --fast   # comment --nope\n\n| Flag | Environment |\n|---|---|\n" +
+	good := "# x\n\n### vidhub room\n\n```sh\n# a comment, not a heading\nvidhub room --fast   # comment --nope\n```\n\n| Flag | Environment |\n|---|---|\n" +
 		"| `--fast` | `VIDHUB_FAST` |\n| `--name` | `VIDHUB_NAME`, `NATS_NAME` |\n\n## Other\n\n| `--other` | x |\n"
 	if p := checkReference(good, cli); len(p) != 0 {
 		t.Fatalf("a good reference fails: %v", p)
