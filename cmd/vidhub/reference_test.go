@@ -224,6 +224,51 @@ func TestCommandReferenceCatches(t *testing.T) {
 	}
 }
 
+// TestDocExamples checks the example lines of the README and every page
+// of docs/: a line "vidhub <cmd> ..." in a code block names a subcommand
+// and only flags it has.
+func TestDocExamples(t *testing.T) {
+	cli := map[string]cliFlags{}
+	for _, c := range commands() {
+		cli[c.name] = usageFlags(t, c.name)
+	}
+	files, _ := filepath.Glob("../../docs/*.md")
+	files = append(files, "../../README.md")
+	n := 0
+	for _, f := range files {
+		text, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fenced := false
+		for i, line := range strings.Split(string(text), "\n") {
+			if strings.HasPrefix(strings.TrimSpace(line), "```") {
+				fenced = !fenced
+				continue
+			}
+			ex, _, _ := strings.Cut(strings.TrimSpace(line), " #")
+			m := exampleRe.FindStringSubmatch(ex)
+			if !fenced || m == nil {
+				continue
+			}
+			n++
+			flags, ok := cli[m[1]]
+			if !ok {
+				t.Errorf("%s:%d: %q: no subcommand %s", filepath.Base(f), i+1, ex, m[1])
+				continue
+			}
+			for _, fl := range argFlagRe.FindAllStringSubmatch(m[2], -1) {
+				if _, ok := flags[fl[1]]; !ok {
+					t.Errorf("%s:%d: %q: vidhub %s has no --%s", filepath.Base(f), i+1, ex, m[1], fl[1])
+				}
+			}
+		}
+	}
+	if n < 20 {
+		t.Errorf("found only %d example lines", n)
+	}
+}
+
 // TestDocLinks checks that the README and docs/ keep their promises: the
 // README is short and says the two commands, relative links and their
 // anchors resolve, and BENCHMARKS.md keeps the section vidhub bench writes.
