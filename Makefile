@@ -110,9 +110,11 @@ down: ## stop the compose stack and remove its containers and networks (every pr
 # --- soak (not part of "make test": it runs for SOAK, default 10 minutes) ---
 SOAK        ?= 10m
 SOAK_REPORT ?= bench-results/soak-report.md
+# The soak writes its figures into this file's soak section too (empty: not).
+SOAK_MARKDOWN ?= BENCHMARKS.md
 .PHONY: soak
 
 # The test timeout is SOAK plus 5 minutes: Go reads "10m5m" as 15m.
-soak: deps ## run the soak: 4 publishers x 10 viewers for SOAK (default 10m); report in SOAK_REPORT
+soak: deps ## run the soak: 4 publishers x 10 viewers for SOAK (default 10m); report in SOAK_REPORT and SOAK_MARKDOWN
 	@mkdir -p $(dir $(SOAK_REPORT))
-	$(GO) test -count=1 -v -run TestSoak -timeout $(SOAK)5m ./internal/soak -args -soak $(SOAK) -soak-report $(abspath $(SOAK_REPORT))
+	$(GO) test -count=1 -v -run TestSoak -timeout $(SOAK)5m ./internal/soak -args -soak $(SOAK) -soak-report $(abspath $(SOAK_REPORT)) $(if $(SOAK_MARKDOWN),-soak-markdown $(abspath $(SOAK_MARKDOWN)))

@@ -259,20 +259,36 @@ func (rep *Report) Markdown() string {
 	return b.String()
 }
 
-// ErrNoMarkers is returned when a Markdown file lacks the bench markers.
-var ErrNoMarkers = errors.New("bench: the file has no " + MarkBegin + " ... " + MarkEnd + " section to update")
+// ErrNoMarkers is returned when a Markdown file lacks the markers of the
+// generated section to update.
+var ErrNoMarkers = errors.New("no generated section to update")
 
 // UpdateMarkdown replaces the generated section of the file at path.
 func UpdateMarkdown(path string, rep *Report) error {
+	return ReplaceSection(path, MarkBegin, MarkEnd, rep.Markdown())
+}
+
+// ReplaceSection replaces what lies between the markers begin and end in
+// the Markdown file at path with body: the way the tools that measure
+// vidhub (vidhub bench, the soak test) write their figures into
+// BENCHMARKS.md, each between markers of its own, and leave the rest of
+// the file alone.
+func ReplaceSection(path, begin, end, body string) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return err
 	}
 	s := string(b)
-	i, j := strings.Index(s, MarkBegin), strings.Index(s, MarkEnd)
-	if i < 0 || j < i {
-		return fmt.Errorf("%w: %s", ErrNoMarkers, path)
+	i := strings.Index(s, begin)
+	j := -1
+	if i >= 0 {
+		if k := strings.Index(s[i:], end); k >= 0 {
+			j = i + k
+		}
 	}
-	s = s[:i+len(MarkBegin)] + "\n\n" + rep.Markdown() + "\n" + s[j:]
+	if j < 0 {
+		return fmt.Errorf("%s: %w: want a section %s ... %s", path, ErrNoMarkers, begin, end)
+	}
+	s = s[:i+len(begin)] + "\n\n" + strings.TrimRight(body, "\n") + "\n\n" + s[j:]
 	return os.WriteFile(path, []byte(s), 0o644)
 }
