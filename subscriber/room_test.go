@@ -309,8 +309,12 @@ func TestRestartUnderSameName(t *testing.T) {
 	if got := tileNames(r); !slices.Equal(got, []string{"cam"}) {
 		t.Errorf("tiles %v after a restart under the same name, want cam once", got)
 	}
-	if st := tile(r, "cam").Stats(); st.Gaps > 2 {
-		t.Errorf("a restart (sequence from 1 again) counted as %d lost frames", st.Gaps)
+	// A restart miscounted as lost frames shows up as about oldSeq gaps
+	// (or, with unsigned wrap-around, about 2^64). Frames really lost on a
+	// loaded machine (the publisher's mailbox overwriting one, a pending
+	// limit shedding one) are a few, so half of oldSeq tells them apart.
+	if st := tile(r, "cam").Stats(); st.Gaps >= oldSeq/2 {
+		t.Errorf("a restart (sequence from 1 again) counted as %d lost frames (old stream ended at seq %d)", st.Gaps, oldSeq)
 	}
 }
 
