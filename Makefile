@@ -62,7 +62,7 @@ clean: ## remove build output
 # --- release: the static build for every platform vidhub's users have ---
 # Static (CGO_ENABLED=0) binaries: broker, web gateway, pattern publisher,
 # headless viewer, tokens, access, health, bench. The full build (camera,
-# desktop window) needs OpenCV and cgo on the target: see docs/architecture.md.
+# desktop window) needs OpenCV and cgo on the target: see docs/platforms.md.
 DIST      ?= dist
 PLATFORMS ?= linux/amd64 linux/arm64 linux/arm darwin/arm64 windows/amd64
 

@@ -185,7 +185,7 @@ func (p *pubSocket) read(ctx context.Context) error {
 			return err
 		}
 		if typ != websocket.MessageBinary {
-			return closeWith("bad_frame", websocket.StatusUnsupportedData, "a publishing socket takes only binary frames (see the README)")
+			return closeWith("bad_frame", websocket.StatusUnsupportedData, "a publishing socket takes only binary frames (see docs/browser.md)")
 		}
 		f, err := ParseWire(b)
 		if err != nil {

@@ -6,7 +6,7 @@ export const NAME_RE = /^[A-Za-z0-9_-]{1,64}$/;
 export const NAME_RULE = "1 to 64 characters of A-Z a-z 0-9 _ -";
 const FIXED = 23; // header bytes without the participant name
 
-// parseFrame reads one binary message (see the README for the layout).
+// parseFrame reads one binary message (docs/browser.md has the layout).
 export function parseFrame(buf) {
   if (!(buf instanceof ArrayBuffer) || buf.byteLength < FIXED) return null;
   const dv = new DataView(buf);
