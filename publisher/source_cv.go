@@ -4,11 +4,13 @@ package publisher
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"image"
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -51,19 +53,15 @@ func openCVSource(cfg Config) (frameSource, error) {
 			return vc, nil
 		}
 	case isCamera(src):
-		dev := src
-		if n, err := strconv.Atoi(src); err == nil {
-			dev = "/dev/video" + strconv.Itoa(n)
+		cam, err := cameraOf(runtime.GOOS, src)
+		if err != nil {
+			return nil, err
 		}
-		s.desc, s.live = "camera "+dev, true
+		s.desc, s.live = "camera "+cam.desc(), true
 		s.open = func() (*gocv.VideoCapture, error) {
-			if _, err := os.Stat(dev); err != nil {
-				return nil, fmt.Errorf("%w: cannot open %s: %w; is a camera attached? (ls /dev/video*)", ErrSource, s.desc, err)
-			}
-			vc, err := gocv.VideoCaptureFileWithAPI(dev, gocv.VideoCaptureV4L2)
-			if err != nil || !vc.IsOpened() {
-				closeVC(vc)
-				return nil, fmt.Errorf("%w: cannot open %s: it exists but does not open; is it in use, or is this user not in the video group?", ErrSource, s.desc)
+			vc, err := cam.open()
+			if err != nil {
+				return nil, fmt.Errorf("%w: cannot open %s: %w", ErrSource, s.desc, err)
 			}
 			// Keep the driver's queue short: old frames are stale frames.
 			vc.Set(gocv.VideoCaptureBufferSize, 1)
@@ -122,6 +120,57 @@ func isCamera(src string) bool {
 		return true
 	}
 	return strings.HasPrefix(src, "/dev/video")
+}
+
+// camera is a camera source as the platform names it: a V4L2 device path
+// on Linux, an index into the platform's own camera API elsewhere
+// (AVFoundation on macOS, Media Foundation or DirectShow on Windows).
+type camera struct {
+	dev   string // Linux: /dev/videoN
+	index int    // elsewhere
+}
+
+// cameraOf reads a camera source (0, /dev/video0) for the platform goos.
+func cameraOf(goos, src string) (camera, error) {
+	n, err := strconv.Atoi(src)
+	if goos == "linux" {
+		if err == nil {
+			return camera{dev: "/dev/video" + strconv.Itoa(n)}, nil
+		}
+		return camera{dev: src}, nil
+	}
+	if err != nil || n < 0 {
+		return camera{}, fmt.Errorf("%w: %s is a Linux camera path; on %s name a camera by its index, e.g. --source 0", ErrSource, src, goos)
+	}
+	return camera{index: n}, nil
+}
+
+func (c camera) desc() string {
+	if c.dev != "" {
+		return c.dev
+	}
+	return strconv.Itoa(c.index)
+}
+
+// open opens the camera, or says what to check.
+func (c camera) open() (*gocv.VideoCapture, error) {
+	if c.dev == "" {
+		vc, err := gocv.VideoCaptureDeviceWithAPI(c.index, gocv.VideoCaptureAny)
+		if err != nil || !vc.IsOpened() {
+			closeVC(vc)
+			return nil, errors.New("it does not open; is a camera attached, not in use, and may this program use it (the system's camera privacy settings)?")
+		}
+		return vc, nil
+	}
+	if _, err := os.Stat(c.dev); err != nil {
+		return nil, fmt.Errorf("%w; is a camera attached? (ls /dev/video*)", err)
+	}
+	vc, err := gocv.VideoCaptureFileWithAPI(c.dev, gocv.VideoCaptureV4L2)
+	if err != nil || !vc.IsOpened() {
+		closeVC(vc)
+		return nil, errors.New("it exists but does not open; is it in use, or is this user not in the video group?")
+	}
+	return vc, nil
 }
 
 func closeVC(vc *gocv.VideoCapture) {

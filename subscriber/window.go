@@ -9,6 +9,7 @@ import (
 	"image/color"
 	"log/slog"
 	"os"
+	"runtime"
 	"time"
 
 	"gocv.io/x/gocv"
@@ -42,7 +43,9 @@ type gridCell struct {
 
 // WindowAvailable reports why a window cannot be opened, or nil.
 func WindowAvailable(getenv func(string) string) error {
-	if getenv("DISPLAY") == "" && getenv("WAYLAND_DISPLAY") == "" {
+	// macOS and Windows always have their own window system; elsewhere a
+	// window needs X11 or Wayland.
+	if runtime.GOOS != "darwin" && runtime.GOOS != "windows" && getenv("DISPLAY") == "" && getenv("WAYLAND_DISPLAY") == "" {
 		return fmt.Errorf("%w: no display (DISPLAY is not set); use --headless for stats in the terminal, watch in a browser through vidhub web, or run under a desktop session", ErrNoWindow)
 	}
 	return nil
