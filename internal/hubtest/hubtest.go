@@ -57,6 +57,17 @@ func Eventually(t testing.TB, timeout time.Duration, cond func() bool, msg strin
 	}
 }
 
+// Lazy is a message argument of Eventually evaluated when the message
+// is printed, after the wait, rather than when Eventually is called:
+//
+//	hubtest.Eventually(t, d, cond, "tiles: %v", hubtest.Lazy(func() any { return tiles() }))
+//
+// shows the tiles as they were when the wait gave up, not as they were
+// before it began.
+type Lazy func() any
+
+func (l Lazy) String() string { return fmt.Sprint(l()) }
+
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
 func FreePort(t testing.TB) int {
 	t.Helper()
