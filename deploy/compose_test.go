@@ -52,9 +52,7 @@ func needDocker(t *testing.T) []string {
 	if testing.Short() {
 		t.Skip("brings up the compose stack in Docker")
 	}
-	if _, err := exec.LookPath("docker"); err != nil {
-		hubtest.Unavailable(t, "docker is not installed")
-	}
+	hubtest.NeedTools(t, "docker")
 	if out, errOut, code := runCmd(t, 30*time.Second, nil, "docker", "info", "--format", "{{.ServerVersion}}"); code != 0 {
 		t.Fatalf("docker is installed but its engine does not answer: %s%s", out, errOut)
 	}

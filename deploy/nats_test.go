@@ -53,7 +53,7 @@ func TestNatsConfSingle(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(pc.Close)
-	publishPattern(t, pc, "lobby", "cam")
+	hubtest.Publish(t, pc, hubtest.Pattern("lobby", "cam"))
 	v := mustJoin(t, s.URL, "lobby")
 	hubtest.Eventually(t, 10*time.Second, func() bool { n, _ := v.frames("cam"); return n >= 5 },
 		"no frames through nats-server -c vidhub.conf")
@@ -132,7 +132,7 @@ func TestNatsConfCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(pc.Close)
-	publishPattern(t, pc, "lobby", "cam")
+	hubtest.Publish(t, pc, hubtest.Pattern("lobby", "cam"))
 	on2 := mustJoin(t, servers[1].URL+","+servers[2].URL, "lobby", nats.DontRandomize())
 	on3 := mustJoin(t, servers[2].URL+","+servers[1].URL, "lobby", nats.DontRandomize())
 	for _, v := range []*viewer{on2, on3} {
@@ -201,7 +201,7 @@ func TestNatsConfAuth(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(cam.Close)
-	publishPattern(t, cam, "lobby", "cam1")
+	hubtest.Publish(t, cam, hubtest.Pattern("lobby", "cam1"))
 	alice, err := join(t, as("alice"), "lobby", "alice")
 	if err != nil {
 		t.Fatalf("alice joining lobby: %v", err)

@@ -4,13 +4,13 @@
 package hubtest
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -82,13 +82,16 @@ func FreePort(t testing.TB) int {
 // WaitPort waits until something accepts TCP connections on addr.
 func WaitPort(t testing.TB, addr string, timeout time.Duration) {
 	t.Helper()
-	Eventually(t, timeout, func() bool {
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	}, "nothing listens on %s", addr)
+	Eventually(t, timeout, func() bool { return dialable(addr) }, "nothing listens on %s", addr)
+}
+
+// dialable reports whether something accepts TCP connections on addr.
+func dialable(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+	if err == nil {
+		c.Close()
+	}
+	return err == nil
 }
 
 var (
@@ -126,12 +129,34 @@ func GoBuild(t testing.TB, name, pkg string, env []string, args ...string) strin
 	return br.path
 }
 
+// Vidhub builds the vidhub command (with cgo: OpenCV) once per test
+// process and returns the binary's path.
+func Vidhub(t testing.TB) string {
+	t.Helper()
+	return GoBuild(t, "vidhub", vidhubPkg, nil)
+}
+
+// VidhubStatic builds the static vidhub command (CGO_ENABLED=0, what the
+// image holds) once per test process and returns the binary's path.
+func VidhubStatic(t testing.TB) string {
+	t.Helper()
+	return GoBuild(t, "vidhub-static", vidhubPkg, []string{"CGO_ENABLED=0"})
+}
+
+// VidhubTags builds the vidhub command with build tags (e.g.
+// "matprofile") once per test process and returns the binary's path.
+func VidhubTags(t testing.TB, tags string) string {
+	t.Helper()
+	return GoBuild(t, "vidhub-"+strings.ReplaceAll(tags, ",", "-"), vidhubPkg, nil, "-tags", tags)
+}
+
+const vidhubPkg = "github.com/vidhub/vidhub/cmd/vidhub"
+
 // NatsServer is a stock nats-server process.
 type NatsServer struct {
+	*Proc
 	URL  string
 	Port int
-	cmd  *exec.Cmd
-	done chan struct{}
 }
 
 // StartNatsServer builds nats-server from the module (same version the
@@ -143,33 +168,10 @@ func StartNatsServer(t testing.TB, port int, args ...string) *NatsServer {
 	if port == 0 {
 		port = FreePort(t)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, append([]string{"-a", "127.0.0.1", "-p", strconv.Itoa(port)}, args...)...)
-	cmd.Stdout, cmd.Stderr = testWriter{t}, testWriter{t}
-	if err := cmd.Start(); err != nil {
-		cancel()
-		t.Fatalf("starting nats-server: %v", err)
-	}
-	s := &NatsServer{URL: "nats://127.0.0.1:" + strconv.Itoa(port), Port: port, cmd: cmd, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(s.done) }()
-	t.Cleanup(func() { cancel(); <-s.done })
-	WaitPort(t, "127.0.0.1:"+strconv.Itoa(port), 10*time.Second)
+	p := Start(t, bin, append([]string{"-a", "127.0.0.1", "-p", strconv.Itoa(port)}, args...)...)
+	s := &NatsServer{Proc: p, URL: "nats://127.0.0.1:" + strconv.Itoa(port), Port: port}
+	p.WaitFor(20*time.Second, func() bool { return dialable(s.URL[len("nats://"):]) }, "nothing listens on port %d", port)
 	return s
-}
-
-// Kill stops the server with SIGKILL and waits for it to go.
-func (s *NatsServer) Kill() {
-	_ = s.cmd.Process.Kill()
-	<-s.done
-}
-
-// testWriter sends a process's output to the test log.
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	defer func() { _ = recover() }() // the test may have ended
-	w.t.Logf("%s", p)
-	return len(p), nil
 }
 
 // Unavailable ends a test whose environment lacks something it needs (a

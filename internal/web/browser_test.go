@@ -36,10 +36,8 @@ func browser(t *testing.T) context.Context {
 	if testing.Short() {
 		t.Skip("headless Chromium: skipped with -short")
 	}
-	path, err := exec.LookPath("chromium")
-	if err != nil {
-		t.Fatalf("chromium is not on PATH (%v): install it with scripts/deps.sh test (or apt-get install chromium)", err)
-	}
+	hubtest.NeedTools(t, "chromium")
+	path, _ := exec.LookPath("chromium")
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(path),
 		chromedp.UserDataDir(t.TempDir()),
@@ -338,10 +336,11 @@ func TestBrowserPublish(t *testing.T) {
 	check(hi, protocol.Hi)
 	check(lo, protocol.Lo)
 
-	out, err := exec.Command(vidhubBinary(t), "rooms", "--nats", h.b.ClientURL(), "--json").Output()
-	if err != nil {
-		t.Fatalf("vidhub rooms: %v", err)
+	p := hubtest.Run(t, 30*time.Second, nil, hubtest.VidhubStatic(t), "rooms", "--nats", h.b.ClientURL(), "--json")
+	if p.Code() != 0 {
+		t.Fatalf("vidhub rooms: exit %d", p.Code())
 	}
+	out := []byte(p.Stdout.String())
 	var rooms []subscriber.RoomInfo
 	if err := json.Unmarshal(out, &rooms); err != nil {
 		t.Fatalf("vidhub rooms --json: %v\n%s", err, out)
