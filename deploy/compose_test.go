@@ -37,7 +37,9 @@ var (
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if imageTag != "" {
-		out, err := exec.Command("docker", "rmi", "-f", imageTag).CombinedOutput()
+		cmd := exec.Command("docker", "rmi", "-f", imageTag)
+		cmd.Env = hubtest.Env()
+		out, err := cmd.CombinedOutput()
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "removing test image %s: %v\n%s", imageTag, err, out)
 		}

@@ -143,7 +143,7 @@ func TestNatsConfCluster(t *testing.T) {
 	start := time.Now()
 	servers[1].Kill()
 	seen, _ := on2.frames("cam")
-	hubtest.Eventually(t, 3*time.Second, func() bool {
+	hubtest.Eventually(t, 15*time.Second, func() bool {
 		n, _ := on2.frames("cam")
 		return n > seen+2 && on2.nc.ConnectedUrl() == servers[2].URL
 	}, "the viewer on the killed node 2 did not resume on node 3")

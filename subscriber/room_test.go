@@ -109,7 +109,7 @@ func TestRooms(t *testing.T) {
 			for _, r := range []*subscriber.Room{a, b} {
 				for _, tl := range r.Tiles() {
 					var f *subscriber.Frame
-					hubtest.Eventually(t, 5*time.Second, func() bool { f = tl.Take(); return f != nil }, "no frame to take from %s", tl.Name())
+					hubtest.Eventually(t, 15*time.Second, func() bool { f = tl.Take(); return f != nil }, "no frame to take from %s", tl.Name())
 					img, err := jpeg.Decode(bytes.NewReader(f.JPEG))
 					if err != nil {
 						t.Fatalf("%s: %v", tl.Name(), err)
@@ -157,7 +157,7 @@ func TestTwentyViewers(t *testing.T) {
 			}
 			// Each viewer is in the room's presence.
 			rs := rooms[0]
-			hubtest.Eventually(t, 5*time.Second, func() bool { return len(rs.Viewers()) == 20 }, "viewers seen: %v", rs.Viewers())
+			hubtest.Eventually(t, 15*time.Second, func() bool { return len(rs.Viewers()) == 20 }, "viewers seen: %v", rs.Viewers())
 		})
 	}
 }
@@ -202,7 +202,7 @@ func TestBadMessagesCounted(t *testing.T) {
 	want := uint64(len(bad) + flood)
 	alice := tile(r, "alice")
 	hubtest.Eventually(t, 10*time.Second, func() bool { return alice.Stats().Bad >= want-10 }, "bad frames counted: %d of %d", alice.Stats().Bad, want)
-	hubtest.Eventually(t, 5*time.Second, func() bool { return r.Bad() == 1 }, "garbage of an unknown participant not counted: %d", r.Bad())
+	hubtest.Eventually(t, 15*time.Second, func() bool { return r.Bad() == 1 }, "garbage of an unknown participant not counted: %d", r.Bad())
 	if tile(r, "ghost") != nil {
 		t.Error("garbage created a tile")
 	}
@@ -241,7 +241,7 @@ func TestLeavingAndMissedBeats(t *testing.T) {
 	if d := time.Since(cut); d < 2*time.Second {
 		t.Errorf("silent publisher removed after %v, before 3 missed beats", d)
 	}
-	hubtest.Eventually(t, 3*time.Second, func() bool { return r.Layer() == protocol.Hi }, "empty room did not go back to hi")
+	hubtest.Eventually(t, 10*time.Second, func() bool { return r.Layer() == protocol.Hi }, "empty room did not go back to hi")
 	_ = gone.Stop() // its connection was cut under it: an error is expected
 }
 

@@ -1,3 +1,5 @@
+//go:build unix
+
 package main
 
 import (
@@ -36,7 +38,7 @@ func TestBrokerKilledAndRestarted(t *testing.T) {
 	srv.Kill()
 	down := time.Now()
 	// Dead air: the viewer's stats stop counting frames.
-	hubtest.Eventually(t, 5*time.Second, func() bool {
+	hubtest.Eventually(t, 15*time.Second, func() bool {
 		s, _ := stats.Last("cam")
 		return s.At.After(down.Add(500*time.Millisecond)) && s.FPS == 0
 	}, "frames still counted with the broker down")
@@ -56,7 +58,7 @@ func TestBrokerKilledAndRestarted(t *testing.T) {
 		t.Errorf("first stats with new frames %v after the broker came back; want within 2 s plus the 1 s interval", d)
 	}
 	// Nothing stale was replayed: every frame after the outage is fresh.
-	hubtest.Eventually(t, 5*time.Second, func() bool { return len(stats.Since("cam", first.At)) >= 1 }, "no stats after resuming")
+	hubtest.Eventually(t, 15*time.Second, func() bool { return len(stats.Since("cam", first.At)) >= 1 }, "no stats after resuming")
 	for _, s := range stats.Since("cam", first.At.Add(-time.Millisecond)) {
 		if s.LatencyMax > float64(outage.Milliseconds())/2 {
 			t.Errorf("after the outage a frame %.0f ms old was shown: the outage's frames were replayed", s.LatencyMax)

@@ -367,10 +367,10 @@ func TestCloseConnDrains(t *testing.T) {
 		}
 		_ = other.Flush()
 		// One message in the callback, the rest queued behind it.
-		hubtest.Eventually(t, 5*time.Second, func() bool { m, _, _ := sub.Pending(); return m >= n-1 }, "messages not received")
+		hubtest.Eventually(t, 15*time.Second, func() bool { m, _, _ := sub.Pending(); return m >= n-1 }, "messages not received")
 		_ = nc.Publish("drain.out", []byte("last words"))
 		done := closeAsync(nc)
-		hubtest.Eventually(t, 5*time.Second, sub.IsDraining, "natsconn.Close does not drain the subscription")
+		hubtest.Eventually(t, 15*time.Second, sub.IsDraining, "natsconn.Close does not drain the subscription")
 		close(gate)
 		select {
 		case <-done:

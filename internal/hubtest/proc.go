@@ -103,7 +103,7 @@ func StartProc(t testing.TB, cfg ProcConfig, bin string, args ...string) *Proc {
 	}()
 	t.Cleanup(func() {
 		if !p.Exited() {
-			_ = p.Cmd.Process.Signal(syscall.SIGCONT) // a test may have stopped it
+			resume(p.Cmd.Process) // a test may have stopped it (SIGSTOP)
 			p.stop(syscall.SIGTERM, StopWait)
 		}
 		if t.Failed() {
@@ -194,7 +194,9 @@ func (p *Proc) StopWith(sig os.Signal, timeout time.Duration) int { return p.sto
 
 func (p *Proc) stop(sig os.Signal, timeout time.Duration) int {
 	if !p.Exited() {
-		_ = p.Cmd.Process.Signal(sig)
+		if err := p.Cmd.Process.Signal(sig); err != nil {
+			timeout = 0 // the platform has no such signal (Windows): kill it
+		}
 		if _, ok := p.Wait(timeout); !ok {
 			p.t.Logf("%s: still running %v after %v: killing it", p.Name, timeout, sig)
 			p.Kill()
