@@ -134,7 +134,11 @@ func TestWindowUnderXvfb(t *testing.T) {
 // startWindow runs "vidhub view args..." on display until the test ends.
 func startWindow(t *testing.T, bin, display string, args ...string) *hubtest.Proc {
 	t.Helper()
-	return hubtest.StartProc(t, hubtest.ProcConfig{Env: []string{"DISPLAY=" + display, "XDG_RUNTIME_DIR=" + t.TempDir()}},
+	rundir := t.TempDir()
+	if err := os.Chmod(rundir, 0o700); err != nil { // as Qt wants it
+		t.Fatal(err)
+	}
+	return hubtest.StartProc(t, hubtest.ProcConfig{Env: []string{"DISPLAY=" + display, "XDG_RUNTIME_DIR=" + rundir}},
 		bin, append([]string{"view"}, args...)...)
 }
 

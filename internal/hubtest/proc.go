@@ -213,15 +213,17 @@ func (p *Proc) Kill() {
 
 // WaitFor waits until cond holds, failing the test after timeout or as
 // soon as the process exits without it holding; the failure shows what
-// the process printed.
+// the process printed. cond is called once per poll, never again after
+// it held (it may keep state, such as the last screenshot).
 func (p *Proc) WaitFor(timeout time.Duration, cond func() bool, format string, args ...any) {
 	p.t.Helper()
-	exited := false
+	held := false
 	Eventually(p.t, timeout, func() bool {
-		exited = p.Exited() // before cond: output is complete once exited
-		return cond() || exited
+		exited := p.Exited() // before cond: the output is complete once exited
+		held = cond()
+		return held || exited
 	}, "%s: "+format+"\n%s", append(append([]any{p.Name}, args...), Lazy(func() any { return p.Output() }))...)
-	if !cond() {
+	if !held {
 		p.t.Fatalf("%s exited (code %d) before "+format+":\n%s", append(append([]any{p.Name, p.Code()}, args...), p.Output())...)
 	}
 }
