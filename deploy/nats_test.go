@@ -18,10 +18,11 @@ import (
 )
 
 // natsServer runs a stock nats-server with conf, its monitoring moved to
-// a free port so tests do not collide.
-func natsServer(t *testing.T, conf string, args ...string) *hubtest.NatsServer {
+// a free port so tests do not collide, with env (each "KEY=value") for
+// the file's $VARIABLES.
+func natsServer(t *testing.T, env []string, conf string, args ...string) *hubtest.NatsServer {
 	t.Helper()
-	return hubtest.StartNatsServer(t, 0, append([]string{"-c", conf, "-m", strconv.Itoa(hubtest.FreePort(t))}, args...)...)
+	return hubtest.StartNatsServerEnv(t, env, 0, append([]string{"-c", conf, "-m", strconv.Itoa(hubtest.FreePort(t))}, args...)...)
 }
 
 // TestNatsConfSingle: deploy/nats/vidhub.conf runs a stock server that
@@ -31,7 +32,7 @@ func TestNatsConfSingle(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs nats-server")
 	}
-	s := natsServer(t, "nats/vidhub.conf")
+	s := natsServer(t, nil, "nats/vidhub.conf")
 	nc := hubtest.Connect(t, s.URL)
 	if got, want := nc.MaxPayload(), int64(8<<20); got != want {
 		t.Errorf("max payload %d, want %d (8MB, room for 4K JPEG frames)", got, want)
@@ -113,8 +114,7 @@ func TestNatsConfCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 		// The file names each node from the environment.
-		t.Setenv("NATS_SERVER_NAME", fmt.Sprintf("nats-%d", i+1))
-		servers = append(servers, natsServer(t, path))
+		servers = append(servers, natsServer(t, []string{fmt.Sprintf("NATS_SERVER_NAME=nats-%d", i+1)}, path))
 	}
 	// Every node reaches every other: a message from each node arrives at
 	// a subscriber on each other node.
@@ -178,10 +178,11 @@ func TestNatsConfAuth(t *testing.T) {
 		t.Skip("builds and runs nats-server")
 	}
 	pw := map[string]string{"cam1": "cam-pw", "alice": "alice-pw", "web": "web-pw", "directory": "dir-pw"}
+	var env []string
 	for user, p := range pw {
-		t.Setenv("VIDHUB_"+strings.ToUpper(user)+"_PASSWORD", p)
+		env = append(env, "VIDHUB_"+strings.ToUpper(user)+"_PASSWORD="+p)
 	}
-	s := natsServer(t, "nats/auth.conf")
+	s := natsServer(t, env, "nats/auth.conf")
 	as := func(user string) string {
 		return "nats://" + user + ":" + pw[user] + "@127.0.0.1:" + strconv.Itoa(s.Port)
 	}

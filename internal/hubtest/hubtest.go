@@ -161,14 +161,21 @@ type NatsServer struct {
 
 // StartNatsServer builds nats-server from the module (same version the
 // embedded broker uses) and runs it on port (0: a free one) with extra
-// arguments, stopped when the test ends.
+// arguments, in a clean environment (see Env), stopped when the test ends.
 func StartNatsServer(t testing.TB, port int, args ...string) *NatsServer {
+	t.Helper()
+	return StartNatsServerEnv(t, nil, port, args...)
+}
+
+// StartNatsServerEnv is StartNatsServer with env (each "KEY=value") added
+// to the clean environment, for a configuration file's $VARIABLES.
+func StartNatsServerEnv(t testing.TB, env []string, port int, args ...string) *NatsServer {
 	t.Helper()
 	bin := GoBuild(t, "nats-server", "github.com/nats-io/nats-server/v2", nil)
 	if port == 0 {
 		port = FreePort(t)
 	}
-	p := Start(t, bin, append([]string{"-a", "127.0.0.1", "-p", strconv.Itoa(port)}, args...)...)
+	p := StartProc(t, ProcConfig{Env: env, Name: "nats-server"}, bin, append([]string{"-a", "127.0.0.1", "-p", strconv.Itoa(port)}, args...)...)
 	s := &NatsServer{Proc: p, URL: "nats://127.0.0.1:" + strconv.Itoa(port), Port: port}
 	p.WaitFor(20*time.Second, func() bool { return dialable(s.URL[len("nats://"):]) }, "nothing listens on port %d", port)
 	return s
