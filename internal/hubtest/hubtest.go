@@ -1,6 +1,11 @@
-// Package hubtest holds what vidhub's tests share: real brokers (the
+// Package hubtest is the one harness of vidhub's tests: real brokers (the
 // embedded one, and a stock nats-server process built from the same
-// module), connections, and waiting for a condition instead of sleeping.
+// module), connections, waiting for a condition instead of sleeping, and
+// every process a test starts (Proc: the vidhub command built once by
+// Vidhub or VidhubStatic, nats-server, Xvfb, tools), always in a clean
+// environment so that a user's exported NATS_URL or VIDHUB_* cannot
+// change a test's outcome. Stats reads a headless viewer's JSON stats;
+// Publish and PublishProcess run pattern publishers.
 package hubtest
 
 import (
