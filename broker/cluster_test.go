@@ -1,13 +1,11 @@
 package broker_test
 
 import (
-	"context"
 	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,7 +14,6 @@ import (
 	"github.com/vidhub/vidhub/broker"
 	"github.com/vidhub/vidhub/internal/hubtest"
 	"github.com/vidhub/vidhub/internal/natsconn"
-	"github.com/vidhub/vidhub/publisher"
 	"github.com/vidhub/vidhub/subscriber"
 )
 
@@ -80,26 +77,14 @@ func (w *watcher) frames() uint64 {
 
 // publish runs a pattern publisher into room lobby as cam until the test
 // ends.
-func publish(t *testing.T, url string) *publisher.Publisher {
+func publish(t *testing.T, url string) *hubtest.Publisher {
 	t.Helper()
 	nc, err := natsconn.Connect(natsconn.Config{URL: url, Name: "cam"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub, err := publisher.New(nc, publisher.Config{Room: "lobby", Name: "cam", Source: "pattern", FPS: 20, Width: 320, Height: 180})
-	if err != nil {
-		nc.Close()
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		if err := pub.Run(ctx); err != nil {
-			t.Errorf("publisher: %v", err)
-		}
-	})
-	t.Cleanup(func() { cancel(); wg.Wait(); nc.Close() })
-	return pub
+	t.Cleanup(nc.Close)
+	return hubtest.Publish(t, nc, hubtest.Pattern("lobby", "cam"))
 }
 
 // TestClusterFailover is the scale-out promise: a publisher on node A,

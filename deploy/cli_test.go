@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -59,13 +60,13 @@ func TestBrokerCommandCluster(t *testing.T) {
 	routes := fmt.Sprintf("nats://%s,nats://%s,nats://%s", addr(nodes[0].route), addr(nodes[1].route), addr(nodes[2].route))
 
 	// Node 1: flags.
-	p1 := startProc(t, nil, bin, "broker", "--listen", addr(nodes[0].client), "--http", addr(nodes[0].monitor),
+	p1 := hubtest.Start(t, bin, "broker", "--listen", addr(nodes[0].client), "--http", addr(nodes[0].monitor),
 		"--server-name", "n1", "--cluster-name", "clitest", "--cluster-listen", addr(nodes[0].route), "--routes", routes)
 	// Node 2: the environment.
-	p2 := startProc(t, []string{
+	p2 := hubtest.StartProc(t, hubtest.ProcConfig{Env: []string{
 		"VIDHUB_NATS_LISTEN=" + addr(nodes[1].client), "VIDHUB_MONITOR_LISTEN=" + addr(nodes[1].monitor),
 		"VIDHUB_SERVER_NAME=n2", "VIDHUB_CLUSTER_NAME=clitest", "VIDHUB_CLUSTER_LISTEN=" + addr(nodes[1].route), "VIDHUB_ROUTES=" + routes,
-	}, bin, "broker")
+	}}, bin, "broker")
 	// Node 3: a stock config file with a cluster block; flags override
 	// its client address.
 	conf := filepath.Join(t.TempDir(), "n3.conf")
@@ -80,16 +81,16 @@ cluster {
 `, addr(nodes[2].monitor), addr(nodes[2].route), routes)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p3 := startProc(t, nil, bin, "broker", "--config", conf, "--listen", addr(nodes[2].client))
-	procs := []*proc{p1, p2, p3}
+	p3 := hubtest.Start(t, bin, "broker", "--config", conf, "--listen", addr(nodes[2].client))
+	procs := []*hubtest.Proc{p1, p2, p3}
 
 	for i, n := range nodes {
 		hubtest.Eventually(t, 15*time.Second, func() bool { return routePeers("http://"+addr(n.monitor)) == 2 },
 			"broker %d does not have routes to the two others", i+1)
 	}
 	// The routes can form a moment before the command prints its summary.
-	hubtest.Eventually(t, 5*time.Second, func() bool { return strings.Contains(p1.out.String(), "cluster clitest") },
-		"vidhub broker did not report its cluster:\n%s", p1.out.String())
+	p1.WaitFor(10*time.Second, func() bool { return strings.Contains(p1.Output(), "cluster clitest") },
+		"vidhub broker did not report its cluster")
 
 	url := func(i int) string { return "nats://" + addr(nodes[i].client) }
 	pc, err := natsconn.Connect(natsconn.Config{URL: url(0), Name: "cam"})
@@ -97,7 +98,7 @@ cluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(pc.Close)
-	publishPattern(t, pc, "lobby", "cam")
+	hubtest.Publish(t, pc, hubtest.Pattern("lobby", "cam"))
 	v := mustJoin(t, url(1)+","+url(2), "lobby")
 	hubtest.Eventually(t, 10*time.Second, func() bool { n, _ := v.frames("cam"); return n >= 3 },
 		"no frames from broker 1 at a viewer of the cluster")
@@ -107,11 +108,11 @@ cluster {
 	start := time.Now()
 	for i := range nodes {
 		if url(i) == connected {
-			procs[i].stop()
+			procs[i].StopWith(syscall.SIGTERM, hubtest.StopWait)
 		}
 	}
 	seen, _ := v.frames("cam")
-	hubtest.Eventually(t, 3*time.Second, func() bool { n, _ := v.frames("cam"); return n > seen+2 && v.nc.ConnectedUrl() != connected },
+	hubtest.Eventually(t, 15*time.Second, func() bool { n, _ := v.frames("cam"); return n > seen+2 && v.nc.ConnectedUrl() != connected },
 		"the viewer did not fail over after its broker (%s) stopped", connected)
 	t.Logf("broker %s stopped (SIGTERM); the viewer resumed on %s after %v", connected, v.nc.ConnectedUrl(), time.Since(start))
 }
@@ -147,7 +148,7 @@ func TestHealthCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(pc.Close)
-	publishPattern(t, pc, "lobby", "cam")
+	hubtest.Publish(t, pc, hubtest.Pattern("lobby", "cam"))
 	dead := "127.0.0.1:" + strconv.Itoa(hubtest.FreePort(t))
 
 	for _, tc := range []struct {

@@ -36,7 +36,9 @@ var (
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if imageTag != "" {
-		out, err := exec.Command("docker", "rmi", "-f", imageTag).CombinedOutput()
+		cmd := exec.Command("docker", "rmi", "-f", imageTag)
+		cmd.Env = hubtest.Env()
+		out, err := cmd.CombinedOutput()
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "removing test image %s: %v\n%s", imageTag, err, out)
 		}
@@ -51,9 +53,7 @@ func needDocker(t *testing.T) []string {
 	if testing.Short() {
 		t.Skip("brings up the compose stack in Docker")
 	}
-	if _, err := exec.LookPath("docker"); err != nil {
-		hubtest.Unavailable(t, "docker is not installed")
-	}
+	hubtest.NeedTools(t, "docker")
 	if out, errOut, code := runCmd(t, 30*time.Second, nil, "docker", "info", "--format", "{{.ServerVersion}}"); code != 0 {
 		t.Fatalf("docker is installed but its engine does not answer: %s%s", out, errOut)
 	}

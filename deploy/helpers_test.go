@@ -1,15 +1,8 @@
 package deploy_test
 
 import (
-	"bytes"
-	"context"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -17,7 +10,6 @@ import (
 
 	"github.com/vidhub/vidhub/internal/hubtest"
 	"github.com/vidhub/vidhub/internal/natsconn"
-	"github.com/vidhub/vidhub/publisher"
 	"github.com/vidhub/vidhub/subscriber"
 )
 
@@ -39,69 +31,15 @@ func vidhubBin(t testing.TB) string {
 	if testing.Short() {
 		t.Skip("builds the vidhub binary")
 	}
-	return hubtest.GoBuild(t, "vidhub-static", "github.com/vidhub/vidhub/cmd/vidhub", []string{"CGO_ENABLED=0"})
+	return hubtest.VidhubStatic(t)
 }
 
-// runCmd runs a command to its end within timeout and returns its output
-// and exit code (-1 when it could not run or timed out).
+// runCmd runs a command to its end within timeout (see hubtest.Run) and
+// returns its output and exit code (-1 when it timed out).
 func runCmd(t testing.TB, timeout time.Duration, env []string, name string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.WaitDelay = 5 * time.Second
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code = cmd.ProcessState.ExitCode()
-	if err != nil && code == 0 {
-		code = -1
-	}
-	if ctx.Err() != nil {
-		t.Logf("%s %s: timed out after %v", name, strings.Join(args, " "), timeout)
-		code = -1
-	}
-	return out.String(), errb.String(), code
-}
-
-// proc is a long-running process of the test.
-type proc struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-	out  *hubtest.Buffer
-}
-
-// startProc starts a process, stopped with SIGTERM (SIGKILL after 10s)
-// when the test ends.
-func startProc(t testing.TB, env []string, name string, args ...string) *proc {
-	t.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Env = append(os.Environ(), env...)
-	p := &proc{cmd: cmd, done: make(chan struct{}), out: &hubtest.Buffer{}}
-	cmd.Stdout, cmd.Stderr = p.out, p.out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting %s: %v", name, err)
-	}
-	go func() { _ = cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		p.stop()
-		if t.Failed() {
-			t.Logf("%s %s output:\n%s", filepath.Base(name), strings.Join(args, " "), p.out.String())
-		}
-	})
-	return p
-}
-
-// stop sends SIGTERM and waits, killing after 10s.
-func (p *proc) stop() {
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
+	p := hubtest.Run(t, timeout, env, name, args...)
+	return p.Stdout.String(), p.Stderr.String(), p.Code()
 }
 
 // viewer is a headless vidhub viewer of one room.
@@ -145,23 +83,4 @@ func (v *viewer) frames(participant string) (n, bad uint64) {
 		}
 	}
 	return n, bad
-}
-
-// publishPattern runs a pattern publisher into room as name through nc
-// until the test ends.
-func publishPattern(t testing.TB, nc *nats.Conn, room, name string) *publisher.Publisher {
-	t.Helper()
-	pub, err := publisher.New(nc, publisher.Config{Room: room, Name: name, Source: "pattern", FPS: 15, Width: 320, Height: 180})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		if err := pub.Run(ctx); err != nil {
-			t.Errorf("publisher %s/%s: %v", room, name, err)
-		}
-	})
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	return pub
 }

@@ -19,10 +19,11 @@ import (
 )
 
 // natsServer runs a stock nats-server with conf, its monitoring moved to
-// a free port so tests do not collide.
-func natsServer(t *testing.T, conf string, args ...string) *hubtest.NatsServer {
+// a free port so tests do not collide, with env (each "KEY=value") for
+// the file's $VARIABLES.
+func natsServer(t *testing.T, env []string, conf string, args ...string) *hubtest.NatsServer {
 	t.Helper()
-	return hubtest.StartNatsServer(t, 0, append([]string{"-c", conf, "-m", strconv.Itoa(hubtest.FreePort(t))}, args...)...)
+	return hubtest.StartNatsServerEnv(t, env, 0, append([]string{"-c", conf, "-m", strconv.Itoa(hubtest.FreePort(t))}, args...)...)
 }
 
 // TestNatsConfSingle: deploy/nats/vidhub.conf runs a stock server that
@@ -32,7 +33,7 @@ func TestNatsConfSingle(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs nats-server")
 	}
-	s := natsServer(t, "nats/vidhub.conf")
+	s := natsServer(t, nil, "nats/vidhub.conf")
 	nc := hubtest.Connect(t, s.URL)
 	if got, want := nc.MaxPayload(), int64(8<<20); got != want {
 		t.Errorf("max payload %d, want %d (8MB, room for 4K JPEG frames)", got, want)
@@ -54,7 +55,7 @@ func TestNatsConfSingle(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(pc.Close)
-	publishPattern(t, pc, "lobby", "cam")
+	hubtest.Publish(t, pc, hubtest.Pattern("lobby", "cam"))
 	v := mustJoin(t, s.URL, "lobby")
 	hubtest.Eventually(t, 10*time.Second, func() bool { n, _ := v.frames("cam"); return n >= 5 },
 		"no frames through nats-server -c vidhub.conf")
@@ -114,8 +115,7 @@ func TestNatsConfCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 		// The file names each node from the environment.
-		t.Setenv("NATS_SERVER_NAME", fmt.Sprintf("nats-%d", i+1))
-		servers = append(servers, natsServer(t, path))
+		servers = append(servers, natsServer(t, []string{fmt.Sprintf("NATS_SERVER_NAME=nats-%d", i+1)}, path))
 	}
 	// Every node reaches every other: a message from each node arrives at
 	// a subscriber on each other node.
@@ -133,7 +133,7 @@ func TestNatsConfCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(pc.Close)
-	publishPattern(t, pc, "lobby", "cam")
+	hubtest.Publish(t, pc, hubtest.Pattern("lobby", "cam"))
 	on2 := mustJoin(t, servers[1].URL+","+servers[2].URL, "lobby", nats.DontRandomize())
 	on3 := mustJoin(t, servers[2].URL+","+servers[1].URL, "lobby", nats.DontRandomize())
 	for _, v := range []*viewer{on2, on3} {
@@ -144,7 +144,7 @@ func TestNatsConfCluster(t *testing.T) {
 	start := time.Now()
 	servers[1].Kill()
 	seen, _ := on2.frames("cam")
-	hubtest.Eventually(t, 3*time.Second, func() bool {
+	hubtest.Eventually(t, 15*time.Second, func() bool {
 		n, _ := on2.frames("cam")
 		return n > seen+2 && on2.nc.ConnectedUrl() == servers[2].URL
 	}, "the viewer on the killed node 2 did not resume on node 3")
@@ -179,10 +179,11 @@ func TestNatsConfAuth(t *testing.T) {
 		t.Skip("builds and runs nats-server")
 	}
 	pw := map[string]string{"cam1": "cam-pw", "alice": "alice-pw", "web": "web-pw", "directory": "dir-pw"}
+	var env []string
 	for user, p := range pw {
-		t.Setenv("VIDHUB_"+strings.ToUpper(user)+"_PASSWORD", p)
+		env = append(env, "VIDHUB_"+strings.ToUpper(user)+"_PASSWORD="+p)
 	}
-	s := natsServer(t, "nats/auth.conf")
+	s := natsServer(t, env, "nats/auth.conf")
 	as := func(user string) string {
 		return "nats://" + user + ":" + pw[user] + "@127.0.0.1:" + strconv.Itoa(s.Port)
 	}
@@ -202,7 +203,7 @@ func TestNatsConfAuth(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(cam.Close)
-	publishPattern(t, cam, "lobby", "cam1")
+	hubtest.Publish(t, cam, hubtest.Pattern("lobby", "cam1"))
 	alice, err := join(t, as("alice"), "lobby", "alice")
 	if err != nil {
 		t.Fatalf("alice joining lobby: %v", err)

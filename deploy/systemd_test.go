@@ -266,7 +266,7 @@ func TestPublisherEnvExample(t *testing.T) {
 	// into the template's room under its name.
 	brk := hubtest.Broker(t, broker.Config{})
 	env = append(env, "VIDHUB_SOURCE=pattern", "NATS_URL="+brk.ClientURL())
-	startProc(t, env, bin, "publish")
+	hubtest.StartProc(t, hubtest.ProcConfig{Env: env}, bin, "publish")
 	v := mustJoin(t, brk.ClientURL(), "lobby")
 	// Sizes are measured once a second.
 	hubtest.Eventually(t, 15*time.Second, func() bool {
@@ -276,5 +276,5 @@ func TestPublisherEnvExample(t *testing.T) {
 			}
 		}
 		return false
-	}, "vidhub publish configured by publisher.env.example sent no 1280x720 frames as lobby/vm-camera-1: %+v", v.room.Stats())
+	}, "vidhub publish configured by publisher.env.example sent no 1280x720 frames as lobby/vm-camera-1: %v", hubtest.Lazy(func() any { return v.room.Stats() }))
 }

@@ -19,7 +19,7 @@ func TestEncodeWatched(t *testing.T) {
 	spy := hubtest.Connect(t, b.ClientURL())
 	rec := record(t, spy, "vidhub.idle.>")
 	nc := hubtest.Connect(t, b.ClientURL())
-	p, _ := start(t, nc, publisher.Config{Room: "idle", Name: "cam", Source: "pattern", FPS: 20, Width: 320, Height: 180, Encode: publisher.EncodeWatched})
+	p := hubtest.Publish(t, nc, publisher.Config{Room: "idle", Name: "cam", Source: "pattern", FPS: 20, Width: 320, Height: 180, Encode: publisher.EncodeWatched})
 	hubtest.Eventually(t, 10*time.Second, func() bool { return p.Stats().Skipped >= 20 }, "unwatched layers still encoded: %+v", p.Stats())
 	if st := p.Stats(); len(st.Encoding) != 0 || rec.count("vidhub.idle.cam.hi")+rec.count("vidhub.idle.cam.lo") != 0 {
 		t.Fatalf("idle publisher: %+v, frames hi %d lo %d", st, rec.count("vidhub.idle.cam.hi"), rec.count("vidhub.idle.cam.lo"))

@@ -28,10 +28,10 @@ func TestMatsClosed(t *testing.T) {
 		{Room: "mats", Name: "pattern", Source: "pattern", FPS: 30, Width: 320, Height: 180},
 	} {
 		nc := hubtest.Connect(t, b.ClientURL())
-		_, stop := start(t, nc, cfg)
+		pub := hubtest.Publish(t, nc, cfg)
 		subject := "vidhub.mats." + cfg.Name + ".lo"
 		hubtest.Eventually(t, 15*time.Second, func() bool { return rec.count(subject) >= 10 }, "no frames from %s", cfg.Name)
-		if err := stop(); err != nil {
+		if err := pub.Stop(); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -2,7 +2,6 @@ package publisher_test
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"image/jpeg"
 	"log/slog"
@@ -56,46 +55,18 @@ func (r *recorder) get(subject string) []*nats.Msg {
 
 func (r *recorder) count(subject string) int { return len(r.get(subject)) }
 
-// start runs a publisher until the test ends; the returned func stops it
-// and returns Run's error.
-func start(t *testing.T, nc *nats.Conn, cfg publisher.Config) (*publisher.Publisher, func() error) {
-	t.Helper()
-	p, err := publisher.New(nc, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	var once sync.Once
-	var runErr error
-	stop := func() error {
-		once.Do(func() {
-			cancel()
-			select {
-			case runErr = <-done:
-			case <-time.After(10 * time.Second):
-				runErr = errors.New("publisher did not stop within 10s")
-			}
-		})
-		return runErr
-	}
-	t.Cleanup(func() { _ = stop() })
-	return p, stop
-}
-
 func TestPatternPublishes(t *testing.T) {
 	b := hubtest.Broker(t, broker.Config{})
 	viewer := hubtest.Connect(t, b.ClientURL())
 	rec := record(t, viewer, "vidhub.room1.>")
 	nc := hubtest.Connect(t, b.ClientURL())
-	_, stop := start(t, nc, publisher.Config{Room: "room1", Name: "alice", Source: "pattern", FPS: 30, Width: 640, Height: 360})
+	pub := hubtest.Publish(t, nc, publisher.Config{Room: "room1", Name: "alice", Source: "pattern", FPS: 30, Width: 640, Height: 360})
 
 	a, _ := protocol.NewAddress("room1", "alice")
 	hubtest.Eventually(t, 10*time.Second, func() bool {
 		return rec.count(a.FrameSubject(protocol.Hi)) >= 10 && rec.count(a.FrameSubject(protocol.Lo)) >= 10 && rec.count(a.PresenceSubject()) >= 1
 	}, "no hi, lo and presence from the pattern publisher")
-	if err := stop(); err != nil {
+	if err := pub.Stop(); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
 
@@ -157,9 +128,9 @@ func TestOversizeFramesLowerQuality(t *testing.T) {
 	var logs hubtest.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	nc := hubtest.Connect(t, b.ClientURL())
-	p, stop := start(t, nc, publisher.Config{Room: "big", Name: "cam", Source: "pattern", FPS: 30, Quality: 100, Logger: log})
+	p := hubtest.Publish(t, nc, publisher.Config{Room: "big", Name: "cam", Source: "pattern", FPS: 30, Quality: 100, Logger: log})
 	hubtest.Eventually(t, 20*time.Second, func() bool { return rec.count("vidhub.big.cam.hi") >= 3 }, "no frame fits after lowering quality")
-	_ = stop()
+	_ = p.Stop()
 	st := p.Stats()
 	if st.Oversize < 3 || st.Quality > 70 {
 		t.Errorf("stats %+v: want oversize frames counted and quality stepped down a few times", st)
@@ -186,10 +157,10 @@ func TestOversizeFramesAtLowestQuality(t *testing.T) {
 	var logs hubtest.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	nc := hubtest.Connect(t, b.ClientURL())
-	p, stop := start(t, nc, publisher.Config{Room: "big", Name: "cam", Source: "pattern", FPS: 30, Quality: 100, Logger: log})
+	p := hubtest.Publish(t, nc, publisher.Config{Room: "big", Name: "cam", Source: "pattern", FPS: 30, Quality: 100, Logger: log})
 	// 9 steps from 100 to 10, then frames at the floor.
 	hubtest.Eventually(t, 20*time.Second, func() bool { return p.Stats().Oversize >= 15 }, "oversize frames not counted")
-	_ = stop()
+	_ = p.Stop()
 	st := p.Stats()
 	if st.Quality != 10 || st.Published != 0 {
 		t.Errorf("stats %+v: want quality at the floor (10) and nothing published", st)
@@ -220,7 +191,7 @@ func TestBrokerRestartResumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	p, _ := start(t, nc, publisher.Config{Room: "r", Name: "cam", Source: "pattern", FPS: 30, Width: 320, Height: 180})
+	p := hubtest.Publish(t, nc, publisher.Config{Room: "r", Name: "cam", Source: "pattern", FPS: 30, Width: 320, Height: 180})
 
 	var mu sync.Mutex
 	got := 0
@@ -253,19 +224,14 @@ func TestBrokerNoLongerAdmits(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	pub, err := publisher.New(nc, publisher.Config{Room: "r", Name: "cam", Source: "pattern", FPS: 30, Width: 160, Height: 90})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- pub.Run(context.Background()) }()
+	pub := hubtest.Publish(t, nc, publisher.Config{Room: "r", Name: "cam", Source: "pattern", FPS: 30, Width: 160, Height: 90})
 	hubtest.Eventually(t, 10*time.Second, func() bool { return pub.Stats().Published >= 3 }, "no frames published")
 
 	srv.Kill()
 	hubtest.StartNatsServer(t, srv.Port, "--user", "cam", "--pass", "new-secret")
 	select {
-	case err := <-done:
-		if !errors.Is(err, publisher.ErrConnClosed) || !strings.Contains(err.Error(), "admits this user") {
+	case <-pub.Done():
+		if err := pub.Err(); !errors.Is(err, publisher.ErrConnClosed) || !strings.Contains(err.Error(), "admits this user") {
 			t.Errorf("Run: %v, want ErrConnClosed saying what to check", err)
 		}
 	case <-time.After(30 * time.Second):
@@ -281,8 +247,8 @@ func TestWaitsForBroker(t *testing.T) {
 		t.Fatalf("Connect with Wait must not fail without a broker: %v", err)
 	}
 	defer nc.Close()
-	p, _ := start(t, nc, publisher.Config{Room: "r", Name: "early", Source: "pattern", FPS: 30, Width: 160, Height: 90})
-	hubtest.Eventually(t, 5*time.Second, func() bool { return p.Stats().DroppedOffline > 0 }, "no frames counted as dropped while waiting")
+	p := hubtest.Publish(t, nc, publisher.Config{Room: "r", Name: "early", Source: "pattern", FPS: 30, Width: 160, Height: 90})
+	hubtest.Eventually(t, 20*time.Second, func() bool { return p.Stats().DroppedOffline > 0 }, "no frames counted as dropped while waiting")
 	srv := hubtest.StartNatsServer(t, port)
 	viewer := hubtest.Connect(t, srv.URL)
 	rec := record(t, viewer, "vidhub.r.early.hi")

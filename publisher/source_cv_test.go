@@ -28,12 +28,12 @@ func TestGStreamerSource(t *testing.T) {
 	viewer := hubtest.Connect(t, b.ClientURL())
 	rec := record(t, viewer, "vidhub.gst.>")
 	nc := hubtest.Connect(t, b.ClientURL())
-	p, stop := start(t, nc, publisher.Config{Room: "gst", Name: "cam", Source: gstCamera, FPS: 15})
+	p := hubtest.Publish(t, nc, publisher.Config{Room: "gst", Name: "cam", Source: gstCamera, FPS: 15})
 	if w, h := p.Size(); w != 320 || h != 240 {
 		t.Errorf("size %dx%d, want the pipeline's 320x240", w, h)
 	}
 	hubtest.Eventually(t, 15*time.Second, func() bool { return rec.count("vidhub.gst.cam.hi") >= 10 }, "no frames from the GStreamer source")
-	if err := stop(); err != nil {
+	if err := p.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	for _, m := range rec.get("vidhub.gst.cam.hi") {
@@ -82,32 +82,27 @@ func TestFileSource(t *testing.T) {
 	t.Run("once", func(t *testing.T) {
 		rec := record(t, viewer, "vidhub.file.once.hi")
 		nc := hubtest.Connect(t, b.ClientURL())
-		p, err := publisher.New(nc, publisher.Config{Room: "file", Name: "once", Source: clip, FPS: 60})
-		if err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- p.Run(t.Context()) }()
+		p := hubtest.Publish(t, nc, publisher.Config{Room: "file", Name: "once", Source: clip, FPS: 60})
 		select {
-		case err := <-done:
-			if err != nil {
+		case <-p.Done():
+			if err := p.Err(); err != nil {
 				t.Fatalf("Run at the end of the file: %v", err)
 			}
-		case <-time.After(15 * time.Second):
+		case <-time.After(30 * time.Second):
 			t.Fatal("publisher did not stop at the end of the file")
 		}
 		if st := p.Stats(); st.Captured != 10 {
 			t.Errorf("captured %d frames of a 10-frame clip", st.Captured)
 		}
-		hubtest.Eventually(t, 5*time.Second, func() bool { return rec.count("vidhub.file.once.hi") >= 8 }, "file frames not delivered")
+		hubtest.Eventually(t, 15*time.Second, func() bool { return rec.count("vidhub.file.once.hi") >= 8 }, "file frames not delivered")
 	})
 
 	t.Run("loop", func(t *testing.T) {
 		rec := record(t, viewer, "vidhub.file.loop.hi")
 		nc := hubtest.Connect(t, b.ClientURL())
-		p, stop := start(t, nc, publisher.Config{Room: "file", Name: "loop", Source: clip, FPS: 60, Loop: true})
+		p := hubtest.Publish(t, nc, publisher.Config{Room: "file", Name: "loop", Source: clip, FPS: 60, Loop: true})
 		hubtest.Eventually(t, 15*time.Second, func() bool { return rec.count("vidhub.file.loop.hi") >= 25 }, "--loop did not go past the clip's 10 frames")
-		if err := stop(); err != nil {
+		if err := p.Stop(); err != nil {
 			t.Fatal(err)
 		}
 		if st := p.Stats(); st.Captured < 25 {

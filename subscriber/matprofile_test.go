@@ -3,11 +3,9 @@
 package subscriber_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"os"
-	"os/exec"
 	"runtime"
 	"strings"
 	"sync"
@@ -30,13 +28,17 @@ import (
 // leaves while the window runs. Once it stops, no Mat may be left open.
 // Run with -tags matprofile.
 func TestMatsClosed(t *testing.T) {
-	t.Setenv("DISPLAY", xvfb(t))
-	t.Setenv("XDG_RUNTIME_DIR", t.TempDir())
+	t.Setenv("DISPLAY", hubtest.Xvfb(t))
+	rundir := t.TempDir()
+	if err := os.Chmod(rundir, 0o700); err != nil { // as Qt wants it
+		t.Fatal(err)
+	}
+	t.Setenv("XDG_RUNTIME_DIR", rundir)
 	before := gocv.MatProfile.Count()
 
 	url := hubtest.Broker(t, broker.Config{}).ClientURL()
-	stopAlice := publish(t, url, publisher.Config{Room: "mats", Name: "alice", Source: "pattern"})
-	stopCam := publish(t, url, publisher.Config{Room: "mats", Name: "cam", Source: cameraSource()})
+	alice := publish(t, url, publisher.Config{Room: "mats", Name: "alice", Source: "pattern"})
+	cam := publish(t, url, publisher.Config{Room: "mats", Name: "cam", Source: cameraSource()})
 	stopJunk := publishUndecodable(t, url, "mats", "junk")
 	r := join(t, url, subscriber.Config{Room: "mats", KeepFrames: true})
 	hubtest.Eventually(t, 15*time.Second, func() bool { return framesFrom(r, 5, "alice", "cam", "junk") }, "tiles %v", tileNames(r))
@@ -61,7 +63,12 @@ func TestMatsClosed(t *testing.T) {
 					both-- // not yet: the window has skipped too few undecodable frames
 					return
 				}
-				go func() { defer close(leaving); stopAlice() }()
+				go func() {
+					defer close(leaving)
+					if err := alice.Stop(); err != nil {
+						t.Error(err)
+					}
+				}()
 			}
 		case tile(r, "alice") == nil && tiles == 1:
 			if alone++; alone == 30 {
@@ -78,7 +85,9 @@ func TestMatsClosed(t *testing.T) {
 	<-leaving
 	r.Close()
 	stopJunk()
-	stopCam()
+	if err := cam.Stop(); err != nil {
+		t.Error(err)
+	}
 	if n := gocv.MatProfile.Count() - before; n != 0 {
 		var sb strings.Builder
 		gocv.MatProfile.WriteTo(&sb, 1)
@@ -127,39 +136,4 @@ func publishUndecodable(t *testing.T, url, room, name string) (stop func()) {
 	stop = func() { once.Do(func() { close(quit); <-done }) }
 	t.Cleanup(stop)
 	return stop
-}
-
-// xvfb starts a virtual display for the test and returns its name.
-func xvfb(t *testing.T) string {
-	t.Helper()
-	if _, err := exec.LookPath("Xvfb"); err != nil {
-		hubtest.Unavailable(t, "Xvfb is missing: run make deps-test (scripts/deps.sh test) to install it")
-	}
-	// Xvfb picks a free display itself and writes its number to fd 3
-	// once it accepts clients.
-	rd, wr, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rd.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, "Xvfb", "-displayfd", "3", "-screen", "0", "1280x800x24", "-nolisten", "tcp")
-	cmd.ExtraFiles = []*os.File{wr}
-	var stderr hubtest.Buffer
-	cmd.Stderr = &stderr
-	err = cmd.Start()
-	wr.Close()
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	_ = rd.SetReadDeadline(time.Now().Add(10 * time.Second))
-	n, err := bufio.NewReader(rd).ReadString('\n')
-	if err != nil {
-		t.Fatalf("Xvfb did not start: %v\n%s", err, stderr.String())
-	}
-	return ":" + strings.TrimSpace(n)
 }

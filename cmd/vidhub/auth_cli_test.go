@@ -12,8 +12,8 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,47 +25,11 @@ import (
 	"github.com/vidhub/vidhub/broker"
 	"github.com/vidhub/vidhub/internal/hubtest"
 	"github.com/vidhub/vidhub/internal/webtoken"
-	"github.com/vidhub/vidhub/subscriber"
 )
 
 // refuseWithin is how long a refused client may take to say so and exit:
 // a refusal must come back at once, not after a hang or a timeout.
 const refuseWithin = 5 * time.Second
-
-// cliProc is one run of the vidhub binary.
-type cliProc struct {
-	name           string
-	cmd            *exec.Cmd
-	stdout, stderr hubtest.Buffer
-	done           chan struct{}
-	code           int
-}
-
-// output is everything the process printed.
-func (p *cliProc) output() string { return p.stdout.String() + p.stderr.String() }
-
-// exited reports whether the process has ended.
-func (p *cliProc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// stop sends SIGINT and waits for the process to end (killing it after
-// 5s); it returns the exit code.
-func (p *cliProc) stop() int {
-	_ = p.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-p.done:
-	case <-time.After(5 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-	return p.code
-}
 
 // cliRuns runs the vidhub binary for one test and keeps every process, so
 // that all their output can be checked at the end.
@@ -73,7 +37,7 @@ type cliRuns struct {
 	t   *testing.T
 	bin string
 	mu  sync.Mutex
-	all []*cliProc
+	all []*hubtest.Proc
 }
 
 func newCLIRuns(t *testing.T) *cliRuns {
@@ -81,158 +45,108 @@ func newCLIRuns(t *testing.T) *cliRuns {
 	if testing.Short() {
 		t.Skip("builds and runs the vidhub binary")
 	}
-	return &cliRuns{t: t, bin: hubtest.GoBuild(t, "vidhub", ".", nil)}
+	return &cliRuns{t: t, bin: hubtest.Vidhub(t)}
 }
 
-// cliEnv is the environment of a test process: this one's, without what
-// would change the outcome (NATS_*, VIDHUB_*, a display), plus kv pairs.
-func cliEnv(kv ...string) []string {
-	var env []string
-	for _, e := range os.Environ() {
-		if !strings.HasPrefix(e, "NATS_") && !strings.HasPrefix(e, "VIDHUB_") && !strings.HasPrefix(e, "DISPLAY=") {
-			env = append(env, e)
-		}
-	}
-	for i := 0; i+1 < len(kv); i += 2 {
-		env = append(env, kv[i]+"="+kv[i+1])
-	}
-	return env
-}
-
-// start runs vidhub with args in env (nil: cliEnv()); the process is
-// stopped when the test ends.
-func (r *cliRuns) start(env []string, args ...string) *cliProc {
+// start runs vidhub with args in a clean environment plus env (each
+// "KEY=value"); the process is stopped when the test ends.
+func (r *cliRuns) start(env []string, args ...string) *hubtest.Proc {
 	r.t.Helper()
-	if env == nil {
-		env = cliEnv()
-	}
-	p := &cliProc{cmd: exec.Command(r.bin, args...), done: make(chan struct{})}
-	p.cmd.Env = env
-	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
-	if err := p.cmd.Start(); err != nil {
-		r.t.Fatal(err)
-	}
 	r.mu.Lock()
-	p.name = args[0] + "#" + strconv.Itoa(len(r.all)+1)
+	defer r.mu.Unlock()
+	name := args[0] + "#" + strconv.Itoa(len(r.all)+1)
+	p := hubtest.StartProc(r.t, hubtest.ProcConfig{Env: env, Name: name}, r.bin, args...)
 	r.all = append(r.all, p)
-	r.mu.Unlock()
-	go func() {
-		_ = p.cmd.Wait()
-		p.code = p.cmd.ProcessState.ExitCode()
-		close(p.done)
-	}()
-	r.t.Cleanup(func() { p.stop() })
 	return p
 }
 
-// run runs vidhub to its end, at most timeout, and returns the process and
-// how long it took.
-func (r *cliRuns) run(timeout time.Duration, env []string, args ...string) (*cliProc, time.Duration) {
+// run runs vidhub to its end, killing it after timeout (exit code -1).
+func (r *cliRuns) run(timeout time.Duration, env []string, args ...string) *hubtest.Proc {
 	r.t.Helper()
-	start := time.Now()
 	p := r.start(env, args...)
-	select {
-	case <-p.done:
-	case <-time.After(timeout):
-		// The caller sees the exit code of a killed process: -1.
-		_ = p.cmd.Process.Kill()
-		<-p.done
+	if _, ok := p.Wait(timeout); !ok {
+		p.Kill()
 	}
-	return p, time.Since(start)
+	return p
 }
 
 // refused runs a client that must be turned away: it must exit non-zero
 // within refuseWithin, printing every one of want (case-insensitive).
 func (r *cliRuns) refused(env []string, args []string, want ...string) {
 	r.t.Helper()
-	p, took := r.run(refuseWithin+5*time.Second, env, args...)
-	out := strings.ToLower(p.stderr.String())
-	if p.code == 0 || took > refuseWithin {
-		r.t.Errorf("%q: exit %d after %v; want a refusal within %v\n%s", args, p.code, took.Round(time.Millisecond), refuseWithin, p.output())
+	p := r.run(refuseWithin+5*time.Second, env, args...)
+	out := strings.ToLower(p.Stderr.String())
+	if p.Code() == 0 || p.Elapsed() > refuseWithin {
+		r.t.Errorf("%q: exit %d after %v; want a refusal within %v\n%s", args, p.Code(), p.Elapsed().Round(time.Millisecond), refuseWithin, p.Output())
 		return
 	}
 	for _, w := range want {
 		if !strings.Contains(out, strings.ToLower(w)) {
-			r.t.Errorf("%q: the error does not say %q:\n%s", args, w, p.stderr.String())
+			r.t.Errorf("%q: the error does not say %q:\n%s", args, w, p.Stderr.String())
 		}
 	}
 }
 
+// Where the broker and the gateway say they listen.
+var (
+	brokerBanner  = regexp.MustCompile(`vidhub broker listening on (\S+)`)
+	gatewayBanner = regexp.MustCompile(`gateway on (\S+)`)
+)
+
 // broker starts "vidhub broker --listen 127.0.0.1:0 args..." and returns
 // it and its client URL, once it accepts connections.
-func (r *cliRuns) broker(args ...string) (*cliProc, string) {
+func (r *cliRuns) broker(args ...string) (*hubtest.Proc, string) {
 	r.t.Helper()
 	p := r.start(nil, append([]string{"broker", "--listen", "127.0.0.1:0"}, args...)...)
-	const banner = "vidhub broker listening on "
-	var url string
-	hubtest.Eventually(r.t, 10*time.Second, func() bool {
-		_, rest, ok := strings.Cut(p.stdout.String(), banner)
-		url, _, _ = strings.Cut(rest, " ")
-		return (ok && url != "") || p.exited()
-	}, "the broker did not start")
-	if url == "" {
-		r.t.Fatalf("the broker did not start (exit %d):\n%s", p.code, p.output())
-	}
-	return p, url
+	return p, p.WaitMatch(20*time.Second, brokerBanner)[1]
 }
 
 // gateway starts "vidhub web" with args and returns its base URL.
-func (r *cliRuns) gateway(env []string, args ...string) (*cliProc, string) {
+func (r *cliRuns) gateway(env []string, args ...string) (*hubtest.Proc, string) {
 	r.t.Helper()
 	p := r.start(env, append([]string{"web", "--listen", "127.0.0.1:0"}, args...)...)
-	var base string
-	hubtest.Eventually(r.t, 10*time.Second, func() bool {
-		_, rest, ok := strings.Cut(p.stdout.String(), "gateway on ")
-		base, _, _ = strings.Cut(rest, " ")
-		return (ok && base != "") || p.exited()
-	}, "the gateway did not start")
-	if base == "" {
-		r.t.Fatalf("the gateway did not start (exit %d):\n%s", p.code, p.output())
-	}
-	return p, base
+	return p, p.WaitMatch(20*time.Second, gatewayBanner)[1]
+}
+
+// cliViewer is a headless JSON viewer and its stats.
+type cliViewer struct {
+	*hubtest.Proc
+	stats *hubtest.Stats
 }
 
 // viewer starts a headless JSON viewer of room.
-func (r *cliRuns) viewer(env []string, url, room string, args ...string) *cliProc {
+func (r *cliRuns) viewer(env []string, url, room string, args ...string) *cliViewer {
 	r.t.Helper()
-	return r.start(env, append([]string{"view", "--headless", "--json", "--nats", url, "--room", room}, args...)...)
+	v := &cliViewer{stats: &hubtest.Stats{}}
+	args = append([]string{"view", "--headless", "--json", "--nats", url, "--room", room}, args...)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	v.Proc = hubtest.StartProc(r.t, hubtest.ProcConfig{Env: env, Stdout: v.stats, Name: "view#" + strconv.Itoa(len(r.all)+1)}, r.bin, args...)
+	r.all = append(r.all, v.Proc)
+	return v
 }
 
 // publisher starts a small pattern publisher into room.
-func (r *cliRuns) publisher(env []string, url, room string, args ...string) *cliProc {
+func (r *cliRuns) publisher(env []string, url, room string, args ...string) *hubtest.Proc {
 	r.t.Helper()
 	return r.start(env, append([]string{"publish", "--nats", url, "--room", room, "--source", "pattern",
 		"--size", "320x180", "--fps", "10"}, args...)...)
 }
 
-// framesFrom reports whether a headless JSON viewer printed frames of
-// participant.
-func framesFrom(p *cliProc, participant string) bool {
-	for line := range strings.Lines(p.stdout.String()) {
-		var s subscriber.TileStats
-		if json.Unmarshal([]byte(line), &s) == nil && s.Participant == participant && s.Frames > 0 {
-			return true
-		}
-	}
-	return false
-}
+// framesFrom reports whether the viewer has shown frames of participant.
+func (v *cliViewer) framesFrom(participant string) bool { return v.stats.Frames(participant) > 0 }
 
 // waitFrames waits until viewer v shows frames of every participant.
-func waitFrames(t *testing.T, v *cliProc, participants ...string) {
+func waitFrames(t *testing.T, v *cliViewer, participants ...string) {
 	t.Helper()
-	hubtest.Eventually(t, 20*time.Second, func() bool {
+	v.WaitFor(30*time.Second, func() bool {
 		for _, p := range participants {
-			if !framesFrom(v, p) {
-				return v.exited()
+			if !v.framesFrom(p) {
+				return false
 			}
 		}
 		return true
-	}, "viewer shows no frames of %v", participants)
-	for _, p := range participants {
-		if !framesFrom(v, p) {
-			t.Fatalf("viewer ended (exit %d) without frames of %s:\n%s", v.code, p, v.output())
-		}
-	}
+	}, "the viewer shows no frames of %v", participants)
 }
 
 // testAccess is an access file with password users alice and wall and the
@@ -279,7 +193,7 @@ func writeAccessFile(t *testing.T, alicePW, wallPW string) testAccess {
 func checkRoomPermissions(t *testing.T, r *cliRuns, url string, a testAccess) {
 	// Allowed: alice (NATS_USER/NATS_PASSWORD) and cam (--nkey) publish
 	// into lobby; wall (--user/--password) sees both.
-	r.publisher(cliEnv("NATS_USER", "alice", "NATS_PASSWORD", "s3cret"), url, "lobby")
+	r.publisher([]string{"NATS_USER=alice", "NATS_PASSWORD=s3cret"}, url, "lobby")
 	r.publisher(nil, url, "lobby", "--nkey", a.seedFile, "--name", "cam")
 	wall := r.viewer(nil, url, "lobby", "--user", "wall", "--password", "other")
 	waitFrames(t, wall, "alice", "cam")
@@ -287,34 +201,34 @@ func checkRoomPermissions(t *testing.T, r *cliRuns, url string, a testAccess) {
 	// A viewer of lobby and hall may not watch another room.
 	r.refused(nil, []string{"view", "--headless", "--nats", url, "--room", "secret", "--user", "alice", "--password", "s3cret"},
 		"not allowed", "secret")
-	r.refused(cliEnv("NATS_USER", "alice", "NATS_PASSWORD", "s3cret"), []string{"view", "--headless", "--nats", url, "--room", "secret"},
+	r.refused([]string{"NATS_USER=alice", "NATS_PASSWORD=s3cret"}, []string{"view", "--headless", "--nats", url, "--room", "secret"},
 		"not allowed", "secret")
 	// A publish-only NKey user (NATS_NKEY) may not watch at all.
-	r.refused(cliEnv("NATS_NKEY", a.seedFile), []string{"view", "--headless", "--nats", url, "--room", "lobby"},
+	r.refused([]string{"NATS_NKEY=" + a.seedFile}, []string{"view", "--headless", "--nats", url, "--room", "lobby"},
 		"not allowed", "lobby")
 
 	// A publisher may not publish into a room it may only view, nor
 	// under another participant's name.
 	r.refused(nil, []string{"publish", "--nats", url, "--room", "hall", "--source", "pattern", "--size", "160x90",
 		"--user", "alice", "--password", "s3cret"}, "not allowed", "hall")
-	r.refused(cliEnv("NATS_USER", "alice", "NATS_PASSWORD", "s3cret"), []string{"publish", "--nats", url, "--room", "lobby",
+	r.refused([]string{"NATS_USER=alice", "NATS_PASSWORD=s3cret"}, []string{"publish", "--nats", url, "--room", "lobby",
 		"--name", "bob", "--source", "pattern", "--size", "160x90"}, "not allowed", "bob")
-	r.refused(cliEnv("NATS_NKEY", a.seedFile), []string{"publish", "--nats", url, "--room", "lobby",
+	r.refused([]string{"NATS_NKEY=" + a.seedFile}, []string{"publish", "--nats", url, "--room", "lobby",
 		"--name", "alice", "--source", "pattern", "--size", "160x90"}, "not allowed", "alice")
-	if framesFrom(wall, "bob") {
+	if wall.framesFrom("bob") {
 		t.Error("frames published as bob reached a viewer")
 	}
 
 	// Wrong passwords and unknown users are refused.
 	r.refused(nil, []string{"view", "--headless", "--nats", url, "--room", "lobby", "--user", "wall", "--password", "wrong"},
 		"authorization violation")
-	r.refused(cliEnv("NATS_USER", "mallory", "NATS_PASSWORD", "other"), []string{"view", "--headless", "--nats", url, "--room", "lobby"},
+	r.refused([]string{"NATS_USER=mallory", "NATS_PASSWORD=other"}, []string{"view", "--headless", "--nats", url, "--room", "lobby"},
 		"authorization violation")
 	r.refused(nil, []string{"web", "--listen", "127.0.0.1:0", "--nats", url, "--user", "wall", "--password", "wrong"},
 		"refused", "authorization violation", "password")
 
-	if wall.exited() {
-		t.Errorf("the allowed viewer stopped (exit %d):\n%s", wall.code, wall.output())
+	if wall.Exited() {
+		t.Errorf("the allowed viewer stopped (exit %d):\n%s", wall.Code(), wall.Output())
 	}
 }
 
@@ -325,8 +239,8 @@ func TestCLIAccessControl(t *testing.T) {
 	a := writeAccessFile(t, "s3cret", "other")
 	b, url := r.broker("--access", a.file)
 	checkRoomPermissions(t, r, url, a)
-	if strings.Contains(b.stderr.String(), "any client may") {
-		t.Errorf("a broker with --access says it is open:\n%s", b.stderr.String())
+	if strings.Contains(b.Stderr.String(), "any client may") {
+		t.Errorf("a broker with --access says it is open:\n%s", b.Stderr.String())
 	}
 }
 
@@ -336,12 +250,12 @@ func TestCLIAccessControl(t *testing.T) {
 func TestCLIAccessNATSConfig(t *testing.T) {
 	r := newCLIRuns(t)
 	a := writeAccessFile(t, "s3cret", "other")
-	p, _ := r.run(10*time.Second, nil, "access", "nats-config", a.file)
-	if p.code != 0 || !strings.Contains(p.stdout.String(), "authorization") {
-		t.Fatalf("access nats-config: exit %d:\n%s", p.code, p.output())
+	p := r.run(10*time.Second, nil, "access", "nats-config", a.file)
+	if p.Code() != 0 || !strings.Contains(p.Stdout.String(), "authorization") {
+		t.Fatalf("access nats-config: exit %d:\n%s", p.Code(), p.Output())
 	}
 	conf := filepath.Join(t.TempDir(), "nats.conf")
-	if err := os.WriteFile(conf, []byte(p.stdout.String()), 0o600); err != nil {
+	if err := os.WriteFile(conf, []byte(p.Stdout.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	srv := hubtest.StartNatsServer(t, 0, "-c", conf)
@@ -377,8 +291,8 @@ func TestCLISecretsNotLogged(t *testing.T) {
 	)
 	a := writeAccessFile(t, alicePW, wallPW)
 	keyFile := filepath.Join(t.TempDir(), "token.key")
-	if p, _ := r.run(10*time.Second, nil, "token", "--new-key", keyFile); p.code != 0 {
-		t.Fatalf("token --new-key: %s", p.output())
+	if p := r.run(10*time.Second, nil, "token", "--new-key", keyFile); p.Code() != 0 {
+		t.Fatalf("token --new-key: %s", p.Output())
 	}
 	keyHex, err := os.ReadFile(keyFile)
 	if err != nil {
@@ -393,8 +307,8 @@ func TestCLISecretsNotLogged(t *testing.T) {
 	_, url := r.broker(append([]string{"--access", a.file}, debug...)...)
 	hostPort := strings.TrimPrefix(url, "nats://")
 	r.publisher(nil, url, "lobby", append([]string{"--user", "alice", "--password", alicePW}, debug...)...)
-	r.publisher(cliEnv("NATS_NKEY", a.seedFile), url, "lobby", append([]string{"--name", "cam"}, debug...)...)
-	wall := r.viewer(cliEnv("VIDHUB_PASSWORD", wallPW), url, "lobby", append([]string{"--user", "wall"}, debug...)...)
+	r.publisher([]string{"NATS_NKEY=" + a.seedFile}, url, "lobby", append([]string{"--name", "cam"}, debug...)...)
+	wall := r.viewer([]string{"VIDHUB_PASSWORD=" + wallPW}, url, "lobby", append([]string{"--user", "wall"}, debug...)...)
 	inURL := r.viewer(nil, "nats://wall:"+wallPW+"@"+hostPort, "lobby", debug...)
 	waitFrames(t, wall, "alice", "cam")
 	waitFrames(t, inURL, "alice", "cam")
@@ -402,20 +316,20 @@ func TestCLISecretsNotLogged(t *testing.T) {
 	// Refusals print errors: they must not echo what was presented.
 	r.refused(nil, []string{"view", "--headless", "--nats", url, "--room", "lobby", "--user", "alice", "--password", wrongPW, "--log-level", "debug"})
 	r.refused(nil, []string{"view", "--headless", "--nats", "nats://alice:" + wrongPW + "@" + hostPort, "--room", "lobby", "--log-level", "debug"})
-	r.refused(cliEnv("NATS_USER", "wall", "NATS_PASSWORD", wrongPW), append([]string{"web", "--listen", "127.0.0.1:0", "--nats", url}, debug...))
+	r.refused([]string{"NATS_USER=wall", "NATS_PASSWORD=" + wrongPW}, append([]string{"web", "--listen", "127.0.0.1:0", "--nats", url}, debug...))
 	r.refused(nil, []string{"view", "--headless", "--nats", url, "--room", "secret", "--user", "alice", "--password", alicePW, "--log-level", "debug"})
 
 	// The gateway, with a password from the environment and a token key,
 	// shown good, wrong-room, expired and forged tokens.
-	tokenRun, _ := r.run(10*time.Second, nil, "token", "--room", "lobby", "--view", "--token-key-file", keyFile, "--url", "http://127.0.0.1:1")
-	good, _, _ := strings.Cut(tokenRun.stdout.String(), "\n")
-	if tokenRun.code != 0 || good == "" {
-		t.Fatalf("token: exit %d: %s", tokenRun.code, tokenRun.output())
+	tokenRun := r.run(10*time.Second, nil, "token", "--room", "lobby", "--view", "--token-key-file", keyFile, "--url", "http://127.0.0.1:1")
+	good, _, _ := strings.Cut(tokenRun.Stdout.String(), "\n")
+	if tokenRun.Code() != 0 || good == "" {
+		t.Fatalf("token: exit %d: %s", tokenRun.Code(), tokenRun.Output())
 	}
 	hall, _ := key.Sign(webtoken.Claims{Room: "hall", View: true, Expires: time.Now().Add(time.Hour).Unix()})
 	expired, _ := key.Sign(webtoken.Claims{Room: "lobby", View: true, Issued: time.Now().Add(-2 * time.Hour).Unix(), Expires: time.Now().Add(-time.Hour).Unix()})
 	forged := good[:strings.LastIndexByte(good, '.')+1] + "AAAAforgedsignatureAAAAAAAAAAAAAAAAAAAAAAA"
-	web, base := r.gateway(cliEnv("NATS_USER", "wall", "NATS_PASSWORD", wallPW),
+	web, base := r.gateway([]string{"NATS_USER=wall", "NATS_PASSWORD=" + wallPW},
 		append([]string{"--nats", url, "--token-key-file", keyFile}, debug...)...)
 	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	for _, tc := range []struct {
@@ -440,15 +354,15 @@ func TestCLISecretsNotLogged(t *testing.T) {
 		}
 	}
 	// The log reaches us through a pipe from another process: wait for it.
-	hubtest.Eventually(t, 5*time.Second, func() bool { return strings.Contains(web.stderr.String(), webtoken.ID(forged)) },
+	web.WaitFor(10*time.Second, func() bool { return strings.Contains(web.Stderr.String(), webtoken.ID(forged)) },
 		"the gateway did not log the refused token's ID (so this test would not see a token in its log)")
 
 	// Stop everything cleanly, so shutdown logs are in too.
 	r.mu.Lock()
-	procs := append([]*cliProc(nil), r.all...)
+	procs := append([]*hubtest.Proc(nil), r.all...)
 	r.mu.Unlock()
 	for _, p := range procs {
-		p.stop()
+		p.Stop()
 	}
 	secrets := map[string]string{
 		"alice's password": alicePW, "wall's password": wallPW, "a wrong password": wrongPW,
@@ -459,13 +373,13 @@ func TestCLISecretsNotLogged(t *testing.T) {
 		secrets[name+" token's signature"] = tok[strings.LastIndexByte(tok, '.')+1:]
 	}
 	for _, p := range procs {
-		out := p.output()
+		out := p.Output()
 		if p == tokenRun {
-			out = p.stderr.String() // printing the token is its job
+			out = p.Stderr.String() // printing the token is its job
 		}
 		for name, s := range secrets {
 			if strings.Contains(out, s) {
-				t.Errorf("%s (%q) printed %s:\n%s", p.name, p.cmd.Args[1:], name, out)
+				t.Errorf("%s (%q) printed %s:\n%s", p.Name, p.Cmd.Args[1:], name, out)
 			}
 		}
 	}
@@ -503,11 +417,11 @@ func TestCLIBrokerSaysWhenOpen(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b, _ := r.broker(tc.args...)
-			if code := b.stop(); code != 0 {
+			if code := b.Stop(); code != 0 {
 				t.Errorf("exit %d", code)
 			}
 			var warn string
-			for line := range strings.Lines(b.stderr.String()) {
+			for line := range strings.Lines(b.Stderr.String()) {
 				if strings.Contains(line, "level=WARN") && strings.Contains(line, "every room") {
 					warn = line
 				}
@@ -516,7 +430,7 @@ func TestCLIBrokerSaysWhenOpen(t *testing.T) {
 			case tc.want == "" && warn != "":
 				t.Errorf("warns although clients must authenticate: %s", warn)
 			case tc.want != "" && !strings.Contains(warn, tc.want):
-				t.Errorf("no warning %q:\n%s", tc.want, b.stderr.String())
+				t.Errorf("no warning %q:\n%s", tc.want, b.Stderr.String())
 			}
 		})
 	}
@@ -536,7 +450,7 @@ func TestCLITLS(t *testing.T) {
 	}
 	clientTLS := []string{"--tls-ca", certs.CA, "--tls-cert", certs.ClientCert, "--tls-key", certs.ClientKey}
 	r.publisher(nil, url, "lobby", append([]string{"--name", "alice"}, clientTLS...)...)
-	v := r.viewer(cliEnv("NATS_CA", certs.CA, "NATS_CERT", certs.ClientCert, "NATS_KEY", certs.ClientKey), url, "lobby")
+	v := r.viewer([]string{"NATS_CA=" + certs.CA, "NATS_CERT=" + certs.ClientCert, "NATS_KEY=" + certs.ClientKey}, url, "lobby")
 	waitFrames(t, v, "alice")
 
 	_, base := r.gateway(nil, append([]string{"--nats", url, "--https-cert", certs.ServerCert, "--https-key", certs.ServerKey}, clientTLS...)...)
@@ -566,7 +480,7 @@ func TestCLITLS(t *testing.T) {
 		rooms = nil
 		return resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&rooms) == nil &&
 			len(rooms) == 1 && rooms[0].Room == "lobby" && len(rooms[0].Participants) > 0 && rooms[0].Participants[0].Name == "alice"
-	}, "GET /api/rooms over HTTPS does not list lobby/alice: %+v", rooms)
+	}, "GET /api/rooms over HTTPS does not list lobby/alice: %v", hubtest.Lazy(func() any { return rooms }))
 	// The gateway's certificate is checked: another CA does not trust it.
 	if _, err := (&http.Client{Timeout: 5 * time.Second}).Get(base + "/api/rooms"); err == nil || !errors.As(err, new(*tls.CertificateVerificationError)) {
 		t.Errorf("GET with the system CAs: %v; want a certificate error", err)
@@ -585,7 +499,7 @@ func TestCLITLS(t *testing.T) {
 	b := hubtest.Broker(t, broker.Config{})
 	r.refused(nil, []string{"view", "--headless", "--nats", b.ClientURL(), "--room", "lobby", "--tls-ca", certs.CA}, "secure connection")
 
-	if v.exited() {
-		t.Errorf("the TLS viewer stopped (exit %d):\n%s", v.code, v.output())
+	if v.Exited() {
+		t.Errorf("the TLS viewer stopped (exit %d):\n%s", v.Code(), v.Output())
 	}
 }

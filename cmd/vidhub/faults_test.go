@@ -1,14 +1,10 @@
+//go:build unix
+
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"os"
-	"os/exec"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,119 +16,7 @@ import (
 
 	"github.com/vidhub/vidhub/internal/hubtest"
 	"github.com/vidhub/vidhub/protocol"
-	"github.com/vidhub/vidhub/subscriber"
 )
-
-// proc is a vidhub process of a test.
-type proc struct {
-	cmd    *exec.Cmd
-	stderr hubtest.Buffer
-	done   chan error
-}
-
-// startProc runs the vidhub binary with args until the test ends.
-func startProc(t *testing.T, bin string, stdout io.Writer, args ...string) *proc {
-	t.Helper()
-	p := &proc{cmd: exec.Command(bin, args...), done: make(chan error, 1)}
-	p.cmd.Stdout, p.cmd.Stderr = stdout, &p.stderr
-	p.cmd.Env = append(os.Environ(), "DISPLAY=")
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.done <- p.cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Signal(syscall.SIGCONT)
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	})
-	return p
-}
-
-// statsLog collects the JSON stats lines of a headless viewer, per
-// participant, with the time each line arrived.
-type statsLog struct {
-	mu    sync.Mutex
-	lines []statsLine
-}
-
-type statsLine struct {
-	at time.Time
-	subscriber.TileStats
-}
-
-func (l *statsLog) writer(t *testing.T) io.Writer {
-	r, w := io.Pipe()
-	go func() {
-		sc := bufio.NewScanner(r)
-		for sc.Scan() {
-			var s subscriber.TileStats
-			if json.Unmarshal(sc.Bytes(), &s) != nil {
-				continue
-			}
-			l.mu.Lock()
-			l.lines = append(l.lines, statsLine{time.Now(), s})
-			l.mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() { _ = w.Close() })
-	return w
-}
-
-// last returns the newest line of participant, if any.
-func (l *statsLog) last(participant string) (statsLine, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for i := len(l.lines) - 1; i >= 0; i-- {
-		if l.lines[i].Participant == participant {
-			return l.lines[i], true
-		}
-	}
-	return statsLine{}, false
-}
-
-// since returns the lines of participant that arrived after t.
-func (l *statsLog) since(participant string, t time.Time) []statsLine {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []statsLine
-	for _, s := range l.lines {
-		if s.Participant == participant && s.at.After(t) {
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
-// between returns the lines of participant that arrived in (from, to].
-func (l *statsLog) between(participant string, from, to time.Time) []statsLine {
-	var out []statsLine
-	for _, s := range l.since(participant, from) {
-		if !s.at.After(to) {
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
-// medianP50 is the median of the lines' latency p50, of lines with frames.
-func medianP50(lines []statsLine) (float64, bool) {
-	var v []float64
-	for _, s := range lines {
-		if s.FPS > 0 {
-			v = append(v, s.LatencyP50)
-		}
-	}
-	if len(v) == 0 {
-		return 0, false
-	}
-	slices.Sort(v)
-	return v[len(v)/2], true
-}
-
-func (l *statsLog) frames(participant string) uint64 {
-	s, _ := l.last(participant)
-	return s.Frames
-}
 
 // TestBrokerKilledAndRestarted kills the broker with SIGKILL while a
 // publisher and a headless viewer (separate processes) run, restarts it on
@@ -144,62 +28,57 @@ func TestBrokerKilledAndRestarted(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs processes")
 	}
-	bin := hubtest.GoBuild(t, "vidhub", ".", nil)
+	bin := hubtest.Vidhub(t)
 	srv := hubtest.StartNatsServer(t, 0)
-	pub := startProc(t, bin, io.Discard, "publish", "--nats", srv.URL, "--room", "outage", "--name", "cam",
-		"--source", "pattern", "--size", "320x180", "--fps", "20")
-	var stats statsLog
-	view := startProc(t, bin, stats.writer(t), "view", "--nats", srv.URL, "--room", "outage", "--headless", "--json")
-	hubtest.Eventually(t, 15*time.Second, func() bool { return stats.frames("cam") >= 20 }, "no frames before the outage")
+	pub := hubtest.PublishProcess(t, hubtest.ProcConfig{}, bin, srv.URL, "outage", "cam")
+	var stats hubtest.Stats
+	view := hubtest.StartProc(t, hubtest.ProcConfig{Stdout: &stats}, bin, "view", "--nats", srv.URL, "--room", "outage", "--headless", "--json")
+	view.WaitFor(30*time.Second, func() bool { return stats.Frames("cam") >= 20 }, "no frames before the outage")
 
 	srv.Kill()
 	down := time.Now()
 	// Dead air: the viewer's stats stop counting frames.
-	hubtest.Eventually(t, 5*time.Second, func() bool {
-		s, _ := stats.last("cam")
-		return s.at.After(down.Add(500*time.Millisecond)) && s.FPS == 0
+	hubtest.Eventually(t, 15*time.Second, func() bool {
+		s, _ := stats.Last("cam")
+		return s.At.After(down.Add(500*time.Millisecond)) && s.FPS == 0
 	}, "frames still counted with the broker down")
-	before := stats.frames("cam")
+	before := stats.Frames("cam")
 	outage := time.Since(down)
 	hubtest.StartNatsServer(t, srv.Port)
 	back := time.Now()
-	hubtest.Eventually(t, 10*time.Second, func() bool { return stats.frames("cam") > before+5 }, "viewer did not resume")
-	var first statsLine
-	for _, s := range stats.since("cam", back) {
+	hubtest.Eventually(t, 10*time.Second, func() bool { return stats.Frames("cam") > before+5 }, "viewer did not resume")
+	var first hubtest.StatsLine
+	for _, s := range stats.Since("cam", back) {
 		if s.Frames > before {
 			first = s
 			break
 		}
 	}
-	if d := first.at.Sub(back); d > 3*time.Second {
+	if d := first.At.Sub(back); d > 3*time.Second {
 		t.Errorf("first stats with new frames %v after the broker came back; want within 2 s plus the 1 s interval", d)
 	}
 	// Nothing stale was replayed: every frame after the outage is fresh.
-	hubtest.Eventually(t, 5*time.Second, func() bool { return len(stats.since("cam", first.at)) >= 1 }, "no stats after resuming")
-	for _, s := range stats.since("cam", first.at.Add(-time.Millisecond)) {
+	hubtest.Eventually(t, 15*time.Second, func() bool { return len(stats.Since("cam", first.At)) >= 1 }, "no stats after resuming")
+	for _, s := range stats.Since("cam", first.At.Add(-time.Millisecond)) {
 		if s.LatencyMax > float64(outage.Milliseconds())/2 {
 			t.Errorf("after the outage a frame %.0f ms old was shown: the outage's frames were replayed", s.LatencyMax)
 		}
 	}
-	last, _ := stats.last("cam")
+	last, _ := stats.Last("cam")
 	if last.Gaps == 0 {
 		t.Errorf("no frames counted as lost across a %v outage: %+v", outage, last.TileStats)
 	}
-	for name, p := range map[string]*proc{"publish": pub, "view": view} {
-		select {
-		case err := <-p.done:
-			t.Fatalf("%s exited during the outage: %v\n%s", name, err, p.stderr.String())
-		default:
+	for _, p := range []*hubtest.Proc{pub, view} {
+		if p.Exited() {
+			t.Fatalf("%s exited during the outage: %v", p.Name, p.Err())
 		}
 	}
 	// The publisher counted what it dropped, and stops cleanly.
-	_ = pub.cmd.Process.Signal(os.Interrupt)
-	if err := <-pub.done; err != nil {
-		t.Fatalf("publisher exit: %v", err)
+	if code := pub.Stop(); code != 0 {
+		t.Fatalf("publisher exit %d", code)
 	}
-	pub.done <- nil
-	if !strings.Contains(pub.stderr.String(), "dropped_offline=") || strings.Contains(pub.stderr.String(), "dropped_offline=0 ") {
-		t.Errorf("publisher did not count frames dropped in the outage:\n%s", pub.stderr.String())
+	if !strings.Contains(pub.Stderr.String(), "dropped_offline=") || strings.Contains(pub.Stderr.String(), "dropped_offline=0 ") {
+		t.Errorf("publisher did not count frames dropped in the outage:\n%s", pub.Stderr.String())
 	}
 }
 
@@ -211,10 +90,9 @@ func TestStalledViewer(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs processes")
 	}
-	bin := hubtest.GoBuild(t, "vidhub", ".", nil)
+	bin := hubtest.Vidhub(t)
 	srv := hubtest.StartNatsServer(t, 0)
-	startProc(t, bin, io.Discard, "publish", "--nats", srv.URL, "--room", "stall", "--name", "cam",
-		"--source", "pattern", "--size", "1280x720", "--fps", "30")
+	hubtest.PublishProcess(t, hubtest.ProcConfig{}, bin, srv.URL, "stall", "cam", "--size", "1280x720", "--fps", "30")
 	// A reference: what the publisher really sent, seen by a plain NATS
 	// subscriber in this process. A frame the publisher itself skipped (on
 	// a busy machine its mailbox may overwrite one) is a gap for every
@@ -225,17 +103,17 @@ func TestStalledViewer(t *testing.T) {
 	if _, err := refConn.Subscribe(camAddr.FrameSubject(protocol.Hi), ref.add); err != nil {
 		t.Fatal(err)
 	}
-	logs := make([]*statsLog, 10)
-	procs := make([]*proc, 10)
+	logs := make([]*hubtest.Stats, 10)
+	procs := make([]*hubtest.Proc, 10)
 	for i := range logs {
-		logs[i] = &statsLog{}
-		procs[i] = startProc(t, bin, logs[i].writer(t), "view", "--nats", srv.URL, "--room", "stall",
+		logs[i] = &hubtest.Stats{}
+		procs[i] = hubtest.StartProc(t, hubtest.ProcConfig{Stdout: logs[i], Name: "view v" + strconv.Itoa(i)}, bin, "view", "--nats", srv.URL, "--room", "stall",
 			"--layer", "hi", "--headless", "--json", "--name", "v"+strconv.Itoa(i))
 	}
 	receiving := time.Now()
 	hubtest.Eventually(t, 20*time.Second, func() bool {
 		for _, l := range logs {
-			if l.frames("cam") < 30 {
+			if l.Frames("cam") < 30 {
 				return false
 			}
 		}
@@ -245,7 +123,7 @@ func TestStalledViewer(t *testing.T) {
 	// A baseline: three full seconds of stats from every viewer.
 	hubtest.Eventually(t, 10*time.Second, func() bool {
 		for _, l := range logs {
-			if len(l.since("cam", receiving)) < 3 {
+			if len(l.Since("cam", receiving)) < 3 {
 				return false
 			}
 		}
@@ -253,7 +131,7 @@ func TestStalledViewer(t *testing.T) {
 	}, "viewers print no stats")
 
 	stopped := procs[0]
-	if err := stopped.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+	if err := stopped.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
 	stoppedAt := time.Now()
@@ -261,14 +139,14 @@ func TestStalledViewer(t *testing.T) {
 	framesBefore := make([]uint64, 10)
 	p50Before := make([]float64, 10)
 	for i, l := range logs {
-		s, _ := l.last("cam")
+		s, _ := l.Last("cam")
 		gapsBefore[i], framesBefore[i] = s.Gaps, s.Frames
-		p50Before[i], _ = medianP50(l.between("cam", receiving, stoppedAt))
+		p50Before[i], _ = hubtest.MedianP50(l.Between("cam", receiving, stoppedAt))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	<-ctx.Done() // the stall itself is the test's subject: 10 s of it
 	cancel()
-	if err := stopped.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+	if err := stopped.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
 	resumed := time.Now()
@@ -281,7 +159,7 @@ func TestStalledViewer(t *testing.T) {
 
 	for i, l := range logs[1:] {
 		i++
-		s, _ := l.last("cam")
+		s, _ := l.Last("cam")
 		if lost := s.Gaps - gapsBefore[i]; lost > refGaps {
 			t.Errorf("viewer %d lost %d frames while another viewer was stopped (the publisher skipped %d)", i, lost, refGaps)
 		}
@@ -292,7 +170,7 @@ func TestStalledViewer(t *testing.T) {
 		// Nor were they slowed down: latency stays in its range. (A
 		// comparison with the viewer's own, on a busy machine, not an
 		// absolute speed.)
-		during, ok := medianP50(l.between("cam", stoppedAt.Add(time.Second), resumed))
+		during, ok := hubtest.MedianP50(l.Between("cam", stoppedAt.Add(time.Second), resumed))
 		if limit := 3*p50Before[i] + 20; !ok || during > limit {
 			t.Errorf("viewer %d: latency p50 %.1f ms during the stall, %.1f ms before it; want at most %.1f ms",
 				i, during, p50Before[i], limit)
@@ -303,11 +181,11 @@ func TestStalledViewer(t *testing.T) {
 	// most 1 s old, then). Each stats line covers the frames received
 	// since the one before it, so the first line whose predecessor came
 	// 1 s or more after SIGCONT covers only such frames.
-	var fresh statsLine
+	var fresh hubtest.StatsLine
 	hubtest.Eventually(t, 10*time.Second, func() bool {
-		lines := logs[0].since("cam", resumed)
+		lines := logs[0].Since("cam", resumed)
 		for k := 1; k < len(lines); k++ {
-			if lines[k-1].at.Sub(resumed) >= time.Second {
+			if lines[k-1].At.Sub(resumed) >= time.Second {
 				fresh = lines[k]
 				return true
 			}
@@ -316,9 +194,9 @@ func TestStalledViewer(t *testing.T) {
 	}, "no stats from the continued viewer")
 	if fresh.FPS == 0 || fresh.LatencyMax >= 1000 {
 		var b strings.Builder
-		for _, s := range logs[0].since("cam", stoppedAt) {
+		for _, s := range logs[0].Since("cam", stoppedAt) {
 			fmt.Fprintf(&b, "  %+v after SIGCONT: %.1f fps, latency p50 %.0f ms, max %.0f ms, %d frames\n",
-				s.at.Sub(resumed).Round(time.Millisecond), s.FPS, s.LatencyP50, s.LatencyMax, s.Frames)
+				s.At.Sub(resumed).Round(time.Millisecond), s.FPS, s.LatencyP50, s.LatencyMax, s.Frames)
 		}
 		t.Errorf("the continued viewer still got frames over 1 s old (a backlog), or none, from 1 s after SIGCONT on; its stats:\n%s", b.String())
 	}

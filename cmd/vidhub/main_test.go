@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
@@ -22,7 +21,6 @@ import (
 	"github.com/vidhub/vidhub/internal/hubtest"
 	"github.com/vidhub/vidhub/internal/natsconn"
 	"github.com/vidhub/vidhub/protocol"
-	"github.com/vidhub/vidhub/publisher"
 )
 
 // env makes a getenv from pairs; nothing else of the process leaks in.
@@ -43,20 +41,6 @@ func runCmd(t *testing.T, timeout time.Duration, getenv func(string) string, arg
 	err := run(ctx, args, getenv, &out, &errOut)
 	code = exitCode(err, &errOut)
 	return out.String(), errOut.String(), code
-}
-
-// publishPattern runs an in-process pattern publisher for the test.
-func publishPattern(t *testing.T, url, room, name string) {
-	t.Helper()
-	nc := hubtest.Connect(t, url)
-	p, err := publisher.New(nc, publisher.Config{Room: room, Name: name, Source: "pattern", FPS: 20, Width: 320, Height: 180})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = p.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
 }
 
 func TestBadNamesExitTwo(t *testing.T) {
@@ -156,9 +140,9 @@ func TestViewWithoutDisplay(t *testing.T) {
 
 func TestHeadlessJSON(t *testing.T) {
 	b := hubtest.Broker(t, broker.Config{})
-	publishPattern(t, b.ClientURL(), "lobby", "alice")
-	publishPattern(t, b.ClientURL(), "lobby", "bob")
-	publishPattern(t, b.ClientURL(), "other", "carol")
+	hubtest.PublishPattern(t, b.ClientURL(), "lobby", "alice")
+	hubtest.PublishPattern(t, b.ClientURL(), "lobby", "bob")
+	hubtest.PublishPattern(t, b.ClientURL(), "other", "carol")
 	stdout, stderr, code := runCmd(t, 30*time.Second, env("NATS_URL", b.ClientURL()), "view", "--room", "lobby", "--headless", "--json", "--for", "3500ms")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
@@ -188,7 +172,7 @@ func TestHeadlessJSON(t *testing.T) {
 
 func TestRoomsCommand(t *testing.T) {
 	b := hubtest.Broker(t, broker.Config{})
-	publishPattern(t, b.ClientURL(), "lobby", "alice")
+	hubtest.PublishPattern(t, b.ClientURL(), "lobby", "alice")
 	var rooms []struct {
 		Room         string `json:"room"`
 		Participants []struct {
@@ -216,7 +200,7 @@ func TestRoomsCommand(t *testing.T) {
 
 func TestJoinHeadless(t *testing.T) {
 	b := hubtest.Broker(t, broker.Config{})
-	publishPattern(t, b.ClientURL(), "chat", "bob")
+	hubtest.PublishPattern(t, b.ClientURL(), "chat", "bob")
 	stdout, stderr, code := runCmd(t, 30*time.Second, env(), "join", "--nats", b.ClientURL(), "--room", "chat", "--name", "alice",
 		"--source", "pattern", "--size", "320x180", "--fps", "15", "--headless", "--json", "--for", "3s")
 	if code != 0 {
@@ -382,10 +366,10 @@ func TestCloseConnDrains(t *testing.T) {
 		}
 		_ = other.Flush()
 		// One message in the callback, the rest queued behind it.
-		hubtest.Eventually(t, 5*time.Second, func() bool { m, _, _ := sub.Pending(); return m >= n-1 }, "messages not received")
+		hubtest.Eventually(t, 15*time.Second, func() bool { m, _, _ := sub.Pending(); return m >= n-1 }, "messages not received")
 		_ = nc.Publish("drain.out", []byte("last words"))
 		done := closeAsync(nc)
-		hubtest.Eventually(t, 5*time.Second, sub.IsDraining, "natsconn.Close does not drain the subscription")
+		hubtest.Eventually(t, 15*time.Second, sub.IsDraining, "natsconn.Close does not drain the subscription")
 		close(gate)
 		select {
 		case <-done:
@@ -448,72 +432,30 @@ func TestStaticBuild(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds a binary")
 	}
-	bin := hubtest.GoBuild(t, "vidhub-static", ".", []string{"CGO_ENABLED=0"})
-	out, err := exec.Command(bin, "version").CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "static build") {
-		t.Errorf("version: %v %s", err, out)
+	bin := hubtest.VidhubStatic(t)
+	if p := hubtest.Run(t, 30*time.Second, nil, bin, "version"); p.Code() != 0 || !strings.Contains(p.Output(), "static build") {
+		t.Errorf("version: exit %d %s", p.Code(), p.Output())
 	}
 	// The static build's own broker carries everything below.
-	var brokerOut hubtest.Buffer
-	brk := exec.Command(bin, "broker", "--listen", "127.0.0.1:0")
-	brk.Stdout, brk.Stderr = &brokerOut, &brokerOut
-	if err := brk.Start(); err != nil {
-		t.Fatal(err)
-	}
-	brokerDone := false
-	t.Cleanup(func() {
-		if !brokerDone {
-			_ = brk.Process.Kill()
-			_ = brk.Wait()
-		}
-	})
-	var url string
-	hubtest.Eventually(t, 10*time.Second, func() bool {
-		m := regexp.MustCompile(`listening on (nats://\S+)`).FindStringSubmatch(brokerOut.String())
-		if m != nil {
-			url = m[1]
-		}
-		return m != nil
-	}, "static broker did not start")
+	brk := hubtest.Start(t, bin, "broker", "--listen", "127.0.0.1:0")
+	url := brk.WaitMatch(20*time.Second, regexp.MustCompile(`listening on (nats://\S+)`))[1]
 
-	out, _ = exec.Command(bin, "publish", "--nats", url, "--room", "r", "--name", "n", "--source", "0").CombinedOutput()
-	if !strings.Contains(string(out), "needs OpenCV") {
-		t.Errorf("camera in the static build: %s", out)
+	if p := hubtest.Run(t, 30*time.Second, nil, bin, "publish", "--nats", url, "--room", "r", "--name", "n", "--source", "0"); !strings.Contains(p.Output(), "needs OpenCV") {
+		t.Errorf("camera in the static build: %s", p.Output())
 	}
-	cmd := exec.Command(bin, "view", "--nats", url, "--room", "r")
-	cmd.Env = append(os.Environ(), "DISPLAY=:0")
-	out, _ = cmd.CombinedOutput()
-	if !strings.Contains(string(out), "no OpenCV") {
-		t.Errorf("window in the static build: %s", out)
+	if p := hubtest.Run(t, 30*time.Second, []string{"DISPLAY=:0"}, bin, "view", "--nats", url, "--room", "r"); !strings.Contains(p.Output(), "no OpenCV") {
+		t.Errorf("window in the static build: %s", p.Output())
 	}
 	// Pattern publishing and headless viewing work.
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	pub := exec.CommandContext(ctx, bin, "publish", "--nats", url, "--room", "r", "--name", "static", "--source", "pattern", "--size", "320x180")
-	if err := pub.Start(); err != nil {
-		t.Fatal(err)
-	}
-	pubDone := false
-	defer func() {
-		if !pubDone {
-			_ = pub.Process.Signal(os.Interrupt)
-			_ = pub.Wait()
+	pub := hubtest.PublishProcess(t, hubtest.ProcConfig{}, bin, url, "r", "static")
+	var stats hubtest.Stats
+	view := hubtest.StartProc(t, hubtest.ProcConfig{Stdout: &stats}, bin, "view", "--nats", url, "--room", "r", "--headless", "--json")
+	view.WaitFor(30*time.Second, func() bool { return stats.Frames("static") > 0 }, "the static headless viewer shows no frames")
+	// Viewer, publisher and broker stop cleanly.
+	for _, p := range []*hubtest.Proc{view, pub, brk} {
+		if code := p.Stop(); code != 0 {
+			t.Errorf("static %s: exit %d after SIGINT", p.Name, code)
 		}
-	}()
-	out, err = exec.CommandContext(ctx, bin, "view", "--nats", url, "--room", "r", "--headless", "--json", "--for", "3s").Output()
-	if err != nil || !strings.Contains(string(out), `"participant":"static"`) {
-		t.Errorf("static headless view: %v\n%s", err, out)
-	}
-	// Publisher and broker stop cleanly.
-	pubDone = true
-	_ = pub.Process.Signal(os.Interrupt)
-	if err := waitTimeout(pub, 5*time.Second); err != nil {
-		t.Errorf("static publisher exit: %v", err)
-	}
-	brokerDone = true
-	_ = brk.Process.Signal(os.Interrupt)
-	if err := waitTimeout(brk, 5*time.Second); err != nil {
-		t.Errorf("static broker exit: %v\n%s", err, brokerOut.String())
 	}
 }
 
@@ -524,7 +466,7 @@ func TestSignalsExitCleanly(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds a binary")
 	}
-	bin := hubtest.GoBuild(t, "vidhub", ".", nil)
+	bin := hubtest.Vidhub(t)
 	b := hubtest.Broker(t, broker.Config{})
 	url := b.ClientURL()
 	for _, tc := range []struct {
@@ -543,28 +485,10 @@ func TestSignalsExitCleanly(t *testing.T) {
 	} {
 		for _, sig := range []os.Signal{os.Interrupt, syscall.SIGTERM} {
 			t.Run(tc.name+"/"+sig.String(), func(t *testing.T) {
-				var stdout, stderr hubtest.Buffer
-				cmd := exec.Command(bin, tc.args...)
-				cmd.Stdout, cmd.Stderr = &stdout, &stderr
-				cmd.Env = append(os.Environ(), "DISPLAY=")
-				if err := cmd.Start(); err != nil {
-					t.Fatal(err)
-				}
-				exited := false
-				t.Cleanup(func() {
-					if !exited {
-						_ = cmd.Process.Kill()
-						_ = cmd.Wait()
-					}
-				})
+				p := hubtest.Start(t, bin, tc.args...)
 				brokerURL := url
 				if tc.name == "demo" {
-					var m []string
-					hubtest.Eventually(t, 10*time.Second, func() bool {
-						m = brokerLine.FindStringSubmatch(stdout.String())
-						return m != nil
-					}, "demo printed no broker address")
-					brokerURL = m[1]
+					brokerURL = p.WaitMatch(20*time.Second, brokerLine)[1]
 				}
 				var sub *nats.Subscription
 				if tc.presence != "" {
@@ -572,24 +496,23 @@ func TestSignalsExitCleanly(t *testing.T) {
 					if sub, err = hubtest.Connect(t, brokerURL).SubscribeSync(tc.presence); err != nil {
 						t.Fatal(err)
 					}
-					if _, err := sub.NextMsg(10 * time.Second); err != nil {
-						t.Fatalf("no presence: %v\n%s", err, stderr.String())
+					if _, err := sub.NextMsg(20 * time.Second); err != nil {
+						t.Fatalf("no presence: %v", err)
 					}
 				} else {
-					hubtest.Eventually(t, 10*time.Second, func() bool {
-						out := stdout.String() + stderr.String()
+					p.WaitFor(20*time.Second, func() bool {
+						out := p.Output()
 						return strings.Contains(out, "ready") || strings.Contains(out, "listening")
 					}, "%s did not start", tc.name)
 				}
 				start := time.Now()
-				_ = cmd.Process.Signal(sig)
-				err := waitTimeout(cmd, 5*time.Second)
-				exited = true
-				if err != nil {
-					t.Fatalf("exit after %v: %v\n%s", sig, err, stderr.String())
+				_ = p.Signal(sig)
+				code, ok := p.Wait(10 * time.Second)
+				if !ok || code != 0 {
+					t.Fatalf("after %v: exit %d (exited: %v)", sig, code, ok)
 				}
 				if d := time.Since(start); d > 2*time.Second {
-					t.Errorf("took %v to exit\n%s", d, stderr.String())
+					t.Errorf("took %v to exit", d)
 				}
 				if sub == nil {
 					return
@@ -608,17 +531,5 @@ func TestSignalsExitCleanly(t *testing.T) {
 				}
 			})
 		}
-	}
-}
-
-func waitTimeout(cmd *exec.Cmd, d time.Duration) error {
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		return err
-	case <-time.After(d):
-		_ = cmd.Process.Kill()
-		return errors.New("timed out")
 	}
 }

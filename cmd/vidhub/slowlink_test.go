@@ -1,10 +1,10 @@
+//go:build linux
+
 package main
 
 import (
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -24,13 +24,13 @@ func netns(t *testing.T, rate string) (ns, hostIP string) {
 	hostIP = fmt.Sprintf("10.231.%d.1", n)
 	run := func(args ...string) {
 		t.Helper()
-		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-			t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+		if p := hubtest.Run(t, 30*time.Second, nil, args[0], args[1:]...); p.Code() != 0 {
+			t.Fatalf("%s: exit %d\n%s", strings.Join(args, " "), p.Code(), p.Output())
 		}
 	}
 	t.Cleanup(func() {
-		_ = exec.Command("ip", "link", "del", host).Run()
-		_ = exec.Command("ip", "netns", "del", ns).Run()
+		hubtest.Run(t, 30*time.Second, nil, "ip", "link", "del", host)
+		hubtest.Run(t, 30*time.Second, nil, "ip", "netns", "del", ns)
 	})
 	run("ip", "netns", "add", ns)
 	run("ip", "link", "add", host, "type", "veth", "peer", "name", peer)
@@ -56,55 +56,39 @@ func TestSlowLinkFallsBackToLo(t *testing.T) {
 	if os.Geteuid() != 0 {
 		hubtest.Unavailable(t, "network namespaces need root; CI runs as root")
 	}
-	for _, tool := range []string{"ip", "tc"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s is missing: install iproute2", tool)
-		}
-	}
+	hubtest.NeedTools(t, "ip", "tc")
 	ns, hostIP := netns(t, "4mbit")
-	bin := hubtest.GoBuild(t, "vidhub", ".", nil)
+	bin := hubtest.Vidhub(t)
 	conf := filepath.Join(t.TempDir(), "slow.conf")
 	// A short write deadline: a viewer that cannot keep up is cut off soon.
 	if err := os.WriteFile(conf, []byte("write_deadline: \"2s\"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	url := "nats://" + hostIP + ":4222"
-	startProc(t, bin, io.Discard, "broker", "--config", conf, "--listen", hostIP+":4222")
-	hubtest.WaitPort(t, hostIP+":4222", 10*time.Second)
-	startProc(t, bin, io.Discard, "publish", "--nats", url, "--room", "slow", "--name", "cam",
-		"--source", "pattern", "--size", "1280x720", "--fps", "30")
+	hubtest.Start(t, bin, "broker", "--config", conf, "--listen", hostIP+":4222")
+	hubtest.WaitPort(t, hostIP+":4222", 20*time.Second)
+	hubtest.PublishProcess(t, hubtest.ProcConfig{}, bin, url, "slow", "cam", "--size", "1280x720", "--fps", "30")
 
-	var stats statsLog
-	view := &proc{done: make(chan error, 1)}
-	view.cmd = exec.Command("ip", "netns", "exec", ns, bin, "view", "--nats", url, "--room", "slow", "--headless", "--json")
-	view.cmd.Stdout, view.cmd.Stderr = stats.writer(t), &view.stderr
-	if err := view.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { view.done <- view.cmd.Wait() }()
-	t.Cleanup(func() { _ = view.cmd.Process.Kill(); <-view.done })
+	var stats hubtest.Stats
+	view := hubtest.StartProc(t, hubtest.ProcConfig{Stdout: &stats, Name: "view (slow link)"},
+		"ip", "netns", "exec", ns, bin, "view", "--nats", url, "--room", "slow", "--headless", "--json")
 
-	var fell statsLine
-	hubtest.Eventually(t, 90*time.Second, func() bool {
-		s, ok := stats.last("cam")
+	var fell hubtest.StatsLine
+	view.WaitFor(90*time.Second, func() bool {
+		s, ok := stats.Last("cam")
 		if ok && s.Layer == "lo" && strings.Contains(s.LayerReason, "too slow") {
 			fell = s
 			return true
 		}
 		return false
-	}, "viewer on a slow link did not fall back to lo:\n%s", view.stderr.String())
-	if !strings.Contains(view.stderr.String(), "falling back to the lo layer") {
-		t.Errorf("the fallback is not logged:\n%s", view.stderr.String())
+	}, "the viewer on a slow link did not fall back to lo")
+	if !strings.Contains(view.Stderr.String(), "falling back to the lo layer") {
+		t.Errorf("the fallback is not logged:\n%s", view.Stderr.String())
 	}
 	t.Logf("fell back after %d frames: %s", fell.Frames, fell.LayerReason)
 	// It keeps going on lo, by itself.
-	hubtest.Eventually(t, 30*time.Second, func() bool {
-		s, _ := stats.last("cam")
+	view.WaitFor(30*time.Second, func() bool {
+		s, _ := stats.Last("cam")
 		return s.Layer == "lo" && s.Frames > fell.Frames+60 && s.FPS > 0
 	}, "no lo frames after the fallback")
-	select {
-	case err := <-view.done:
-		t.Fatalf("viewer exited: %v", err)
-	default:
-	}
 }

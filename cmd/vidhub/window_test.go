@@ -4,13 +4,9 @@ package main
 
 import (
 	"bytes"
-	"context"
-	"fmt"
 	"image"
 	"image/png"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -23,46 +19,20 @@ import (
 	"github.com/vidhub/vidhub/protocol"
 )
 
-// xvfb starts a virtual display for the test and returns its name.
+// xvfb starts a virtual display for the test, with the tools the window
+// tests drive it with, and returns its name.
 func xvfb(t *testing.T) string {
 	t.Helper()
-	for _, tool := range []string{"Xvfb", "xdotool", "ffmpeg"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s is missing: run make deps-test (scripts/deps.sh test) to install it", tool)
-		}
-	}
-	for n := 90; n < 190; n++ {
-		sock := fmt.Sprintf("/tmp/.X11-unix/X%d", n)
-		if _, err := os.Stat(sock); err == nil {
-			continue
-		}
-		if _, err := os.Stat(fmt.Sprintf("/tmp/.X%d-lock", n)); err == nil {
-			continue
-		}
-		display := fmt.Sprintf(":%d", n)
-		ctx, cancel := context.WithCancel(context.Background())
-		cmd := exec.CommandContext(ctx, "Xvfb", display, "-screen", "0", "1280x800x24", "-nolisten", "tcp")
-		if err := cmd.Start(); err != nil {
-			cancel()
-			t.Fatal(err)
-		}
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		t.Cleanup(func() { cancel(); <-done })
-		hubtest.Eventually(t, 10*time.Second, func() bool { _, err := os.Stat(sock); return err == nil }, "Xvfb %s did not start", display)
-		return display
-	}
-	t.Fatal("no free X display number")
-	return ""
+	hubtest.NeedTools(t, "xdotool", "ffmpeg")
+	return hubtest.Xvfb(t)
 }
 
 // grab takes a screenshot of the display.
 func grab(t *testing.T, display string) *image.RGBA {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "shot.png")
-	cmd := exec.Command("ffmpeg", "-loglevel", "error", "-f", "x11grab", "-video_size", "1280x800", "-i", display, "-frames:v", "1", "-y", out)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("screenshot: %v\n%s", err, b)
+	if p := hubtest.Run(t, 30*time.Second, nil, "ffmpeg", "-loglevel", "error", "-f", "x11grab", "-video_size", "1280x800", "-i", display, "-frames:v", "1", "-y", out); p.Code() != 0 {
+		t.Fatalf("screenshot: exit %d\n%s", p.Code(), p.Output())
 	}
 	f, err := os.ReadFile(out)
 	if err != nil {
@@ -108,13 +78,13 @@ func differ(a, b *image.RGBA) int {
 // display: moving video appears, and q closes it with status 0.
 func TestWindowUnderXvfb(t *testing.T) {
 	if testing.Short() {
-		t.Skip("needs Xvfb, xdotool and ffmpeg")
+		t.Skip("runs a window on a virtual display")
 	}
 	display := xvfb(t)
-	bin := hubtest.GoBuild(t, "vidhub", ".", nil)
+	bin := hubtest.Vidhub(t)
 	b := hubtest.Broker(t, broker.Config{})
-	publishPattern(t, b.ClientURL(), "win", "alice")
-	publishPattern(t, b.ClientURL(), "win", "bob")
+	hubtest.PublishPattern(t, b.ClientURL(), "win", "alice")
+	hubtest.PublishPattern(t, b.ClientURL(), "win", "bob")
 	// A third participant sends frames that pass every check but do not
 	// decode: the window must skip them and keep showing the others.
 	junk := hubtest.Connect(t, b.ClientURL())
@@ -143,82 +113,61 @@ func TestWindowUnderXvfb(t *testing.T) {
 	t.Cleanup(func() { close(stopJunk); <-junkDone })
 
 	w := startWindow(t, bin, display, "--nats", b.ClientURL(), "--room", "win")
-	hubtest.Eventually(t, 20*time.Second, func() bool { return strings.Contains(w.stderr.String(), "window open") }, "no window: %s", w.stderr.String())
+	w.WaitOutput(30*time.Second, "window open")
 
 	var first *image.RGBA
-	hubtest.Eventually(t, 20*time.Second, func() bool { first = grab(t, display); return colourful(first) > 5000 }, "no video on the screen")
-	hubtest.Eventually(t, 10*time.Second, func() bool { return differ(first, grab(t, display)) > 1000 }, "the picture does not move")
+	w.WaitFor(30*time.Second, func() bool { first = grab(t, display); return colourful(first) > 5000 }, "no video on the screen")
+	w.WaitFor(20*time.Second, func() bool { return differ(first, grab(t, display)) > 1000 }, "the picture does not move")
 
-	pressKey(display, "vidhub: win", "q")
-	if err := w.wait(10 * time.Second); err != nil {
-		t.Fatalf("viewer did not exit 0 on q: %v\n%s", err, w.stderr.String())
+	pressKey(t, display, "vidhub: win", "q")
+	if code, ok := w.Wait(20 * time.Second); !ok || code != 0 {
+		t.Fatalf("viewer did not exit 0 on q (exit %d, exited %v)", code, ok)
 	}
-	if !strings.Contains(w.stderr.String(), "window closed by key") {
-		t.Errorf("log: %s", w.stderr.String())
+	if !strings.Contains(w.Stderr.String(), "window closed by key") {
+		t.Errorf("log: %s", w.Stderr.String())
 	}
-	if !strings.Contains(w.stderr.String(), "does not decode") {
-		t.Errorf("undecodable frames not noticed: %s", w.stderr.String())
+	if !strings.Contains(w.Stderr.String(), "does not decode") {
+		t.Errorf("undecodable frames not noticed: %s", w.Stderr.String())
 	}
 }
 
-// windowProc is "vidhub view" showing a window on a virtual display.
-type windowProc struct {
-	cmd    *exec.Cmd
-	stderr hubtest.Buffer
-	exited bool
-}
-
-// startWindow runs "vidhub view args..." on display; it is killed when
-// the test ends unless it has exited.
-func startWindow(t *testing.T, bin, display string, args ...string) *windowProc {
+// startWindow runs "vidhub view args..." on display until the test ends.
+func startWindow(t *testing.T, bin, display string, args ...string) *hubtest.Proc {
 	t.Helper()
-	w := &windowProc{cmd: exec.Command(bin, append([]string{"view"}, args...)...)}
-	w.cmd.Env = append(os.Environ(), "DISPLAY="+display, "XDG_RUNTIME_DIR="+t.TempDir())
-	w.cmd.Stderr = &w.stderr
-	if err := w.cmd.Start(); err != nil {
+	rundir := t.TempDir()
+	if err := os.Chmod(rundir, 0o700); err != nil { // as Qt wants it
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		if !w.exited {
-			_ = w.cmd.Process.Kill()
-			_ = w.cmd.Wait()
-		}
-	})
-	return w
-}
-
-// wait waits for the window to exit, with status 0.
-func (w *windowProc) wait(timeout time.Duration) error {
-	err := waitTimeout(w.cmd, timeout)
-	w.exited = true
-	return err
+	return hubtest.StartProc(t, hubtest.ProcConfig{Env: []string{"DISPLAY=" + display, "XDG_RUNTIME_DIR=" + rundir}},
+		bin, append([]string{"view"}, args...)...)
 }
 
 // pressKey focuses the window titled title and presses key in it.
-func pressKey(display, title, key string) {
-	cmd := exec.Command("xdotool", "search", "--sync", "--name", title, "windowfocus", "--sync", "key", key)
-	cmd.Env = append(os.Environ(), "DISPLAY="+display)
-	_ = cmd.Run() // it may complain about the window it just closed
+func pressKey(t *testing.T, display, title, key string) {
+	t.Helper()
+	// xdotool may complain about the window it just closed: its exit
+	// status says nothing; the window's does.
+	hubtest.Run(t, 30*time.Second, []string{"DISPLAY=" + display}, "xdotool", "search", "--sync", "--name", title, "windowfocus", "--sync", "key", key)
 }
 
 // TestWindowEscQuits: Esc closes the window as q does, with status 0.
 func TestWindowEscQuits(t *testing.T) {
 	if testing.Short() {
-		t.Skip("needs Xvfb, xdotool and ffmpeg")
+		t.Skip("runs a window on a virtual display")
 	}
 	display := xvfb(t)
-	bin := hubtest.GoBuild(t, "vidhub", ".", nil)
+	bin := hubtest.Vidhub(t)
 	b := hubtest.Broker(t, broker.Config{})
-	publishPattern(t, b.ClientURL(), "esc", "alice")
+	hubtest.PublishPattern(t, b.ClientURL(), "esc", "alice")
 	w := startWindow(t, bin, display, "--nats", b.ClientURL(), "--room", "esc")
 	// Showing video: the window is up and takes keys.
-	hubtest.Eventually(t, 20*time.Second, func() bool { return colourful(grab(t, display)) > 5000 }, "no video: %s", w.stderr.String())
-	pressKey(display, "vidhub: esc", "Escape")
-	if err := w.wait(10 * time.Second); err != nil {
-		t.Fatalf("viewer did not exit 0 on Esc: %v\n%s", err, w.stderr.String())
+	w.WaitFor(30*time.Second, func() bool { return colourful(grab(t, display)) > 5000 }, "no video")
+	pressKey(t, display, "vidhub: esc", "Escape")
+	if code, ok := w.Wait(20 * time.Second); !ok || code != 0 {
+		t.Fatalf("viewer did not exit 0 on Esc (exit %d, exited %v)", code, ok)
 	}
-	if !strings.Contains(w.stderr.String(), "window closed by key") {
-		t.Errorf("log: %s", w.stderr.String())
+	if !strings.Contains(w.Stderr.String(), "window closed by key") {
+		t.Errorf("log: %s", w.Stderr.String())
 	}
 }
 
@@ -227,29 +176,19 @@ func TestWindowEscQuits(t *testing.T) {
 // picture, frozen during the outage, moves again.
 func TestWindowResumesAfterBrokerRestart(t *testing.T) {
 	if testing.Short() {
-		t.Skip("needs Xvfb, xdotool and ffmpeg")
+		t.Skip("runs a window on a virtual display")
 	}
 	display := xvfb(t)
-	bin := hubtest.GoBuild(t, "vidhub", ".", nil)
+	bin := hubtest.Vidhub(t)
 	srv := hubtest.StartNatsServer(t, 0)
-	startProc(t, bin, io.Discard, "publish", "--nats", srv.URL, "--room", "again", "--name", "cam",
-		"--source", "pattern", "--size", "640x360", "--fps", "20")
-	cmd := exec.Command(bin, "view", "--nats", srv.URL, "--room", "again")
-	cmd.Env = append(os.Environ(), "DISPLAY="+display, "XDG_RUNTIME_DIR="+t.TempDir())
-	var stderr hubtest.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() { _ = cmd.Process.Kill(); <-done })
-	hubtest.Eventually(t, 20*time.Second, func() bool { return colourful(grab(t, display)) > 5000 }, "no video: %s", stderr.String())
+	hubtest.PublishProcess(t, hubtest.ProcConfig{}, bin, srv.URL, "again", "cam", "--size", "640x360")
+	w := startWindow(t, bin, display, "--nats", srv.URL, "--room", "again")
+	w.WaitFor(30*time.Second, func() bool { return colourful(grab(t, display)) > 5000 }, "no video")
 
 	srv.Kill()
 	// Frozen: two grabs in a row are the same picture once frames stop.
 	var frozen *image.RGBA
-	hubtest.Eventually(t, 10*time.Second, func() bool {
+	w.WaitFor(20*time.Second, func() bool {
 		a := grab(t, display)
 		b := grab(t, display)
 		frozen = b
@@ -261,20 +200,18 @@ func TestWindowResumesAfterBrokerRestart(t *testing.T) {
 	// time after the picture moved: so the picture moved again within 2 s
 	// of the broker's return if that grab started within 2 s plus a grab.
 	var start, end time.Time
-	hubtest.Eventually(t, 15*time.Second, func() bool {
+	w.WaitFor(30*time.Second, func() bool {
 		start = time.Now()
 		moved := differ(frozen, grab(t, display)) > 1000
 		end = time.Now()
 		return moved
-	}, "the window did not resume after the broker came back: %s", stderr.String())
+	}, "the window did not resume after the broker came back")
 	grabTime := end.Sub(start)
 	t.Logf("window moving again %v after the broker came back (a screen grab takes %v)", start.Sub(back).Round(time.Millisecond), grabTime.Round(time.Millisecond))
 	if d := start.Sub(back); d > 2*time.Second+grabTime {
 		t.Errorf("the window moved again %v after the broker came back; want within 2 s (plus one %v screen grab)", d, grabTime)
 	}
-	select {
-	case err := <-done:
-		t.Fatalf("viewer exited: %v\n%s", err, stderr.String())
-	default:
+	if w.Exited() {
+		t.Fatalf("viewer exited: %v", w.Err())
 	}
 }

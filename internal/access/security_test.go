@@ -1,7 +1,6 @@
 package access_test
 
 import (
-	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -62,19 +61,11 @@ func connect(t *testing.T, cfg natsconn.Config) *nats.Conn {
 	return nc
 }
 
-// runPublisher runs a publisher and returns a channel with Run's result.
-func runPublisher(t *testing.T, nc *nats.Conn, room, name string) <-chan error {
+// runPublisher runs a small pattern publisher as room/name on nc until
+// the test ends.
+func runPublisher(t *testing.T, nc *nats.Conn, room, name string) *hubtest.Publisher {
 	t.Helper()
-	p, err := publisher.New(nc, publisher.Config{Room: room, Name: name, Source: "pattern", FPS: 15, Width: 160, Height: 90})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	finished := make(chan struct{})
-	go func() { defer close(finished); done <- p.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-finished })
-	return done
+	return hubtest.Publish(t, nc, publisher.Config{Room: room, Name: name, Source: "pattern", FPS: 15, Width: 160, Height: 90})
 }
 
 func TestAccessControl(t *testing.T) {
@@ -143,13 +134,13 @@ func TestAccessControl(t *testing.T) {
 					t.Fatal(err)
 				}
 				_ = spy.Flush()
-				done := runPublisher(t, connect(t, alice), tc.room, tc.name)
+				p := runPublisher(t, connect(t, alice), tc.room, tc.name)
 				select {
-				case err := <-done:
-					if !errors.Is(err, publisher.ErrNotAllowed) || !strings.Contains(err.Error(), tc.room) {
+				case <-p.Done():
+					if err := p.Err(); !errors.Is(err, publisher.ErrNotAllowed) || !strings.Contains(err.Error(), tc.room) {
 						t.Errorf("alice publishing as %s in %s: %v", tc.name, tc.room, err)
 					}
-				case <-time.After(10 * time.Second):
+				case <-time.After(20 * time.Second):
 					t.Errorf("alice publishing as %s in %s: not stopped", tc.name, tc.room)
 				}
 				if n := delivered.Load(); n != 0 {

@@ -1,16 +1,21 @@
-// Package hubtest holds what vidhub's tests share: real brokers (the
+// Package hubtest is the one harness of vidhub's tests: real brokers (the
 // embedded one, and a stock nats-server process built from the same
-// module), connections, and waiting for a condition instead of sleeping.
+// module), connections, waiting for a condition instead of sleeping, and
+// every process a test starts (Proc: the vidhub command built once by
+// Vidhub or VidhubStatic, nats-server, Xvfb, tools), always in a clean
+// environment so that a user's exported NATS_URL or VIDHUB_* cannot
+// change a test's outcome. Stats reads a headless viewer's JSON stats;
+// Publish and PublishProcess run pattern publishers.
 package hubtest
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -57,6 +62,17 @@ func Eventually(t testing.TB, timeout time.Duration, cond func() bool, msg strin
 	}
 }
 
+// Lazy is a message argument of Eventually evaluated when the message
+// is printed, after the wait, rather than when Eventually is called:
+//
+//	hubtest.Eventually(t, d, cond, "tiles: %v", hubtest.Lazy(func() any { return tiles() }))
+//
+// shows the tiles as they were when the wait gave up, not as they were
+// before it began.
+type Lazy func() any
+
+func (l Lazy) String() string { return fmt.Sprint(l()) }
+
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
 func FreePort(t testing.TB) int {
 	t.Helper()
@@ -71,13 +87,16 @@ func FreePort(t testing.TB) int {
 // WaitPort waits until something accepts TCP connections on addr.
 func WaitPort(t testing.TB, addr string, timeout time.Duration) {
 	t.Helper()
-	Eventually(t, timeout, func() bool {
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	}, "nothing listens on %s", addr)
+	Eventually(t, timeout, func() bool { return dialable(addr) }, "nothing listens on %s", addr)
+}
+
+// dialable reports whether something accepts TCP connections on addr.
+func dialable(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+	if err == nil {
+		c.Close()
+	}
+	return err == nil
 }
 
 var (
@@ -115,50 +134,56 @@ func GoBuild(t testing.TB, name, pkg string, env []string, args ...string) strin
 	return br.path
 }
 
+// Vidhub builds the vidhub command (with cgo: OpenCV) once per test
+// process and returns the binary's path.
+func Vidhub(t testing.TB) string {
+	t.Helper()
+	return GoBuild(t, "vidhub", vidhubPkg, nil)
+}
+
+// VidhubStatic builds the static vidhub command (CGO_ENABLED=0, what the
+// image holds) once per test process and returns the binary's path.
+func VidhubStatic(t testing.TB) string {
+	t.Helper()
+	return GoBuild(t, "vidhub-static", vidhubPkg, []string{"CGO_ENABLED=0"})
+}
+
+// VidhubTags builds the vidhub command with build tags (e.g.
+// "matprofile") once per test process and returns the binary's path.
+func VidhubTags(t testing.TB, tags string) string {
+	t.Helper()
+	return GoBuild(t, "vidhub-"+strings.ReplaceAll(tags, ",", "-"), vidhubPkg, nil, "-tags", tags)
+}
+
+const vidhubPkg = "github.com/vidhub/vidhub/cmd/vidhub"
+
 // NatsServer is a stock nats-server process.
 type NatsServer struct {
+	*Proc
 	URL  string
 	Port int
-	cmd  *exec.Cmd
-	done chan struct{}
 }
 
 // StartNatsServer builds nats-server from the module (same version the
 // embedded broker uses) and runs it on port (0: a free one) with extra
-// arguments, stopped when the test ends.
+// arguments, in a clean environment (see Env), stopped when the test ends.
 func StartNatsServer(t testing.TB, port int, args ...string) *NatsServer {
+	t.Helper()
+	return StartNatsServerEnv(t, nil, port, args...)
+}
+
+// StartNatsServerEnv is StartNatsServer with env (each "KEY=value") added
+// to the clean environment, for a configuration file's $VARIABLES.
+func StartNatsServerEnv(t testing.TB, env []string, port int, args ...string) *NatsServer {
 	t.Helper()
 	bin := GoBuild(t, "nats-server", "github.com/nats-io/nats-server/v2", nil)
 	if port == 0 {
 		port = FreePort(t)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, append([]string{"-a", "127.0.0.1", "-p", strconv.Itoa(port)}, args...)...)
-	cmd.Stdout, cmd.Stderr = testWriter{t}, testWriter{t}
-	if err := cmd.Start(); err != nil {
-		cancel()
-		t.Fatalf("starting nats-server: %v", err)
-	}
-	s := &NatsServer{URL: "nats://127.0.0.1:" + strconv.Itoa(port), Port: port, cmd: cmd, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(s.done) }()
-	t.Cleanup(func() { cancel(); <-s.done })
-	WaitPort(t, "127.0.0.1:"+strconv.Itoa(port), 10*time.Second)
+	p := StartProc(t, ProcConfig{Env: env, Name: "nats-server"}, bin, append([]string{"-a", "127.0.0.1", "-p", strconv.Itoa(port)}, args...)...)
+	s := &NatsServer{Proc: p, URL: "nats://127.0.0.1:" + strconv.Itoa(port), Port: port}
+	p.WaitFor(20*time.Second, func() bool { return dialable(s.URL[len("nats://"):]) }, "nothing listens on port %d", port)
 	return s
-}
-
-// Kill stops the server with SIGKILL and waits for it to go.
-func (s *NatsServer) Kill() {
-	_ = s.cmd.Process.Kill()
-	<-s.done
-}
-
-// testWriter sends a process's output to the test log.
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	defer func() { _ = recover() }() // the test may have ended
-	w.t.Logf("%s", p)
-	return len(p), nil
 }
 
 // Unavailable ends a test whose environment lacks something it needs (a

@@ -1,25 +1,21 @@
 package soak_test
 
 import (
-	"bufio"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/vidhub/vidhub/internal/bench"
 	"github.com/vidhub/vidhub/internal/hubtest"
-	"github.com/vidhub/vidhub/subscriber"
 )
 
 var (
@@ -70,20 +66,15 @@ type sample struct {
 
 // proc is one vidhub process of the soak.
 type proc struct {
+	*hubtest.Proc
 	name, role string
-	cmd        *exec.Cmd
 	statsPath  string
 	statsOff   int64
 	last       debugLine // newest debug line read
-	stderr     hubtest.Buffer
-	done       chan struct{} // closed when the process has exited
-	err        error         // its exit, once done is closed
 	samples    []sample
-	cpu        time.Duration // user+system time, read before it is stopped
-	matsPeak   int           // most Mats seen open at once
-
-	mu     sync.Mutex
-	frames map[string]uint64 // viewers: frames counted per publisher
+	cpu        time.Duration  // user+system time, read before it is stopped
+	matsPeak   int            // most Mats seen open at once
+	stats      *hubtest.Stats // viewers: their JSON stats
 }
 
 func TestSoak(t *testing.T) {
@@ -97,13 +88,13 @@ func TestSoak(t *testing.T) {
 	if *soakFor < 2*warmUp {
 		t.Fatalf("-soak %v is too short: it needs at least %v (a %v warm-up, then as long again measured)", *soakFor, 2*minWarmUp, minWarmUp)
 	}
-	bin := hubtest.GoBuild(t, "vidhub-matprofile", "github.com/vidhub/vidhub/cmd/vidhub", nil, "-tags", "matprofile")
+	bin := hubtest.VidhubTags(t, "matprofile")
 	dir := t.TempDir()
 
 	addr := "127.0.0.1:" + strconv.Itoa(hubtest.FreePort(t))
 	url := "nats://" + addr
-	broker := startProc(t, bin, dir, "broker", "broker", nil, "broker", "--listen", addr)
-	hubtest.WaitPort(t, addr, 15*time.Second)
+	broker := startProc(t, bin, dir, "broker", "broker", "broker", "--listen", addr)
+	hubtest.WaitPort(t, addr, 30*time.Second)
 
 	var pubs, views []*proc
 	for i := range nPublishers {
@@ -111,13 +102,12 @@ func TestSoak(t *testing.T) {
 		if i == 0 {
 			name, src = "gst", gstSource
 		}
-		pubs = append(pubs, startProc(t, bin, dir, name, "publisher", nil, "publish", "--nats", url,
+		pubs = append(pubs, startProc(t, bin, dir, name, "publisher", "publish", "--nats", url,
 			"--room", room, "--name", name, "--source", src, "--size", size, "--fps", fps))
 	}
 	for i := range nViewers {
 		name := "view" + strconv.Itoa(i)
-		p := &proc{frames: map[string]uint64{}}
-		views = append(views, startProc(t, bin, dir, name, "viewer", p, "view", "--nats", url,
+		views = append(views, startProc(t, bin, dir, name, "viewer", "view", "--nats", url,
 			"--room", room, "--name", name, "--headless", "--json"))
 	}
 	procs := append(append([]*proc{broker}, pubs...), views...)
@@ -162,13 +152,13 @@ func TestSoak(t *testing.T) {
 	// Stop: publishers first (their final line counts the Mats left once
 	// the source is closed), then viewers and broker.
 	for _, p := range procs {
-		p.cpu = cpuTime(p.cmd.Process.Pid)
+		p.cpu = cpuTime(p.Cmd.Process.Pid)
 	}
 	frames := frameTable(views, pubs)
 	var problems []string
 	for _, group := range [][]*proc{pubs, views, {broker}} {
 		for _, p := range group {
-			_ = p.cmd.Process.Signal(os.Interrupt)
+			_ = p.Signal(os.Interrupt)
 		}
 		for _, p := range group {
 			if msg := p.stop(t); msg != "" {
@@ -234,57 +224,23 @@ func TestSoak(t *testing.T) {
 	}
 }
 
-// startProc runs bin with args, its debug stats in dir; p (or a new proc)
-// records it. A viewer's stdout is parsed for frame counts. Whatever still
-// runs when the test ends is killed.
-func startProc(t *testing.T, bin, dir, name, role string, p *proc, args ...string) *proc {
+// startProc runs bin with args, its debug stats in dir. A viewer's
+// stdout is read for frame counts. Whatever still runs when the test ends
+// is stopped.
+func startProc(t *testing.T, bin, dir, name, role string, args ...string) *proc {
 	t.Helper()
-	if p == nil {
-		p = &proc{}
+	p := &proc{name: name, role: role, statsPath: filepath.Join(dir, name+".jsonl")}
+	cfg := hubtest.ProcConfig{Name: name, Env: []string{"VIDHUB_DEBUG_STATS=" + p.statsPath}}
+	if role == "viewer" {
+		p.stats = &hubtest.Stats{}
+		cfg.Stdout = p.stats
 	}
-	p.name, p.role, p.done = name, role, make(chan struct{})
-	p.statsPath = filepath.Join(dir, name+".jsonl")
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Env = append(os.Environ(), "DISPLAY=", "VIDHUB_DEBUG_STATS="+p.statsPath)
-	p.cmd.Stdout, p.cmd.Stderr = io.Discard, &p.stderr
-	if p.frames != nil {
-		r, w := io.Pipe()
-		p.cmd.Stdout = w
-		go p.readStats(r)
-		t.Cleanup(func() { _ = w.Close() })
-	}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("starting %s: %v", name, err)
-	}
-	go func() { p.err = p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	})
+	p.Proc = hubtest.StartProc(t, cfg, bin, args...)
 	return p
 }
 
-// readStats keeps the newest frame count per publisher from a headless
-// viewer's JSON stats.
-func (p *proc) readStats(r io.Reader) {
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		var s subscriber.TileStats
-		if json.Unmarshal(sc.Bytes(), &s) != nil {
-			continue
-		}
-		p.mu.Lock()
-		p.frames[s.Participant] = s.Frames
-		p.mu.Unlock()
-	}
-	_, _ = io.Copy(io.Discard, r)
-}
-
-func (p *proc) framesOf(publisher string) uint64 {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.frames[publisher]
-}
+// framesOf is the newest frame count of publisher a viewer printed.
+func (p *proc) framesOf(publisher string) uint64 { return p.stats.Frames(publisher) }
 
 // frameTable is every viewer's frame count of every publisher.
 func frameTable(views, pubs []*proc) map[[2]string]uint64 {
@@ -327,12 +283,10 @@ func (p *proc) framesSummary(frames map[[2]string]uint64, views, pubs []*proc) s
 // that exited fails the test.
 func (p *proc) sample(t *testing.T, now time.Time) {
 	t.Helper()
-	select {
-	case <-p.done:
-		t.Fatalf("%s exited during the soak: %v\n%s", p.name, p.err, tail(p.stderr.String()))
-	default:
+	if p.Exited() {
+		t.Fatalf("%s exited during the soak: %v\n%s", p.name, p.Err(), tail(p.Stderr.String()))
 	}
-	rss, err := vmRSS(p.cmd.Process.Pid)
+	rss, err := vmRSS(p.Cmd.Process.Pid)
 	if err != nil {
 		t.Fatalf("%s: %v", p.name, err)
 	}
@@ -373,15 +327,11 @@ func (p *proc) readDebug() bool {
 // cleanly, with a final debug line.
 func (p *proc) stop(t *testing.T) string {
 	t.Helper()
-	timer := time.NewTimer(stopTimeout)
-	defer timer.Stop()
-	select {
-	case <-p.done:
-	case <-timer.C:
+	if _, ok := p.Wait(stopTimeout); !ok {
 		return fmt.Sprintf("%s: still running %v after SIGINT", p.name, stopTimeout)
 	}
-	if p.err != nil {
-		return fmt.Sprintf("%s: exit after SIGINT: %v\n%s", p.name, p.err, tail(p.stderr.String()))
+	if p.Err() != nil {
+		return fmt.Sprintf("%s: exit after SIGINT: %v\n%s", p.name, p.Err(), tail(p.Stderr.String()))
 	}
 	p.readDebug()
 	if !p.last.Final {

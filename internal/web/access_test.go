@@ -117,7 +117,7 @@ users:
 				t.Fatalf("no frames of ann through the gateway: %v", nc.LastError())
 			}
 		}
-		hubtest.Eventually(t, 5*time.Second, func() bool {
+		hubtest.Eventually(t, 15*time.Second, func() bool {
 			p, _ := pres.last()
 			return p.Role == protocol.RolePublisher
 		}, "no presence of ann through the gateway")

@@ -86,7 +86,7 @@ func TestViewSocket(t *testing.T) {
 		t.Errorf("hi feed viewers = %v, want 1", n)
 	}
 	// The viewer announced itself; the directory and /api/rooms show it.
-	hubtest.Eventually(t, 5*time.Second, func() bool {
+	hubtest.Eventually(t, 15*time.Second, func() bool {
 		return h.g.dir.has("lobby", hello.Viewer, protocol.RoleViewer)
 	}, "viewer %s not in the directory", hello.Viewer)
 	code, body := get(t, h.url+"/api/rooms")
@@ -96,9 +96,9 @@ func TestViewSocket(t *testing.T) {
 	}
 
 	_ = c.Close(websocket.StatusNormalClosure, "")
-	hubtest.Eventually(t, 5*time.Second, func() bool { return len(h.g.hub.stats()) == 0 },
+	hubtest.Eventually(t, 15*time.Second, func() bool { return len(h.g.hub.stats()) == 0 },
 		"subscriptions left after the last viewer: %+v", h.g.hub.stats())
-	hubtest.Eventually(t, 5*time.Second, func() bool {
+	hubtest.Eventually(t, 15*time.Second, func() bool {
 		return !h.g.dir.has("lobby", hello.Viewer, protocol.RoleViewer)
 	}, "viewer still present after leaving")
 }
@@ -124,12 +124,12 @@ func TestOneSubscriptionPerRoomAndLayer(t *testing.T) {
 	for _, c := range conns[:2] {
 		sendJSON(t, ctx, c, control{Hi: []string{"alice"}})
 	}
-	hubtest.Eventually(t, 5*time.Second, func() bool { return h.nc.NumSubscriptions()-base == 2 },
+	hubtest.Eventually(t, 15*time.Second, func() bool { return h.nc.NumSubscriptions()-base == 2 },
 		"want one lo and one hi subscription, have %d", h.nc.NumSubscriptions()-base)
 	for _, c := range conns {
 		_ = c.Close(websocket.StatusNormalClosure, "")
 	}
-	hubtest.Eventually(t, 5*time.Second, func() bool { return h.nc.NumSubscriptions() == base },
+	hubtest.Eventually(t, 15*time.Second, func() bool { return h.nc.NumSubscriptions() == base },
 		"subscriptions left: %d", h.nc.NumSubscriptions()-base)
 }
 
@@ -182,12 +182,12 @@ func TestPublishSocket(t *testing.T) {
 			t.Errorf("frame %d: %+v", i, meta)
 		}
 	}
-	hubtest.Eventually(t, 5*time.Second, func() bool {
+	hubtest.Eventually(t, 15*time.Second, func() bool {
 		p, _ := pres.last()
 		return p.Role == protocol.RolePublisher && p.Sends(protocol.Hi) && p.Layers[0].FPS == 12
 	}, "no publisher presence announcing hi at 12 fps")
 	_ = c.Close(websocket.StatusNormalClosure, "")
-	hubtest.Eventually(t, 5*time.Second, func() bool { p, _ := pres.last(); return p.Leaving },
+	hubtest.Eventually(t, 15*time.Second, func() bool { p, _ := pres.last(); return p.Leaving },
 		"no leaving beat after the socket closed")
 }
 
@@ -284,7 +284,7 @@ func TestHostile(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			// The websocket package closes an over-limit socket itself,
 			// before the gateway's handler has let go of the name.
-			hubtest.Eventually(t, 5*time.Second, func() bool { return h.g.m.socketsNow[1].Load() == 0 }, "the last publishing socket is still open")
+			hubtest.Eventually(t, 15*time.Second, func() bool { return h.g.m.socketsNow[1].Load() == 0 }, "the last publishing socket is still open")
 			c := dial(t, ctx, h.url, "/ws/publish/lobby/mallory")
 			_ = tt.send(c) // the gateway may close while we write
 			var err error
@@ -313,7 +313,7 @@ func TestHostile(t *testing.T) {
 	})
 
 	t.Run("name taken", func(t *testing.T) {
-		hubtest.Eventually(t, 5*time.Second, func() bool { return h.g.dir.has("lobby", "alice", protocol.RolePublisher) },
+		hubtest.Eventually(t, 15*time.Second, func() bool { return h.g.dir.has("lobby", "alice", protocol.RolePublisher) },
 			"alice not in the directory")
 		_, resp, err := websocket.Dial(ctx, wsURL(h.url, "/ws/publish/lobby/alice"), nil)
 		if err == nil || resp == nil || resp.StatusCode != http.StatusConflict {

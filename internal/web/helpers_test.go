@@ -11,8 +11,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
-	"os/exec"
 	"runtime"
 	"strconv"
 	"strings"
@@ -59,46 +57,19 @@ func startHub(t testing.TB, bcfg broker.Config, gcfg Config) *testHub {
 	return &testHub{b: b, nc: nc, g: g, url: g.URL()}
 }
 
-// startPattern runs a real pattern publisher until the test ends.
-func startPattern(t testing.TB, url, room, name string, fps float64, w, h int) *publisher.Publisher {
+// startPattern runs a pattern publisher of w x h at fps as room/name on
+// its own connection to url, until the test ends.
+func startPattern(t testing.TB, url, room, name string, fps float64, w, h int) *hubtest.Publisher {
 	t.Helper()
-	nc := hubtest.Connect(t, url)
-	pub, err := publisher.New(nc, publisher.Config{Room: room, Name: name, Source: "pattern", FPS: fps, Width: w, Height: h})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = pub.Run(ctx)
-	}()
-	t.Cleanup(func() { cancel(); <-done })
-	return pub
+	return hubtest.Publish(t, hubtest.Connect(t, url), publisher.Config{Room: room, Name: name, Source: "pattern", FPS: fps, Width: w, Height: h})
 }
 
 // startPatternProcess runs "vidhub publish --source pattern" as its own
 // process (a static build, without the race detector) until the test ends.
-func startPatternProcess(t testing.TB, url, room, name string, fps float64, w, h int) {
+func startPatternProcess(t testing.TB, url, room, name string, fps float64, w, h int) *hubtest.Proc {
 	t.Helper()
-	bin := vidhubBinary(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, "publish", "--nats", url, "--room", room, "--name", name,
-		"--source", "pattern", "--fps", strconv.FormatFloat(fps, 'g', -1, 64), "--size", protocol.FormatSize(w, h), "--log-level", "warn")
-	cmd.Env = append(os.Environ(), "VIDHUB_USER=")
-	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
-	cmd.WaitDelay = 10 * time.Second
-	cmd.Stdout, cmd.Stderr = tlogWriter{t}, tlogWriter{t}
-	if err := cmd.Start(); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cancel(); _ = cmd.Wait() })
-}
-
-// vidhubBinary builds the static vidhub binary once per test process.
-func vidhubBinary(t testing.TB) string {
-	return hubtest.GoBuild(t, "vidhub-static", "github.com/vidhub/vidhub/cmd/vidhub", []string{"CGO_ENABLED=0"})
+	return hubtest.PublishProcess(t, hubtest.ProcConfig{}, hubtest.VidhubStatic(t), url, room, name,
+		"--fps", strconv.FormatFloat(fps, 'g', -1, 64), "--size", protocol.FormatSize(w, h), "--log-level", "warn")
 }
 
 // wsURL turns the gateway's http URL and path into a ws URL.

@@ -79,6 +79,7 @@ export class RoomView {
     this.focused = null;
     this.clock = new Clock(); // the gateway's clock against ours
     this.probes = [];
+    this.openedAt = 0; // when the socket last opened
     this.sentHi = null;
     this.viewers = [];
     const q = new URLSearchParams();
@@ -87,6 +88,7 @@ export class RoomView {
     const qs = q.toString();
     this.sock = new Socket("/ws/view/" + encodeURIComponent(room) + (qs ? "?" + qs : ""), {
       onOpen: () => {
+        this.openedAt = Date.now();
         this.sentHi = null;
         this.syncHi();
         this.startProbes();
@@ -133,8 +135,15 @@ export class RoomView {
   onRoom(m, now) {
     const names = new Set(m.publishers.map((p) => p.name));
     for (const p of m.publishers) if (p.name !== this.self) this.tile(p.name);
+    // A tile goes when the gateway does not list its publisher and no
+    // frame came for STALL_MS while the socket was open. Time spent
+    // disconnected does not count: a gateway that has just (re)started
+    // lists nobody until it hears the publishers' next presence beat (up
+    // to a second later), and judging the tiles by their last frame from
+    // before the outage would drop every one of them, and the focus with
+    // them, after any restart longer than STALL_MS.
     for (const [name, t] of this.tiles) {
-      if (!names.has(name) && now - t.lastAt > STALL_MS) this.remove(name);
+      if (!names.has(name) && now - Math.max(t.lastAt, this.openedAt) > STALL_MS) this.remove(name);
     }
     this.viewers = m.viewers;
     this.pubCount = m.publishers.length;
