@@ -36,16 +36,15 @@ class Tile {
       this.el.dataset.size = f.width + "x" + f.height;
     };
   }
-  // push shows a frame that came at arrived (this page's clock, ms);
-  // clock, once it has a sample, turns that into the gateway's clock,
-  // the one the publisher stamps capture times with.
-  push(frame, now, arrived, clock) {
+  // push shows a frame that came at arrived (this page's clock, ms). It
+  // keeps arrived minus the capture time (the publisher's clock, which is
+  // the gateway's): tick adds the clock offset as it stands then, so the
+  // figure and its error always come from the same probe.
+  push(frame, now, arrived) {
     this.lastAt = now;
     this.rate.add(now);
-    if (clock.best) {
-      this.lat.push(arrived + clock.best.offset - frame.time);
-      if (this.lat.length > 60) this.lat.shift();
-    }
+    this.lat.push(arrived - frame.time);
+    if (this.lat.length > 60) this.lat.shift();
     this.fc.push(frame);
   }
   tick(now, clock) {
@@ -57,10 +56,12 @@ class Tile {
     parts.push(fps + " fps");
     let title = "";
     if (p50 != null && clock.best) {
-      const [text, why] = latencyLabel(p50, clock.best.rtt / 2);
+      const ms = p50 + clock.best.offset, err = clock.best.rtt / 2;
+      const [text, why] = latencyLabel(ms, err);
       parts.push(text);
       title = why;
-      this.el.dataset.latency = String(p50);
+      this.el.dataset.latency = String(ms);
+      this.el.dataset.latencyErr = String(err);
       this.el.dataset.latencyText = text;
     }
     this.statEl.textContent = parts.join(" · ");
@@ -130,7 +131,7 @@ export class RoomView {
     }
     const f = parseFrame(d);
     if (!f || f.name === this.self) return;
-    this.tile(f.name).push(f, now, arrived, this.clock);
+    this.tile(f.name).push(f, now, arrived);
   }
   onRoom(m, now) {
     const names = new Set(m.publishers.map((p) => p.name));
