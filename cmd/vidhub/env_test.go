@@ -81,7 +81,7 @@ func TestEnvNamesMeanOneThing(t *testing.T) {
 		},
 		"demo":    {"listen": "VIDHUB_NATS_LISTEN", "web": "VIDHUB_WEB_LISTEN"},
 		"web":     {"listen": "VIDHUB_WEB_LISTEN", "tls-cert": "VIDHUB_TLS_CERT", "nats": "VIDHUB_NATS"},
-		"token":   {"url": "VIDHUB_WEB_URL"},
+		"token":   {"url": "VIDHUB_WEB_URL", "room": "VIDHUB_TOKEN_ROOM", "name": "VIDHUB_TOKEN_NAME"},
 		"health":  {"url": "VIDHUB_HEALTH_URLS", "tls-cert": "VIDHUB_TLS_CERT"},
 		"publish": {"room": "VIDHUB_ROOM", "tls-cert": "VIDHUB_TLS_CERT", "nats": "VIDHUB_NATS"},
 	}

@@ -23,6 +23,11 @@ func runToken(_ context.Context, env *cmdEnv, args []string) error {
 	keyFile := fs.String("token-key-file", "", "key file that signs tokens (the gateway's --token-key-file)")
 	newKey := fs.String("new-key", "", "write a new random key to this file (mode 0600; never overwrites) and exit")
 	base := fs.String("url", "", "the gateway's base URL, e.g. https://hub.example.com: print a ready link too")
+	// A token's room and name are a grant, not this host's own room and
+	// name (VIDHUB_ROOM, VIDHUB_NAME on a publisher's host): their own
+	// variables, so a publisher's environment never narrows a token.
+	fs.envVar("room", "VIDHUB_TOKEN_ROOM")
+	fs.envVar("name", "VIDHUB_TOKEN_NAME")
 	fs.envVar("url", "VIDHUB_WEB_URL")
 	fs.retire("VIDHUB_URL", "url")
 	if err := env.parse(fs, args); err != nil {
