@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -55,9 +56,13 @@ func TestThumbnailsOfWatchedPublisher(t *testing.T) {
 	if f.Participant != "cam" || f.Layer != protocol.Lo {
 		t.Errorf("thumbnail from %s layer %s, want cam lo", f.Participant, f.Layer)
 	}
-	if p, n := gw.last(); n == 0 || p.Role != protocol.RoleViewer || !slices.Equal(p.Views, []protocol.Layer{protocol.Lo}) || p.Leaving {
-		t.Errorf("the gateway announced %+v (%d beats), want a viewer of lo", p, n)
-	}
+	// The beat that made the publisher encode and the frame it sent
+	// travel on different connections (gateway, publisher, spy): the spy
+	// may read the beat after the page got the frame.
+	hubtest.Eventually(t, 10*time.Second, func() bool {
+		p, n := gw.last()
+		return n > 0 && p.Role == protocol.RoleViewer && slices.Equal(p.Views, []protocol.Layer{protocol.Lo}) && !p.Leaving
+	}, "the gateway announced %v, want a viewer of lo", hubtest.Lazy(func() any { p, n := gw.last(); return fmt.Sprintf("%+v (%d beats)", p, n) }))
 
 	_ = thumbs.CloseNow()
 	hubtest.Eventually(t, 10*time.Second, func() bool { p, _ := gw.last(); return p.Leaving }, "the gateway did not leave the room it no longer shows")
