@@ -39,7 +39,7 @@ func ListRooms(ctx context.Context, nc *nats.Conn, wait time.Duration) ([]protoc
 	if wait <= 0 {
 		wait = ListenFor
 	}
-	canSee, err := mayReadFrames(nc)
+	canSee, probeRoom, err := mayReadFrames(nc)
 	if err != nil {
 		return nil, fmt.Errorf("listening for presence: %w", err)
 	}
@@ -53,7 +53,7 @@ func ListRooms(ctx context.Context, nc *nats.Conn, wait time.Duration) ([]protoc
 	if err := nc.FlushTimeout(5 * time.Second); err != nil {
 		return nil, fmt.Errorf("listening for presence: %w", err)
 	}
-	if err := nc.LastError(); err != nil {
+	if err := nc.LastError(); err != nil && !strings.Contains(err.Error(), probeRoom) {
 		return nil, fmt.Errorf("listening for presence: %w", err)
 	}
 	t := time.NewTimer(wait)
@@ -81,19 +81,19 @@ func ListRooms(ctx context.Context, nc *nats.Conn, wait time.Duration) ([]protoc
 }
 
 // mayReadFrames reports whether the broker lets nc subscribe to frames:
-// a subscription to a room nobody uses, refused or not.
-func mayReadFrames(nc *nats.Conn) (bool, error) {
-	room := protocol.RandomName("probe")
+// a subscription to a room nobody uses (named room), refused or not.
+func mayReadFrames(nc *nats.Conn) (ok bool, room string, err error) {
+	room = protocol.RandomName("probe")
 	sub, err := nc.SubscribeSync(protocol.RoomFrames(room, protocol.Lo))
 	if err != nil {
-		return false, err
+		return false, room, err
 	}
 	defer func() { _ = sub.Unsubscribe() }()
 	if err := nc.FlushTimeout(5 * time.Second); err != nil {
-		return false, err
+		return false, room, err
 	}
 	le := nc.LastError()
-	return !(errors.Is(le, nats.ErrPermissionViolation) && strings.Contains(le.Error(), room)), nil
+	return !(errors.Is(le, nats.ErrPermissionViolation) && strings.Contains(le.Error(), room)), room, nil
 }
 
 // lister is ListRooms' state while it listens.
