@@ -107,6 +107,11 @@ type Member struct {
 	Layers  []LayerInfo `json:"layers,omitempty"` // what a publisher sends
 	Views   []Layer     `json:"views,omitempty"`  // what it takes
 	Started time.Time   `json:"started"`          // when it joined
+	// Unverified marks a publisher known from its presence alone: the
+	// lister could not read frames to check that it publishes (see
+	// subscriber.ListRooms). Presence alone proves nothing: a user who
+	// may only view can announce itself as a publisher.
+	Unverified bool `json:"unverified,omitempty"`
 }
 
 // Member is the room member that participant name, beating p, is.

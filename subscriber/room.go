@@ -63,6 +63,11 @@ const (
 	// callback sheds frames at once instead of hoarding stale ones.
 	pendingMsgs  = 256
 	pendingBytes = 64 << 20
+	// maxParticipants bounds the viewers and joining publishers a room
+	// keeps from presence: presence is cheap to send, and a user allowed
+	// to announce itself under many names (a web gateway's) must not grow
+	// a viewer's memory without end. The excess is dropped and counted.
+	maxParticipants = 1024
 )
 
 // ErrNotAllowed is returned (wrapped) when the broker refuses to let this
@@ -106,6 +111,11 @@ type Room struct {
 	mu      sync.RWMutex
 	tiles   map[string]*Tile
 	viewers map[string]time.Time // viewer name -> last beat
+	// joining holds publishers whose presence says publisher but whose
+	// frames have not arrived: they get a tile, and count for the layout,
+	// only with their first frame. Presence alone proves nothing: a user
+	// with view rights only may beat any role on its own presence subject.
+	joining map[string]joining
 	left    map[string]time.Time // participant -> when it said it was leaving
 	layer   protocol.Layer
 	frames  *nats.Subscription
@@ -121,6 +131,7 @@ type Room struct {
 
 	presence *nats.Subscription
 	bad      atomic.Uint64  // bad messages of no known tile
+	dropped  atomic.Uint64  // presence dropped: maxParticipants reached
 	badLog   rate.Sometimes // the first bad message, then one per 10 s
 	changed  chan struct{}
 
@@ -162,6 +173,7 @@ func Join(nc *nats.Conn, cfg Config) (*Room, error) {
 		start:   time.Now(),
 		tiles:   map[string]*Tile{},
 		viewers: map[string]time.Time{},
+		joining: map[string]joining{},
 		left:    map[string]time.Time{},
 		changed: make(chan struct{}, 1),
 		badLog:  rate.Sometimes{Interval: 10 * time.Second},
@@ -213,7 +225,8 @@ func (r *Room) Layer() protocol.Layer {
 	return r.layer
 }
 
-// Tiles returns the room's publishers, sorted by name.
+// Tiles returns the room's publishers, sorted by name: those whose
+// frames have arrived (see Joining).
 func (r *Room) Tiles() []*Tile {
 	r.mu.RLock()
 	ts := slices.Collect(maps.Values(r.tiles))
@@ -229,6 +242,20 @@ func (r *Room) Viewers() []string {
 	defer r.mu.RUnlock()
 	return slices.Sorted(maps.Keys(r.viewers))
 }
+
+// Joining returns, sorted, the names of participants whose presence says
+// they publish but whose frames have not arrived (yet): a renderer may
+// show them as joining. They have no tile and do not count for the
+// layout, so a participant that may not publish cannot change it.
+func (r *Room) Joining() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return slices.Sorted(maps.Keys(r.joining))
+}
+
+// Dropped counts presence beats of new participants dropped because the
+// room already tracked maxParticipants viewers and joining publishers.
+func (r *Room) Dropped() uint64 { return r.dropped.Load() }
 
 // Stats returns the latest stats of every tile.
 func (r *Room) Stats() []TileStats {
@@ -439,6 +466,10 @@ func (r *Room) addTile(name string, now time.Time) *Tile {
 	t, ok := r.tiles[name]
 	if !ok {
 		t = newTile(r.cfg.Room, name, name == r.cfg.Self, now)
+		if j, ok := r.joining[name]; ok {
+			t.onPresence(j.p, j.seen)
+			delete(r.joining, name)
+		}
 		r.tiles[name] = t
 		r.log.Info("publisher joined", "participant", name)
 		select {
@@ -471,6 +502,7 @@ func (r *Room) onPresence(m *nats.Msg) {
 		_, wasTile := r.tiles[name]
 		delete(r.tiles, name)
 		delete(r.viewers, name)
+		delete(r.joining, name)
 		r.left[name] = now
 		r.mu.Unlock()
 		if wasTile {
@@ -483,16 +515,35 @@ func (r *Room) onPresence(m *nats.Msg) {
 		return
 	}
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	delete(r.left, name) // back, or a new process under the same name
-	if p.Role == protocol.RoleViewer {
-		r.viewers[name] = now
-		r.mu.Unlock()
+	if t := r.tiles[name]; t != nil && p.Role == protocol.RolePublisher {
+		t.onPresence(p, now) // a publisher whose frames arrived
 		return
 	}
-	r.mu.Unlock()
-	if t := r.addTile(name, now); t != nil {
-		t.onPresence(p, now)
+	_, isViewer := r.viewers[name]
+	_, isJoining := r.joining[name]
+	if !isViewer && !isJoining && len(r.viewers)+len(r.joining) >= maxParticipants {
+		r.dropped.Add(1)
+		r.badLog.Do(func() {
+			r.log.Warn("dropping presence: too many participants", "limit", maxParticipants, "participant", name)
+		})
+		return
 	}
+	if p.Role == protocol.RoleViewer {
+		delete(r.joining, name)
+		r.viewers[name] = now
+		return
+	}
+	// A publisher only by its word: joining until its frames arrive.
+	delete(r.viewers, name)
+	r.joining[name] = joining{p: p, seen: now}
+}
+
+// joining is a publisher by presence only, as of its last beat.
+type joining struct {
+	p    protocol.Presence
+	seen time.Time
 }
 
 // loop rolls stats, sweeps the silent, beats presence and picks the layer.
@@ -556,6 +607,11 @@ func (r *Room) sweep(now time.Time) {
 	for name, at := range r.viewers {
 		if now.Sub(at) > limit {
 			delete(r.viewers, name)
+		}
+	}
+	for name, j := range r.joining {
+		if now.Sub(j.seen) > limit {
+			delete(r.joining, name)
 		}
 	}
 	for name, at := range r.left {

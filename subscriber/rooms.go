@@ -2,6 +2,7 @@ package subscriber
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -16,45 +17,43 @@ import (
 // ListenFor is how long ListRooms listens: a little over one beat.
 const ListenFor = protocol.Beat + 500*time.Millisecond
 
+// MaxListed bounds the participants ListRooms keeps while it listens:
+// presence is cheap to send, so a flood of it must not grow the lister's
+// memory without end. The excess is dropped.
+const MaxListed = 4096
+
 // ListRooms listens to every room's presence for wait (ListenFor if 0)
 // and returns the rooms it heard of, sorted by name, members sorted too.
 // No central state is involved: presence is the directory.
+//
+// Presence alone does not make a publisher: a user allowed only to view
+// may still announce itself as one. A participant whose presence says
+// publisher is listed only once one of its frames has arrived (ListRooms
+// listens for them, one participant at a time, and waits up to a beat
+// more for the last ones), and a room is listed only while someone
+// publishes in it; viewers are listed in those rooms. A connection that
+// may read presence but not frames (a directory user) cannot tell: it
+// lists rooms as their presence describes them, each publisher marked
+// Unverified.
 func ListRooms(ctx context.Context, nc *nats.Conn, wait time.Duration) ([]protocol.RoomInfo, error) {
 	if wait <= 0 {
 		wait = ListenFor
 	}
-	var mu sync.Mutex
-	rooms := map[string]map[string]protocol.Member{}
-	sub, err := nc.Subscribe(protocol.AllPresence, func(m *nats.Msg) {
-		s, err := protocol.ParseSubject(m.Subject)
-		if err != nil {
-			return
-		}
-		p, err := protocol.DecodePresence(m.Data)
-		if err != nil {
-			return
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		members := rooms[s.Room()]
-		if members == nil {
-			members = map[string]protocol.Member{}
-			rooms[s.Room()] = members
-		}
-		if p.Leaving {
-			delete(members, s.Participant())
-			return
-		}
-		members[s.Participant()] = p.Member(s.Participant())
-	})
+	canSee, probeRoom, err := mayReadFrames(nc)
+	if err != nil {
+		return nil, fmt.Errorf("listening for presence: %w", err)
+	}
+	l := &lister{nc: nc, canSee: canSee, rooms: map[string]map[string]*listed{}, probed: make(chan struct{}, 1)}
+	sub, err := nc.Subscribe(protocol.AllPresence, l.onPresence)
 	if err != nil {
 		return nil, fmt.Errorf("listening for presence: %w", err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
+	defer l.stop()
 	if err := nc.FlushTimeout(5 * time.Second); err != nil {
 		return nil, fmt.Errorf("listening for presence: %w", err)
 	}
-	if err := nc.LastError(); err != nil {
+	if err := nc.LastError(); err != nil && !strings.Contains(err.Error(), probeRoom) {
 		return nil, fmt.Errorf("listening for presence: %w", err)
 	}
 	t := time.NewTimer(wait)
@@ -65,20 +64,187 @@ func ListRooms(ctx context.Context, nc *nats.Conn, wait time.Duration) ([]protoc
 	case <-t.C:
 	}
 	_ = sub.Unsubscribe()
-	mu.Lock()
-	defer mu.Unlock()
-	out := make([]protocol.RoomInfo, 0, len(rooms))
-	for name, members := range rooms {
-		if len(members) == 0 {
+	// Publishers heard late get up to a beat more to show a frame.
+	late := time.NewTimer(protocol.Beat)
+	defer late.Stop()
+	for l.probing() {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-late.C:
+		case <-l.probed:
 			continue
 		}
+		break
+	}
+	return l.result(), nil
+}
+
+// mayReadFrames reports whether the broker lets nc subscribe to frames:
+// a subscription to a room nobody uses (named room), refused or not.
+func mayReadFrames(nc *nats.Conn) (ok bool, room string, err error) {
+	room = protocol.RandomName("probe")
+	sub, err := nc.SubscribeSync(protocol.RoomFrames(room, protocol.Lo))
+	if err != nil {
+		return false, room, err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := nc.FlushTimeout(5 * time.Second); err != nil {
+		return false, room, err
+	}
+	le := nc.LastError()
+	return !(errors.Is(le, nats.ErrPermissionViolation) && strings.Contains(le.Error(), room)), room, nil
+}
+
+// lister is ListRooms' state while it listens.
+type lister struct {
+	nc     *nats.Conn
+	canSee bool // the broker lets nc read frames
+
+	mu     sync.Mutex
+	rooms  map[string]map[string]*listed
+	n      int // participants in rooms
+	probes int // publishers whose first frame is awaited
+	probed chan struct{}
+	done   bool
+}
+
+type listed struct {
+	m     protocol.Member
+	live  bool // a frame of it arrived
+	probe *nats.Subscription
+}
+
+func (l *lister) onPresence(m *nats.Msg) {
+	s, err := protocol.ParseSubject(m.Subject)
+	if err != nil || !s.Presence {
+		return
+	}
+	p, err := protocol.DecodePresence(m.Data)
+	if err != nil {
+		return
+	}
+	room, name := s.Room(), s.Participant()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.done {
+		return
+	}
+	members := l.rooms[room]
+	e := members[name]
+	if p.Leaving {
+		if e != nil {
+			l.forget(room, name, e)
+		}
+		return
+	}
+	if e == nil {
+		if l.n >= MaxListed {
+			return
+		}
+		if members == nil {
+			members = map[string]*listed{}
+			l.rooms[room] = members
+		}
+		e = &listed{}
+		members[name] = e
+		l.n++
+	}
+	e.m = p.Member(name)
+	if p.Role == protocol.RolePublisher && l.canSee && !e.live && e.probe == nil {
+		e.probe, _ = l.nc.Subscribe(protocol.ParticipantAll(room, name), func(m *nats.Msg) { l.onProbe(room, name, m) })
+		if e.probe != nil {
+			l.probes++
+		}
+	}
+}
+
+// onProbe marks a publisher live at its first frame.
+func (l *lister) onProbe(room, name string, m *nats.Msg) {
+	s, err := protocol.ParseSubject(m.Subject)
+	if err != nil || s.Presence {
+		return
+	}
+	if _, err := protocol.ParseFrame(m.Header, m.Data); err != nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e := l.rooms[room][name]
+	if e == nil || e.live || e.probe == nil || l.done {
+		return
+	}
+	e.live = true
+	l.endProbe(e)
+}
+
+// endProbe stops e's probe. l.mu is held.
+func (l *lister) endProbe(e *listed) {
+	if e.probe == nil {
+		return
+	}
+	_ = e.probe.Unsubscribe()
+	e.probe = nil
+	l.probes--
+	select {
+	case l.probed <- struct{}{}:
+	default:
+	}
+}
+
+// forget drops a participant that left. l.mu is held.
+func (l *lister) forget(room, name string, e *listed) {
+	l.endProbe(e)
+	delete(l.rooms[room], name)
+	l.n--
+}
+
+func (l *lister) probing() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.probes > 0
+}
+
+// stop ends every probe.
+func (l *lister) stop() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.done = true
+	for _, members := range l.rooms {
+		for _, e := range members {
+			l.endProbe(e)
+		}
+	}
+}
+
+// result is the rooms with a publisher, as ListRooms returns them.
+func (l *lister) result() []protocol.RoomInfo {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]protocol.RoomInfo, 0, len(l.rooms))
+	for name, members := range l.rooms {
 		ri := protocol.RoomInfo{Room: name}
-		for _, m := range members {
+		publishers := 0
+		for _, e := range members {
+			m := e.m
+			if m.Role == protocol.RolePublisher {
+				switch {
+				case e.live:
+				case !l.canSee:
+					m.Unverified = true
+				default:
+					continue // joining, or a viewer posing as a publisher
+				}
+				publishers++
+			}
 			ri.Members = append(ri.Members, m)
+		}
+		if publishers == 0 {
+			continue
 		}
 		slices.SortFunc(ri.Members, func(a, b protocol.Member) int { return strings.Compare(a.Name, b.Name) })
 		out = append(out, ri)
 	}
 	slices.SortFunc(out, func(a, b protocol.RoomInfo) int { return strings.Compare(a.Room, b.Room) })
-	return out, nil
+	return out
 }

@@ -43,7 +43,7 @@ func runRooms(ctx context.Context, env *cmdEnv, args []string) error {
 		return enc.Encode(rooms)
 	}
 	if len(rooms) == 0 {
-		fmt.Fprintln(env.stdout, "no rooms: nobody is publishing or viewing")
+		fmt.Fprintln(env.stdout, "no rooms: nobody is publishing")
 		return nil
 	}
 	tw := tabwriter.NewWriter(env.stdout, 0, 0, 2, ' ', 0)
@@ -60,7 +60,11 @@ func runRooms(ctx context.Context, env *cmdEnv, args []string) error {
 			for i, v := range m.Views {
 				views[i] = string(v)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Room, m.Name, m.Role, size, fps, strings.Join(views, ","))
+			role := string(m.Role)
+			if m.Unverified {
+				role += "?" // presence only: this user may not read frames to check
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Room, m.Name, role, size, fps, strings.Join(views, ","))
 		}
 	}
 	return tw.Flush()

@@ -1,34 +1,82 @@
 package web
 
 import (
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"golang.org/x/time/rate"
 
 	"github.com/vidhub/vidhub/protocol"
+)
+
+// Bounds on what presence may make the directory keep. Presence is cheap
+// to send, and a user allowed to view every room may beat it in every
+// room, so what presence alone adds is bounded; the excess is dropped,
+// counted (vidhub_web_presence_dropped_total) and logged now and then.
+const (
+	// maxMembers bounds the participants of one room.
+	maxMembers = 1024
+	// maxUnproven bounds the participants kept in rooms where no one
+	// has been seen publishing (yet), over all rooms...
+	maxUnproven = 1024
+	// ... and maxUnprovenPerName the rooms of that kind one name may be
+	// kept in. A NATS user announces itself only under its own name (the
+	// access file), so this bounds each user; a gateway's names are one
+	// per socket.
+	maxUnprovenPerName = 8
+	// maxRooms bounds the rooms kept at all.
+	maxRooms = 4096
 )
 
 // directory keeps every room's participants from their presence, for as
 // long as the gateway runs: the live form of subscriber.ListRooms. A
 // participant is gone after protocol.MissedBeats silent beats or a
 // leaving beat.
+//
+// Presence alone does not make a publisher: a user who may only view can
+// beat a publisher's presence on its own subject. A participant whose
+// presence says publisher is listed as one only once one of its frames
+// has arrived: the directory listens for its first frame (a subscription
+// to that participant alone, ended at the first frame), and a room is
+// listed only while someone in it has proven so that it publishes.
 type directory struct {
-	mu      sync.Mutex
-	rooms   map[string]map[string]*entry
-	changed chan struct{} // a participant came or went
-	bad     uint64
+	nc  *nats.Conn // nil: no frames are awaited, so no one is proven
+	log *slog.Logger
+
+	mu       sync.Mutex
+	rooms    map[string]map[string]*entry
+	unproven map[string]int // per name: rooms without a proven publisher it is kept in
+	nUnprov  int            // participants kept in such rooms
+	changed  chan struct{}  // a participant came or went
+	bad      uint64
+
+	dropped atomic.Uint64 // presence beats dropped by the bounds above
+	dropLog rate.Sometimes
 }
 
 type entry struct {
 	p    protocol.Presence
 	seen time.Time
+	// live: a frame of it arrived, so it may publish; probe awaits the
+	// first one.
+	live  bool
+	probe *nats.Subscription
 }
 
-func newDirectory() *directory {
-	return &directory{rooms: map[string]map[string]*entry{}, changed: make(chan struct{}, 1)}
+func newDirectory(nc *nats.Conn, log *slog.Logger) *directory {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &directory{
+		nc: nc, log: log,
+		rooms: map[string]map[string]*entry{}, unproven: map[string]int{},
+		changed: make(chan struct{}, 1), dropLog: rate.Sometimes{Interval: logEvery},
+	}
 }
 
 // onPresence is the NATS callback on protocol.AllPresence.
@@ -57,28 +105,122 @@ func (d *directory) update(room, name string, p protocol.Presence, now time.Time
 	defer d.mu.Unlock()
 	members := d.rooms[room]
 	if p.Leaving {
-		if _, ok := members[name]; ok {
-			delete(members, name)
-			if len(members) == 0 {
-				delete(d.rooms, room)
-			}
+		if e, ok := members[name]; ok {
+			d.remove(room, name, e)
 			d.signal()
 		}
 		return
 	}
-	if members == nil {
-		members = map[string]*entry{}
-		d.rooms[room] = members
-	}
 	e, ok := members[name]
-	if !ok || e.p.Role != p.Role {
-		d.signal()
-	}
 	if !ok {
+		if why := d.full(room, name, members); why != "" {
+			d.dropped.Add(1)
+			d.dropLog.Do(func() {
+				d.log.Warn("presence dropped", "why", why, "room", room, "participant", name, "dropped", d.dropped.Load())
+			})
+			return
+		}
+		if members == nil {
+			members = map[string]*entry{}
+			d.rooms[room] = members
+		}
+		if !hasLive(members) {
+			d.unproven[name]++
+			d.nUnprov++
+		}
 		e = &entry{}
 		members[name] = e
 	}
+	if !ok || e.p.Role != p.Role {
+		d.signal()
+	}
 	e.p, e.seen = p, now
+	if p.Role == protocol.RolePublisher && !e.live && e.probe == nil && d.nc != nil {
+		// Its first frame proves it may publish.
+		e.probe, _ = d.nc.Subscribe(protocol.ParticipantAll(room, name), func(m *nats.Msg) { d.onProbe(room, name, m) })
+	}
+}
+
+// full says why a new participant cannot be kept, or "". d.mu is held.
+func (d *directory) full(room, name string, members map[string]*entry) string {
+	switch {
+	case members == nil && len(d.rooms) >= maxRooms:
+		return "too many rooms"
+	case len(members) >= maxMembers:
+		return "too many participants in the room"
+	case hasLive(members):
+		return ""
+	case d.nUnprov >= maxUnproven:
+		return "too many participants in rooms where no one publishes"
+	case d.unproven[name] >= maxUnprovenPerName:
+		return "participant in too many rooms where no one publishes"
+	}
+	return ""
+}
+
+// onProbe marks a participant live at its first frame.
+func (d *directory) onProbe(room, name string, m *nats.Msg) {
+	s, err := protocol.ParseSubject(m.Subject)
+	if err != nil || s.Presence {
+		return
+	}
+	if _, err := protocol.ParseFrame(m.Header, m.Data); err != nil {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	e := d.rooms[room][name]
+	if e == nil || e.live || e.probe != m.Sub {
+		return
+	}
+	e.live = true
+	endProbe(e)
+	d.recount()
+	d.signal()
+}
+
+func endProbe(e *entry) {
+	if e.probe != nil {
+		_ = e.probe.Unsubscribe()
+		e.probe = nil
+	}
+}
+
+// remove forgets a participant. d.mu is held.
+func (d *directory) remove(room, name string, e *entry) {
+	endProbe(e)
+	members := d.rooms[room]
+	delete(members, name)
+	if len(members) == 0 {
+		delete(d.rooms, room)
+	}
+	d.recount()
+}
+
+// recount counts the participants of rooms without a live publisher.
+// d.mu is held. It walks those rooms only, which the bounds keep small.
+func (d *directory) recount() {
+	clear(d.unproven)
+	d.nUnprov = 0
+	for _, members := range d.rooms {
+		if hasLive(members) {
+			continue
+		}
+		for name := range members {
+			d.unproven[name]++
+			d.nUnprov++
+		}
+	}
+}
+
+// hasLive reports whether a publisher of members has shown a frame.
+func hasLive(members map[string]*entry) bool {
+	for _, e := range members {
+		if e.live && e.p.Role == protocol.RolePublisher {
+			return true
+		}
+	}
+	return false
 }
 
 // sweep forgets participants silent for protocol.MissedBeats beats.
@@ -89,6 +231,7 @@ func (d *directory) sweep(now time.Time) {
 	for room, members := range d.rooms {
 		for name, e := range members {
 			if now.Sub(e.seen) > limit {
+				endProbe(e)
 				delete(members, name)
 				d.signal()
 			}
@@ -97,6 +240,27 @@ func (d *directory) sweep(now time.Time) {
 			delete(d.rooms, room)
 		}
 	}
+	d.recount()
+}
+
+// close ends every probe, for a gateway that stops while its connection
+// lives on.
+func (d *directory) close() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, members := range d.rooms {
+		for _, e := range members {
+			endProbe(e)
+		}
+	}
+	d.nc = nil
+}
+
+// tracked is how many rooms the directory keeps, listed or not.
+func (d *directory) tracked() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.rooms)
 }
 
 // signal notes a change. d.mu is held.
@@ -107,14 +271,16 @@ func (d *directory) signal() {
 	}
 }
 
-// rooms returns every room and its members, sorted; the same shape as
-// "vidhub rooms --json".
+// list returns every room where someone publishes, and its members,
+// sorted; the same shape as "vidhub rooms --json".
 func (d *directory) list() []protocol.RoomInfo {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	out := make([]protocol.RoomInfo, 0, len(d.rooms))
 	for name, members := range d.rooms {
-		out = append(out, roomInfo(name, members))
+		if hasLive(members) {
+			out = append(out, roomInfo(name, members))
+		}
 	}
 	slices.SortFunc(out, func(a, b protocol.RoomInfo) int { return strings.Compare(a.Room, b.Room) })
 	return out
@@ -127,16 +293,22 @@ func (d *directory) room(name string) protocol.RoomInfo {
 	return roomInfo(name, d.rooms[name])
 }
 
+// roomInfo lists the viewers of members and the publishers whose frames
+// have arrived; one that only says it publishes is left out (joining).
 func roomInfo(name string, members map[string]*entry) protocol.RoomInfo {
 	ri := protocol.RoomInfo{Room: name, Members: make([]protocol.Member, 0, len(members))}
 	for n, e := range members {
+		if e.p.Role == protocol.RolePublisher && !e.live {
+			continue
+		}
 		ri.Members = append(ri.Members, e.p.Member(n))
 	}
 	slices.SortFunc(ri.Members, func(a, b protocol.Member) int { return strings.Compare(a.Name, b.Name) })
 	return ri
 }
 
-// has reports whether name is present in room with role.
+// has reports whether name is present in room with role, as its presence
+// says (proven by frames or not: a name that is taken is taken).
 func (d *directory) has(room, name string, role protocol.Role) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -145,7 +317,7 @@ func (d *directory) has(room, name string, role protocol.Role) bool {
 }
 
 // publisherStarted returns when the publisher name in room started, as
-// its presence says, and whether there is one.
+// its presence says, and whether there is one (proven by frames or not).
 func (d *directory) publisherStarted(room, name string) (time.Time, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -198,7 +198,7 @@ func New(cfg Config) (*Gateway, error) {
 	log = log.With("component", "web")
 	ctx, cancel := context.WithCancel(context.Background())
 	g := &Gateway{
-		cfg: cfg, nc: cfg.Conn, log: log, m: newMetrics(), dir: newDirectory(),
+		cfg: cfg, nc: cfg.Conn, log: log, m: newMetrics(), dir: newDirectory(cfg.Conn, log),
 		tls: tlsCfg, ctx: ctx, cancel: cancel, done: make(chan struct{}),
 		self: protocol.RandomName("gateway"), since: time.Now(), shown: map[string][]protocol.Layer{}, showsMoved: make(chan struct{}, 1),
 		viewers: map[*viewer]struct{}{}, pubs: map[*pubSocket]struct{}{},
@@ -353,6 +353,7 @@ func (g *Gateway) Close() {
 		g.beatShown(map[string][]protocol.Layer{})
 		if g.presence != nil {
 			_ = g.presence.Unsubscribe()
+			g.dir.close()
 		}
 		g.hub.close()
 		g.log.Info("web gateway stopped")

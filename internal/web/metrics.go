@@ -80,6 +80,8 @@ func (g *Gateway) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	}
 	metric("vidhub_web_published_bytes_total", "counter", "JPEG bytes browsers published through the gateway.")
 	fmt.Fprintf(&b, "vidhub_web_published_bytes_total %d\n", m.pubBytes.Load())
+	metric("vidhub_web_presence_dropped_total", "counter", "Presence beats the room directory dropped: too many rooms, or participants, where no one publishes.")
+	fmt.Fprintf(&b, "vidhub_web_presence_dropped_total %d\n", g.dir.dropped.Load())
 	metric("vidhub_web_refused_total", "counter", "Requests and sockets refused, by reason.")
 	m.refusedMu.Lock()
 	kinds := make([]string, 0, len(m.refused))
