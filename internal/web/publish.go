@@ -43,10 +43,10 @@ type pubSocket struct {
 	// flushed, with no permission violation): only then does the socket
 	// announce a publisher. The read loop sets it.
 	confirmed bool
-	layers [2]protocol.LayerInfo // zero until a frame of the layer came
-	closed bool
-	shown  bool                    // a publisher beat went out
-	stop   context.CancelCauseFunc // ends the socket with a cause (a refusal)
+	layers    [2]protocol.LayerInfo // zero until a frame of the layer came
+	closed    bool
+	shown     bool                    // a publisher beat went out
+	stop      context.CancelCauseFunc // ends the socket with a cause (a refusal)
 }
 
 // endedPub is one of this gateway's ended publishing sockets under a
