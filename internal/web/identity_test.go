@@ -363,7 +363,7 @@ func TestTokenSpellingHostsAndSocketCap(t *testing.T) {
 			t.Fatalf("a 4th socket: %d %q, want 429 naming the limit", status, body)
 		}
 		// Another token is not held back by this one's sockets.
-		other := mint(t, key, webtoken.Claims{Room: "lobby", View: true})
+		other := mint(t, key, webtoken.Claims{Room: "lobby", View: true, Expires: time.Now().Add(2 * time.Hour).Unix()})
 		if c, status, body := dialStatus(t, ctx, wsURL(h.url, "/ws/view/lobby?presence=0&token="+other), nil); c == nil {
 			t.Fatalf("another token refused: %d %s", status, body)
 		}
