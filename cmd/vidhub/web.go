@@ -19,6 +19,8 @@ func runWeb(ctx context.Context, env *cmdEnv, args []string) error {
 	origins := fs.String("origins", "", "comma-separated extra origins allowed to open WebSockets, e.g. example.com,https://*.example.org (the gateway's own host is always allowed)")
 	maxFPS := fs.Float64("max-fps", web.DefaultMaxPublishFPS, "most frames per second per layer a publishing browser may send")
 	keyFile := fs.String("token-key-file", "", "key file of room tokens (vidhub token --new-key): require a token on every page, API call and WebSocket; without it the gateway is open")
+	allowedHosts := fs.String("allowed-hosts", "", "comma-separated Host headers the gateway answers, e.g. hub.example.com,hub.example.com:8443 (others get 421; /healthz answers any); empty answers every host")
+	maxSockets := fs.Int("max-sockets-per-token", web.DefaultMaxSocketsPerToken, "most WebSockets one room token may hold open at once (more get 429); -1 for no limit")
 	// Not --tls-cert/--tls-key: those are the NATS client certificate's.
 	httpsCert := fs.String("https-cert", "", "PEM certificate (chain) to serve HTTPS with")
 	httpsKey := fs.String("https-key", "", "PEM key of --https-cert")
@@ -37,6 +39,12 @@ func runWeb(ctx context.Context, env *cmdEnv, args []string) error {
 	for o := range strings.SplitSeq(*origins, ",") {
 		if o = strings.TrimSpace(o); o != "" {
 			allowed = append(allowed, o)
+		}
+	}
+	var hosts []string
+	for h := range strings.SplitSeq(*allowedHosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			hosts = append(hosts, h)
 		}
 	}
 	var key *webtoken.Key
@@ -59,6 +67,7 @@ func runWeb(ctx context.Context, env *cmdEnv, args []string) error {
 	g, err := web.New(web.Config{
 		Conn: nc, Listen: *listen, AllowedOrigins: allowed, MaxPublishFPS: *maxFPS, Logger: log,
 		Tokens: key, TLSCertFile: *httpsCert, TLSKeyFile: *httpsKey,
+		AllowedHosts: hosts, MaxSocketsPerToken: *maxSockets,
 	})
 	if err != nil {
 		if errors.Is(err, web.ErrBadConfig) {

@@ -315,15 +315,3 @@ func (d *directory) has(room, name string, role protocol.Role) bool {
 	e, ok := d.rooms[room][name]
 	return ok && e.p.Role == role
 }
-
-// publisherStarted returns when the publisher name in room started, as
-// its presence says, and whether there is one (proven by frames or not).
-func (d *directory) publisherStarted(room, name string) (time.Time, bool) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	e, ok := d.rooms[room][name]
-	if !ok || e.p.Role != protocol.RolePublisher {
-		return time.Time{}, false
-	}
-	return e.p.Started, true
-}

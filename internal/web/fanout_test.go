@@ -122,7 +122,7 @@ func TestFanout100(t *testing.T) {
 			}
 		})
 	}
-	stalled := dial(t, ctx, h.url, "/ws/view/big?name=stalled")
+	stalled, stalledName := dialViewer(t, ctx, h.url, "/ws/view/big")
 	sendJSON(t, ctx, stalled, control{Hi: []string{"cam"}})
 
 	hubtest.Eventually(t, time.Minute, func() bool {
@@ -133,7 +133,7 @@ func TestFanout100(t *testing.T) {
 		}
 		return true
 	}, "not every viewer got a hi frame")
-	sv := h.g.viewerNamed("stalled")
+	sv := h.g.viewerNamed(stalledName)
 	if sv == nil {
 		t.Fatal("stalled viewer not registered")
 	}
@@ -157,7 +157,7 @@ func TestFanout100(t *testing.T) {
 		}
 		t.Logf("window %d missed (%d problems, first: %s); measuring again", attempt, len(problems), problems[0])
 	}
-	if h.g.viewerNamed("stalled") == nil {
+	if h.g.viewerNamed(stalledName) == nil {
 		t.Error("the stalled viewer was disconnected during the window; it should only drop frames")
 	}
 	t.Logf("stalled viewer: sent %d, dropped %d; gateway: %s", sv.sent.Load(), sv.dropped.Load(), metricsLine(t, h.url))

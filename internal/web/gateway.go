@@ -37,7 +37,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -53,6 +55,10 @@ const (
 	DefaultListen        = ":8080"
 	DefaultMaxPublishFPS = 30
 	DefaultWriteTimeout  = 10 * time.Second
+	// DefaultMaxSocketsPerToken bounds the sockets one room token may
+	// hold open: the directory opens one per room it shows, and a
+	// group's link is one token for everyone in it.
+	DefaultMaxSocketsPerToken = 64
 )
 
 // headerRoom is what a published frame's NATS headers may take of the
@@ -106,6 +112,15 @@ type Config struct {
 	// TLSCertFile and TLSKeyFile, when set, are the PEM certificate
 	// (chain) and key the gateway serves HTTPS with.
 	TLSCertFile, TLSKeyFile string
+	// AllowedHosts, when set, are the only Host headers the gateway
+	// answers ("hub.example.com", or with a port); others get 421. It
+	// keeps a page of another site whose name was made to resolve to the
+	// gateway (DNS rebinding) from reaching it. /healthz answers any host.
+	AllowedHosts []string
+	// MaxSocketsPerToken bounds the WebSockets one room token may hold
+	// open at once; more get 429. 0 means DefaultMaxSocketsPerToken, a
+	// negative value no bound. Sockets of an open gateway are not counted.
+	MaxSocketsPerToken int
 }
 
 // Gateway serves the browser side of vidhub.
@@ -127,10 +142,11 @@ type Gateway struct {
 	started  bool
 	closing  bool
 	viewers  map[*viewer]struct{}
-	pubs     map[*pubSocket]struct{}
-	ended    map[protocol.Address]time.Time // started of this gateway's last ended socket per address
-	endedAt  map[protocol.Address]time.Time // when it ended
+	pubs     map[protocol.Address]*pubSocket // this gateway's claim on each name it publishes under
+	ended    map[protocol.Address][]endedPub // this gateway's recently ended publishing sockets
+	perToken map[string]int                  // open sockets per room token
 	presence *nats.Subscription
+	prevErrs nats.ErrHandler // the connection's error handler before Start
 	srv      *http.Server
 	ln       net.Listener
 
@@ -150,6 +166,10 @@ type Gateway struct {
 	since      time.Time // when New made the gateway
 	shown      map[string][]protocol.Layer
 	showsMoved chan struct{} // an unannounced socket came or changed layers
+
+	// heard is every participant heard in presence lately, whoever sent
+	// it: what decides whether a name is free to publish under.
+	heard *heardNames
 }
 
 // New checks cfg and builds a gateway; Start makes it serve.
@@ -168,6 +188,14 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = DefaultWriteTimeout
+	}
+	if cfg.MaxSocketsPerToken == 0 {
+		cfg.MaxSocketsPerToken = DefaultMaxSocketsPerToken
+	}
+	for _, h := range cfg.AllowedHosts {
+		if h == "" || strings.ContainsAny(h, "*/ ") {
+			return nil, fmt.Errorf("%w: allowed host %q: name a host (hub.example.com) or a host and port (hub.example.com:8443), no patterns", ErrBadConfig, h)
+		}
 	}
 	for _, o := range cfg.AllowedOrigins {
 		if o == "" || o == "*" {
@@ -201,8 +229,9 @@ func New(cfg Config) (*Gateway, error) {
 		cfg: cfg, nc: cfg.Conn, log: log, m: newMetrics(), dir: newDirectory(cfg.Conn, log),
 		tls: tlsCfg, ctx: ctx, cancel: cancel, done: make(chan struct{}),
 		self: protocol.RandomName("gateway"), since: time.Now(), shown: map[string][]protocol.Layer{}, showsMoved: make(chan struct{}, 1),
-		viewers: map[*viewer]struct{}{}, pubs: map[*pubSocket]struct{}{},
-		ended: map[protocol.Address]time.Time{}, endedAt: map[protocol.Address]time.Time{},
+		viewers: map[*viewer]struct{}{}, pubs: map[protocol.Address]*pubSocket{},
+		ended: map[protocol.Address][]endedPub{}, perToken: map[string]int{},
+		heard: newHeardNames(),
 	}
 	g.hub = newHub(cfg.Conn, log, g.m)
 	g.handler = g.routes()
@@ -229,13 +258,20 @@ func (g *Gateway) Start() error {
 	if g.tls != nil {
 		ln = tls.NewListener(ln, g.tls)
 	}
-	sub, err := g.nc.Subscribe(protocol.AllPresence, g.dir.onPresence)
+	sub, err := g.nc.Subscribe(protocol.AllPresence, func(m *nats.Msg) {
+		g.heard.onPresence(m)
+		g.dir.onPresence(m)
+	})
 	if err != nil {
 		ln.Close()
 		return fmt.Errorf("web gateway: following presence: %w", err)
 	}
 	_ = sub.SetPendingLimits(4096, 16<<20)
 	g.presence, g.ln, g.started = sub, ln, true
+	// The broker tells a refused publish only asynchronously: watch for
+	// it, to close the publishing socket it belongs to at once.
+	g.prevErrs = g.nc.ErrorHandler()
+	g.nc.SetErrorHandler(g.onAsyncError)
 	g.srv = &http.Server{
 		Handler:           g.handler,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -354,6 +390,7 @@ func (g *Gateway) Close() {
 		if g.presence != nil {
 			_ = g.presence.Unsubscribe()
 			g.dir.close()
+			g.nc.SetErrorHandler(g.prevErrs)
 		}
 		g.hub.close()
 		g.log.Info("web gateway stopped")
@@ -410,6 +447,7 @@ func (g *Gateway) loop() {
 		case now := <-t.C:
 			g.checkConn()
 			g.dir.sweep(now)
+			g.heard.prune(now)
 			g.pruneEnded(now)
 			g.pushStates()
 			g.mu.Lock()
@@ -418,7 +456,7 @@ func (g *Gateway) loop() {
 				vs = append(vs, v)
 			}
 			ps := make([]*pubSocket, 0, len(g.pubs))
-			for p := range g.pubs {
+			for _, p := range g.pubs {
 				ps = append(ps, p)
 			}
 			g.mu.Unlock()
@@ -618,8 +656,8 @@ func (g *Gateway) routes() http.Handler {
 					return
 				}
 			}
-			c, ok := g.allow(w, r, func(c webtoken.Claims) error { return check(r, c) })
-			if !ok || g.keepToken(w, r, c) {
+			gr, ok := g.allow(w, r, r.PathValue("room"), func(c webtoken.Claims) error { return check(r, c) })
+			if !ok || g.keepToken(w, r, gr.c) || g.noAutostart(w, r) {
 				return
 			}
 			b, err := fs.ReadFile(static, name)
@@ -653,7 +691,23 @@ func (g *Gateway) routes() http.Handler {
 	mux.HandleFunc("GET /metrics", g.serveMetrics)
 	mux.HandleFunc("GET /ws/view/{room}", g.serveView)
 	mux.HandleFunc("GET /ws/publish/{room}/{name}", g.servePublish)
-	return securityHeaders(mux)
+	return g.checkHost(securityHeaders(mux))
+}
+
+// noAutostart sends a navigation from another site that asks a page to
+// start publishing by itself (autostart=1) to the same page without it:
+// the visitor starts the camera, not a link. It returns false when there
+// was nothing to do.
+func (g *Gateway) noAutostart(w http.ResponseWriter, r *http.Request) bool {
+	q := r.URL.Query()
+	if !q.Has("autostart") || !crossSite(r) {
+		return false
+	}
+	q.Del("autostart")
+	u := url.URL{Path: r.URL.Path, RawQuery: q.Encode()}
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, u.String(), http.StatusSeeOther)
+	return true
 }
 
 // securityHeaders keeps the page to its own origin.
@@ -679,15 +733,18 @@ func writeJSON(w http.ResponseWriter, v any) {
 // serveRooms lists every room the token may view and who is in it, as
 // "vidhub rooms --json".
 func (g *Gateway) serveRooms(w http.ResponseWriter, r *http.Request) {
-	c, ok := g.allow(w, r, nil)
-	if !ok {
+	if _, ok := g.allow(w, r, "", nil); !ok {
 		return
 	}
+	cs := g.grants(r)
 	rooms := g.dir.list()
 	shown := rooms[:0]
 	for _, ri := range rooms {
-		if c.CanView(ri.Room) == nil {
-			shown = append(shown, ri)
+		for _, c := range cs {
+			if c.CanView(ri.Room) == nil {
+				shown = append(shown, ri)
+				break
+			}
 		}
 	}
 	writeJSON(w, shown)
@@ -700,7 +757,7 @@ func (g *Gateway) serveRoom(w http.ResponseWriter, r *http.Request) {
 		g.badRequest(w, err)
 		return
 	}
-	if _, ok := g.allow(w, r, func(c webtoken.Claims) error { return c.CanView(room) }); !ok {
+	if _, ok := g.allow(w, r, room, func(c webtoken.Claims) error { return c.CanView(room) }); !ok {
 		return
 	}
 	writeJSON(w, g.dir.room(room))

@@ -91,6 +91,19 @@ func dial(t testing.TB, ctx context.Context, base, path string) *websocket.Conn 
 	return c
 }
 
+// dialViewer opens a viewing socket and reads its hello: it returns the
+// name the gateway gave the viewer.
+func dialViewer(t testing.TB, ctx context.Context, base, path string) (*websocket.Conn, string) {
+	t.Helper()
+	c := dial(t, ctx, base, path)
+	_, b, err := c.Read(ctx)
+	var hello viewHello
+	if err != nil || json.Unmarshal(b, &hello) != nil || hello.Type != "hello" || hello.Viewer == "" {
+		t.Fatalf("%s: first message %q %v, want a hello naming the viewer", path, b, err)
+	}
+	return c, hello.Viewer
+}
+
 // readFrame reads messages until a binary frame arrives; text messages
 // go to onText when it is set.
 func readFrame(ctx context.Context, c *websocket.Conn, onText func([]byte)) (WireFrame, error) {

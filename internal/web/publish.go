@@ -38,9 +38,21 @@ type pubSocket struct {
 	seq  [2]uint64
 	pace [2]*rate.Limiter // frames per second, by layer
 
-	mu     sync.Mutex
-	layers [2]protocol.LayerInfo // zero until a frame of the layer came
-	closed bool
+	mu sync.Mutex
+	// confirmed: a frame went through the broker (published and
+	// flushed, with no permission violation): only then does the socket
+	// announce a publisher. The read loop sets it.
+	confirmed bool
+	layers    [2]protocol.LayerInfo // zero until a frame of the layer came
+	closed    bool
+	shown     bool                    // a publisher beat went out
+	stop      context.CancelCauseFunc // ends the socket with a cause (a refusal)
+}
+
+// endedPub is one of this gateway's ended publishing sockets under a
+// name: its beats may still echo, and must not keep the name taken.
+type endedPub struct {
+	started, at time.Time
 }
 
 // publishHello is the first message on a publishing socket: the limits
@@ -64,7 +76,7 @@ func (g *Gateway) servePublish(w http.ResponseWriter, r *http.Request) {
 		g.badRequest(w, err)
 		return
 	}
-	claims, ok := g.allow(w, r, func(c webtoken.Claims) error { return c.CanPublish(addr.Room(), addr.Participant()) })
+	gr, ok := g.allow(w, r, addr.Room(), func(c webtoken.Claims) error { return c.CanPublish(addr.Room(), addr.Participant()) })
 	if !ok {
 		return
 	}
@@ -82,11 +94,23 @@ func (g *Gateway) servePublish(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "the gateway cannot reach the NATS broker; try again shortly", http.StatusServiceUnavailable)
 		return
 	}
-	if g.nameTaken(addr) {
+	limit := int(maxPayload) - headerRoom
+	p := &pubSocket{
+		g: g, addr: addr, fps: fps, started: time.Now(), limit: limit,
+		log: g.log.With("socket", "publish", "room", addr.Room(), "name", addr.Participant(), "remote", r.RemoteAddr),
+	}
+	if !g.claim(p) {
 		g.m.refuse("name_taken")
-		http.Error(w, fmt.Sprintf("%s is already publishing in room %s; pick another name", addr.Participant(), addr.Room()), http.StatusConflict)
+		http.Error(w, fmt.Sprintf("%s is in room %s already (heard in the last %v): pick another name, or wait until it has left",
+			addr.Participant(), addr.Room(), heardWindow), http.StatusConflict)
 		return
 	}
+	defer g.unclaim(p)
+	if !g.takeSocket(gr.tok) {
+		g.tooManySockets(w, r, gr.tok)
+		return
+	}
+	defer g.dropSocket(gr.tok)
 	if !g.enter() {
 		http.Error(w, "the gateway is shutting down", http.StatusServiceUnavailable)
 		return
@@ -97,12 +121,8 @@ func (g *Gateway) servePublish(w http.ResponseWriter, r *http.Request) {
 		g.refuse("upgrade", "refused a publishing socket", "room", addr.Room(), "name", addr.Participant(), "err", err)
 		return
 	}
-	limit := int(maxPayload) - headerRoom
 	conn.SetReadLimit(int64(limit + MaxWireHeader))
-	p := &pubSocket{
-		g: g, conn: conn, addr: addr, fps: fps, started: time.Now(), limit: limit,
-		log: g.log.With("socket", "publish", "room", addr.Room(), "name", addr.Participant(), "remote", r.RemoteAddr),
-	}
+	p.conn = conn
 	for i, l := range []protocol.Layer{protocol.Hi, protocol.Lo} {
 		p.hdr[i] = protocol.NewFrameHeader()
 		p.subj[i] = addr.FrameSubject(l)
@@ -110,51 +130,118 @@ func (g *Gateway) servePublish(w http.ResponseWriter, r *http.Request) {
 	}
 	g.m.socketsNow[1].Add(1)
 	defer g.m.socketsNow[1].Add(-1)
-	g.runSocket(conn, p.log, g.expiry(claims), func(ctx context.Context) error { return g.runPublisher(ctx, p) })
+	g.runSocket(conn, p.log, g.expiry(gr.c), func(ctx context.Context) error { return g.runPublisher(ctx, p) })
 }
 
-// nameTaken reports whether someone publishes as a: a socket of this
-// gateway, or anyone the directory knows. A directory entry that is the
-// echo of one of this gateway's own ended sockets (its leaving beat not
-// back from the broker yet) does not count.
-func (g *Gateway) nameTaken(a protocol.Address) bool {
+// claim makes p the one socket of this gateway publishing under its
+// address, unless the name is taken: by another socket of this gateway
+// (publishing, or a viewer announcing it), by the gateway's own name, or
+// by anyone else heard in presence lately (heardNames), whatever the
+// directory says. Beats of this gateway's own ended sockets under the
+// name do not count, so a page that reconnects gets its name back at once.
+func (g *Gateway) claim(p *pubSocket) bool {
+	a := p.addr
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	for p := range g.pubs {
-		if p.addr == a {
-			return true
-		}
-	}
-	started, ok := g.dir.publisherStarted(a.Room(), a.Participant())
-	if !ok {
+	if _, ok := g.pubs[a]; ok || a.Participant() == g.self {
 		return false
 	}
-	ended, mine := g.ended[a]
-	return !mine || !ended.Equal(started)
+	for v := range g.viewers {
+		if v.room == a.Room() && v.name == a.Participant() {
+			return false
+		}
+	}
+	ended := g.ended[a]
+	own := func(started time.Time) bool {
+		for _, e := range ended {
+			if e.started.Equal(started) {
+				return true
+			}
+		}
+		return false
+	}
+	if g.heard.takenBy(a, time.Now(), own) {
+		return false
+	}
+	g.pubs[a] = p
+	return true
+}
+
+// unclaim lets go of p's name; its start is kept a while, to tell the
+// echo of its beats from someone else's.
+func (g *Gateway) unclaim(p *pubSocket) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.pubs[p.addr] == p {
+		delete(g.pubs, p.addr)
+	}
+	g.ended[p.addr] = append(g.ended[p.addr], endedPub{started: p.started, at: time.Now()})
 }
 
 // pruneEnded forgets ended sockets whose presence is long gone.
 func (g *Gateway) pruneEnded(now time.Time) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	for a := range g.ended {
-		if g.endedAt[a].Before(now.Add(-2 * time.Duration(protocol.MissedBeats) * protocol.Beat)) {
+	for a, es := range g.ended {
+		kept := es[:0]
+		for _, e := range es {
+			if now.Sub(e.at) <= 2*heardWindow {
+				kept = append(kept, e)
+			}
+		}
+		if len(kept) == 0 {
 			delete(g.ended, a)
-			delete(g.endedAt, a)
+		} else {
+			g.ended[a] = kept
 		}
 	}
 }
 
+// onAsyncError is the NATS connection's error handler while the gateway
+// runs: a publish the broker refused (its user may not publish there)
+// ends the publishing socket it came from, with the reason; every error
+// then goes to the handler the connection had before.
+func (g *Gateway) onAsyncError(nc *nats.Conn, sub *nats.Subscription, err error) {
+	if errors.Is(err, nats.ErrPermissionViolation) {
+		if s, perr := protocol.ParseSubject(publishRefusal(err)); perr == nil {
+			if a, aerr := protocol.NewAddress(s.Room(), s.Participant()); aerr == nil {
+				g.mu.Lock()
+				p := g.pubs[a]
+				g.mu.Unlock()
+				if p != nil {
+					p.refused()
+				}
+			}
+		}
+	}
+	if g.prevErrs != nil {
+		g.prevErrs(nc, sub, err)
+	}
+}
+
+// refusedError is how a socket ends when the broker refuses the
+// gateway's publishing into its room.
+func (p *pubSocket) refusedError() error {
+	return closeWith("not_allowed", websocket.StatusPolicyViolation,
+		fmt.Sprintf("the hub does not let this gateway publish into room %s: ask its admin to add the room to the gateway user's publish list", p.addr.Room()))
+}
+
+// refused ends the socket: the broker refused its frames.
+func (p *pubSocket) refused() {
+	p.mu.Lock()
+	stop := p.stop
+	p.mu.Unlock()
+	if stop != nil {
+		stop(p.refusedError())
+	}
+}
+
 func (g *Gateway) runPublisher(ctx context.Context, p *pubSocket) error {
-	g.mu.Lock()
-	g.pubs[p] = struct{}{}
-	g.mu.Unlock()
-	defer func() {
-		g.mu.Lock()
-		delete(g.pubs, p)
-		g.ended[p.addr], g.endedAt[p.addr] = p.started, time.Now()
-		g.mu.Unlock()
-	}()
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	p.mu.Lock()
+	p.stop = stop
+	p.mu.Unlock()
 	hello, _ := json.Marshal(publishHello{
 		Type: "hello", Room: p.addr.Room(), Name: p.addr.Participant(),
 		MaxFPS: g.cfg.MaxPublishFPS, MaxBytes: p.limit, Now: time.Now().UnixMilli(), Version: WireVersion,
@@ -165,10 +252,17 @@ func (g *Gateway) runPublisher(ctx context.Context, p *pubSocket) error {
 	if err != nil {
 		return err
 	}
-	g.beatPublisher(p, false)
+	// The publisher is announced with its first frame that the broker
+	// took (publish): a socket the broker refuses leaves no ghost.
 	defer g.beatPublisher(p, true)
 	p.log.Info("browser publishing", "fps", p.fps)
 	err = p.read(ctx)
+	var ce closeError
+	if cause := context.Cause(ctx); errors.As(cause, &ce) && ce.kind == "not_allowed" {
+		err = cause
+		p.log.Warn("the broker refuses the gateway's frames in this room: closed the socket; give the gateway's NATS user publish rights in the room",
+			"room", p.addr.Room())
+	}
 	p.log.Info("browser stopped publishing", "hi", p.seq[0], "lo", p.seq[1])
 	return err
 }
@@ -220,6 +314,7 @@ func (p *pubSocket) publish(i int, f WireFrame, now time.Time) error {
 	p.seq[i]++
 	meta := protocol.FrameMeta{Seq: p.seq[i], Time: t, Width: f.Meta.Width, Height: f.Meta.Height}
 	msg := nats.Msg{Subject: p.subj[i], Header: p.hdr[i].Set(meta), Data: f.JPEG}
+	before := p.g.nc.LastError()
 	err := p.g.nc.PublishMsg(&msg)
 	switch {
 	case errors.Is(err, nats.ErrMaxPayload):
@@ -234,16 +329,43 @@ func (p *pubSocket) publish(i int, f WireFrame, now time.Time) error {
 	p.mu.Lock()
 	p.layers[i] = protocol.LayerInfo{Layer: f.Layer, Width: f.Meta.Width, Height: f.Meta.Height, FPS: p.fps}
 	p.mu.Unlock()
+	if !p.confirmed {
+		return p.confirm(before)
+	}
+	return nil
+}
+
+// confirm waits for the broker to have taken the socket's first frame
+// (a flush: a refusal comes back before the flush's answer) and then
+// announces the publisher. A refused frame ends the socket, with the
+// reason; a broker away leaves it unconfirmed until the next frame.
+// before is the connection's last error before the frame went out.
+func (p *pubSocket) confirm(before error) error {
+	if err := p.g.nc.FlushTimeout(p.g.cfg.WriteTimeout); err != nil {
+		p.log.Debug("first frame not confirmed", "err", err)
+		return nil
+	}
+	if after := p.g.nc.LastError(); after != nil && after != before && errors.Is(after, nats.ErrPermissionViolation) {
+		if s := publishRefusal(after); s == p.subj[0] || s == p.subj[1] {
+			return p.refusedError()
+		}
+	}
+	p.mu.Lock()
+	p.confirmed = true
+	p.mu.Unlock()
+	p.g.beatPublisher(p, false)
 	return nil
 }
 
 func (g *Gateway) beatPublisher(p *pubSocket, leaving bool) {
 	p.mu.Lock()
-	if p.closed {
+	if p.closed || (leaving && !p.shown) || (!leaving && !p.confirmed) {
+		p.closed = p.closed || leaving
 		p.mu.Unlock()
 		return
 	}
 	p.closed = leaving
+	p.shown = true
 	pr := protocol.Presence{Role: protocol.RolePublisher, Started: p.started, Leaving: leaving}
 	for _, l := range p.layers {
 		if l.Layer != "" {

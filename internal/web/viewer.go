@@ -402,9 +402,10 @@ func encodeRoomState(ri protocol.RoomInfo, now time.Time) []byte {
 // serveView upgrades GET /ws/view/{room} to a viewing socket.
 //
 // Query: fps=N caps frames per participant (thumbnails), presence=0
-// announces no viewer of its own, name=N announces this name instead of
-// a random one, self=N marks the browser's own publishing name (no viewer
-// presence of its own either). What the sockets that announce nothing
+// announces no viewer of its own, self=N marks the browser's own
+// publishing name (no viewer presence of its own either). The viewer's
+// name is the gateway's choice, web-<8 hex digits>: name=N is refused,
+// so that no socket announces, or leaves, as someone else. What the sockets that announce nothing
 // take, the gateway announces in its own name (Gateway.shows), so that a
 // publisher encoding only watched layers still sends them.
 func (g *Gateway) serveView(w http.ResponseWriter, r *http.Request) {
@@ -413,7 +414,7 @@ func (g *Gateway) serveView(w http.ResponseWriter, r *http.Request) {
 		g.badRequest(w, err)
 		return
 	}
-	claims, ok := g.allow(w, r, func(c webtoken.Claims) error { return c.CanView(room) })
+	gr, ok := g.allow(w, r, room, func(c webtoken.Claims) error { return c.CanView(room) })
 	if !ok {
 		return
 	}
@@ -427,18 +428,27 @@ func (g *Gateway) serveView(w http.ResponseWriter, r *http.Request) {
 		}
 		minGap = time.Duration(float64(time.Second) / fps * 0.9) // tolerate jitter
 	}
-	name, self := q.Get("name"), q.Get("self")
-	for _, n := range []string{name, self} {
-		if n != "" {
-			if err := protocol.ValidParticipant(n); err != nil {
-				g.badRequest(w, err)
-				return
-			}
+	if q.Has("name") {
+		// A socket announcing a name of its choosing could speak, and
+		// leave, for someone else in the room: the gateway names viewers.
+		g.badRequest(w, fmt.Errorf("%w: name= is not taken: the gateway names each viewer itself (web-<8 hex digits>); drop the parameter", ErrBadRequest))
+		return
+	}
+	self, name := q.Get("self"), ""
+	if self != "" {
+		if err := protocol.ValidParticipant(self); err != nil {
+			g.badRequest(w, err)
+			return
 		}
 	}
-	if name == "" && self == "" && q.Get("presence") != "0" {
+	if self == "" && q.Get("presence") != "0" {
 		name = protocol.RandomName("web")
 	}
+	if !g.takeSocket(gr.tok) {
+		g.tooManySockets(w, r, gr.tok)
+		return
+	}
+	defer g.dropSocket(gr.tok)
 	if !g.enter() {
 		http.Error(w, "the gateway is shutting down", http.StatusServiceUnavailable)
 		return
@@ -466,7 +476,7 @@ func (g *Gateway) serveView(w http.ResponseWriter, r *http.Request) {
 	defer v.stall.Stop()
 	g.m.socketsNow[0].Add(1)
 	defer g.m.socketsNow[0].Add(-1)
-	g.runSocket(conn, v.log, g.expiry(claims), func(ctx context.Context) error { return g.runViewer(ctx, v) })
+	g.runSocket(conn, v.log, g.expiry(gr.c), func(ctx context.Context) error { return g.runViewer(ctx, v) })
 }
 
 // runViewer runs a viewing socket until it ends.

@@ -78,13 +78,13 @@ func TestStalledViewerClosed(t *testing.T) {
 	}()
 	hubtest.Eventually(t, 20*time.Second, func() bool { return got.Load() > 0 }, "the reading viewer got no frame")
 
-	stuck := dial(t, ctx, h.url, "/ws/view/slow?name=stuck") // never read until it is closed
-	hubtest.Eventually(t, 10*time.Second, func() bool { return h.g.viewerNamed("stuck") != nil }, "the stalled viewer did not register")
+	stuck, stuckName := dialViewer(t, ctx, h.url, "/ws/view/slow") // never read again until it is closed
+	hubtest.Eventually(t, 10*time.Second, func() bool { return h.g.viewerNamed(stuckName) != nil }, "the stalled viewer did not register")
 	before := got.Load()
 	const stalled = `vidhub_web_refused_total{reason="stalled"}`
 	hubtest.Eventually(t, 60*time.Second, func() bool { return metric(t, h.url, stalled) >= 1 },
 		"a viewer that never reads was not closed as stalled (dropped %d)", h.g.m.dropped.Load())
-	if h.g.viewerNamed("stuck") != nil {
+	if h.g.viewerNamed(stuckName) != nil {
 		t.Error("the stalled viewer is still registered after it was counted")
 	}
 	if n := got.Load(); n <= before {

@@ -46,7 +46,10 @@ const MaxLen = 1024
 // sigContext binds a signature to this format and version.
 const sigContext = "vidhub-token-v1."
 
-var b64 = base64.RawURLEncoding
+// b64 is strict: the unused low bits of a last character must be zero,
+// so that one token has one spelling (a lenient decoder takes four
+// spellings of the same signature).
+var b64 = base64.RawURLEncoding.Strict()
 
 // Errors of tokens and keys. Every refusal wraps one of them.
 var (
