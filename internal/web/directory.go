@@ -256,6 +256,31 @@ func (d *directory) close() {
 	d.nc = nil
 }
 
+// maxProbeShown bounds the rooms where the gateway announces itself as a
+// viewer of lo for the sake of probes (see probing).
+const maxProbeShown = 64
+
+// probing returns, sorted, up to maxProbeShown rooms where a publisher's
+// first frame is awaited. A publisher that encodes only watched layers
+// (--encode watched) sends no frame until someone's presence asks for
+// one, so the gateway asks: it announces itself as a viewer of lo there
+// (Gateway.shows), the way it announces what its pages show.
+func (d *directory) probing() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []string
+	for room, members := range d.rooms {
+		for _, e := range members {
+			if e.probe != nil {
+				out = append(out, room)
+				break
+			}
+		}
+	}
+	slices.Sort(out)
+	return out[:min(len(out), maxProbeShown)]
+}
+
 // tracked is how many rooms the directory keeps, listed or not.
 func (d *directory) tracked() int {
 	d.mu.Lock()

@@ -493,6 +493,13 @@ func (g *Gateway) shows() map[string][]protocol.Layer {
 			out[room] = append(out[room], protocol.Hi)
 		}
 	}
+	// Where the directory awaits a publisher's first frame, ask for lo so
+	// that one encoding only watched layers sends it and gets listed.
+	for _, room := range g.dir.probing() {
+		if _, ok := out[room]; !ok {
+			out[room] = []protocol.Layer{protocol.Lo}
+		}
+	}
 	return out
 }
 

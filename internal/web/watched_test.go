@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -67,4 +68,39 @@ func TestThumbnailsOfWatchedPublisher(t *testing.T) {
 	_ = thumbs.CloseNow()
 	hubtest.Eventually(t, 10*time.Second, func() bool { p, _ := gw.last(); return p.Leaving }, "the gateway did not leave the room it no longer shows")
 	hubtest.Eventually(t, 10*time.Second, func() bool { return len(pub.Stats().Encoding) == 0 }, "lo still encoded after the page went: %+v", pub.Stats())
+}
+
+// TestWatchedPublisherListed: a publisher that encodes only watched
+// layers, with nobody watching, is still listed by /api/rooms: the
+// directory lists publishers whose frames arrive, so while it awaits the
+// first one the gateway announces itself as a viewer of lo there.
+func TestWatchedPublisherListed(t *testing.T) {
+	h := startHub(t, broker.Config{}, Config{})
+	nc := hubtest.Connect(t, h.b.ClientURL())
+	pub, err := publisher.New(nc, publisher.Config{Room: "shy", Name: "cam", Source: "pattern", FPS: 15, Width: 320, Height: 180,
+		Encode: publisher.EncodeWatched})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = pub.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	listed := func() bool {
+		for _, ri := range h.g.dir.list() {
+			for _, m := range ri.Members {
+				if ri.Room == "shy" && m.Name == "cam" && m.Role == protocol.RolePublisher {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	hubtest.Eventually(t, 15*time.Second, listed, "a watched-mode publisher nobody watches is not listed: %v (publisher %v)",
+		hubtest.Lazy(func() any { return h.g.dir.list() }), hubtest.Lazy(func() any { return pub.Stats() }))
+	code, body := get(t, h.url+"/api/rooms")
+	if code != 200 || !strings.Contains(body, `"cam"`) {
+		t.Errorf("/api/rooms: %d %s, want room shy with cam", code, body)
+	}
 }
