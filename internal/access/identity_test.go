@@ -25,7 +25,7 @@ func TestNameBoundToUser(t *testing.T) {
 	f, err := access.Parse([]byte(`
 users:
   - {name: alice, password: a, view: [lobby], publish: [lobby]}
-  - {name: bob, password: b, view: [lobby], publish: [lobby], any_name: true}
+  - {name: bob, password: b, view: [lobby], publish: [lobby]}
   - {name: carol, password: c, view: ["*"]}
   - {name: gateway, password: g, view: ["*"], publish: [lobby], any_name: true}
 `))

@@ -257,9 +257,14 @@ func (g *Gateway) runPublisher(ctx context.Context, p *pubSocket) error {
 	defer g.beatPublisher(p, true)
 	p.log.Info("browser publishing", "fps", p.fps)
 	err = p.read(ctx)
+	// A refusal ends the socket one of two ways: confirm sees it on the
+	// first frame (read returns it), or the connection's error handler
+	// reports it later (the context's cause). Either is logged once.
 	var ce closeError
 	if cause := context.Cause(ctx); errors.As(cause, &ce) && ce.kind == "not_allowed" {
 		err = cause
+	}
+	if errors.As(err, &ce) && ce.kind == "not_allowed" {
 		p.log.Warn("the broker refuses the gateway's frames in this room: closed the socket; give the gateway's NATS user publish rights in the room",
 			"room", p.addr.Room())
 	}
