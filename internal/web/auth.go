@@ -223,6 +223,22 @@ func (g *Gateway) dropSocket(tok string) {
 }
 
 // tooManySockets answers an upgrade over the token's socket cap.
+// admit lets a socket in: it counts against its token's cap and the
+// gateway's lifetime (Close waits for it), or the request is answered
+// with why not. release undoes both when the socket ends.
+func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, tok string) (release func(), ok bool) {
+	if !g.takeSocket(tok) {
+		g.tooManySockets(w, r, tok)
+		return nil, false
+	}
+	if !g.enter() {
+		g.dropSocket(tok)
+		http.Error(w, "the gateway is shutting down", http.StatusServiceUnavailable)
+		return nil, false
+	}
+	return func() { g.wg.Done(); g.dropSocket(tok) }, true
+}
+
 func (g *Gateway) tooManySockets(w http.ResponseWriter, r *http.Request, tok string) {
 	g.refuse("too_many_sockets", "refused a socket over its token's cap", "path", r.URL.Path, "token", webtoken.ID(tok), "max", g.cfg.MaxSocketsPerToken)
 	http.Error(w, fmt.Sprintf("this room token has %d sockets open already, the most one token may: close other tabs or ask for a link of your own", g.cfg.MaxSocketsPerToken),

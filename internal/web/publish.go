@@ -106,16 +106,11 @@ func (g *Gateway) servePublish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer g.unclaim(p)
-	if !g.takeSocket(gr.tok) {
-		g.tooManySockets(w, r, gr.tok)
+	release, ok := g.admit(w, r, gr.tok)
+	if !ok {
 		return
 	}
-	defer g.dropSocket(gr.tok)
-	if !g.enter() {
-		http.Error(w, "the gateway is shutting down", http.StatusServiceUnavailable)
-		return
-	}
-	defer g.wg.Done()
+	defer release()
 	conn, err := websocket.Accept(w, r, g.acceptOptions())
 	if err != nil {
 		g.refuse("upgrade", "refused a publishing socket", "room", addr.Room(), "name", addr.Participant(), "err", err)

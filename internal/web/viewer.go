@@ -444,16 +444,11 @@ func (g *Gateway) serveView(w http.ResponseWriter, r *http.Request) {
 	if self == "" && q.Get("presence") != "0" {
 		name = protocol.RandomName("web")
 	}
-	if !g.takeSocket(gr.tok) {
-		g.tooManySockets(w, r, gr.tok)
+	release, ok := g.admit(w, r, gr.tok)
+	if !ok {
 		return
 	}
-	defer g.dropSocket(gr.tok)
-	if !g.enter() {
-		http.Error(w, "the gateway is shutting down", http.StatusServiceUnavailable)
-		return
-	}
-	defer g.wg.Done()
+	defer release()
 	conn, err := websocket.Accept(w, r, g.acceptOptions())
 	if err != nil {
 		g.refuse("upgrade", "refused a viewing socket", "room", room, "err", err)

@@ -23,16 +23,8 @@ import (
 // room and the publisher stops encoding.
 func TestThumbnailsOfWatchedPublisher(t *testing.T) {
 	h := startHub(t, broker.Config{}, Config{})
-	nc := hubtest.Connect(t, h.b.ClientURL())
-	pub, err := publisher.New(nc, publisher.Config{Room: "quiet", Name: "cam", Source: "pattern", FPS: 15, Width: 320, Height: 180,
+	pub := hubtest.Publish(t, hubtest.Connect(t, h.b.ClientURL()), publisher.Config{Room: "quiet", Name: "cam", Source: "pattern", FPS: 15, Width: 320, Height: 180,
 		Encode: publisher.EncodeWatched})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = pub.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
 
 	// The gateway's presence in the room, as any participant sees it.
 	spy := hubtest.Connect(t, h.b.ClientURL())
@@ -76,16 +68,8 @@ func TestThumbnailsOfWatchedPublisher(t *testing.T) {
 // first one the gateway announces itself as a viewer of lo there.
 func TestWatchedPublisherListed(t *testing.T) {
 	h := startHub(t, broker.Config{}, Config{})
-	nc := hubtest.Connect(t, h.b.ClientURL())
-	pub, err := publisher.New(nc, publisher.Config{Room: "shy", Name: "cam", Source: "pattern", FPS: 15, Width: 320, Height: 180,
+	pub := hubtest.Publish(t, hubtest.Connect(t, h.b.ClientURL()), publisher.Config{Room: "shy", Name: "cam", Source: "pattern", FPS: 15, Width: 320, Height: 180,
 		Encode: publisher.EncodeWatched})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = pub.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
 
 	listed := func() bool {
 		for _, ri := range h.g.dir.list() {
