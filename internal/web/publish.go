@@ -314,7 +314,13 @@ func (p *pubSocket) publish(i int, f WireFrame, now time.Time) error {
 	p.seq[i]++
 	meta := protocol.FrameMeta{Seq: p.seq[i], Time: t, Width: f.Meta.Width, Height: f.Meta.Height}
 	msg := nats.Msg{Subject: p.subj[i], Header: p.hdr[i].Set(meta), Data: f.JPEG}
-	before := p.g.nc.LastError()
+	// Until the broker took a first frame, note the connection's last
+	// error so that confirm can tell a refusal of this one; after that,
+	// refusals come through onAsyncError and the hot path skips the lock.
+	var before error
+	if !p.confirmed {
+		before = p.g.nc.LastError()
+	}
 	err := p.g.nc.PublishMsg(&msg)
 	switch {
 	case errors.Is(err, nats.ErrMaxPayload):
