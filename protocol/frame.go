@@ -10,14 +10,17 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// Header names and values of protocol v1. NATS header keys are
-// case-sensitive: these spellings are the protocol.
+// Header names and values. NATS header keys are case-sensitive: these
+// spellings are the protocol. HeaderKey and ContentTypeH264 are protocol
+// v2's, on the H.264 layers only.
 const (
 	HeaderContentType = "Content-Type"
 	HeaderSeq         = "Vidhub-Seq"
 	HeaderTime        = "Vidhub-Time"
 	HeaderSize        = "Vidhub-Size"
+	HeaderKey         = "Vidhub-Key" // "1" on an H.264 keyframe (an IDR access unit)
 	ContentTypeJPEG   = "image/jpeg"
+	ContentTypeH264   = "video/h264"
 )
 
 // MaxDimension bounds the width and height a frame header may claim.
@@ -33,6 +36,8 @@ type FrameMeta struct {
 	Time   int64  // capture time, Unix nanoseconds
 	Width  int
 	Height int
+	Codec  Codec // from Content-Type
+	Key    bool  // a keyframe: always for JPEG, HeaderKey for H.264
 }
 
 // CaptureTime returns Time as a time.Time.
@@ -43,11 +48,15 @@ func (m FrameMeta) CaptureTime() time.Time { return time.Unix(0, m.Time) }
 type FrameHeader struct {
 	h              nats.Header
 	seq, tim, size []string
+	key            []string
 	lastW, lastH   int
 }
 
 // NewFrameHeader returns headers for JPEG frames.
-func NewFrameHeader() *FrameHeader {
+func NewFrameHeader() *FrameHeader { return NewCodecHeader(CodecJPEG) }
+
+// NewCodecHeader returns headers for frames coded with c.
+func NewCodecHeader(c Codec) *FrameHeader {
 	f := &FrameHeader{
 		h:    nats.Header{},
 		seq:  make([]string, 1),
@@ -55,6 +64,10 @@ func NewFrameHeader() *FrameHeader {
 		size: make([]string, 1),
 	}
 	f.h[HeaderContentType] = []string{ContentTypeJPEG}
+	if c == CodecH264 {
+		f.h[HeaderContentType] = []string{ContentTypeH264}
+		f.key = []string{"1"}
+	}
 	f.h[HeaderSeq] = f.seq
 	f.h[HeaderTime] = f.tim
 	f.h[HeaderSize] = f.size
@@ -70,20 +83,39 @@ func (f *FrameHeader) Set(m FrameMeta) nats.Header {
 		f.size[0] = FormatSize(m.Width, m.Height)
 		f.lastW, f.lastH = m.Width, m.Height
 	}
+	if f.key != nil {
+		if m.Key {
+			f.h[HeaderKey] = f.key
+		} else {
+			delete(f.h, HeaderKey)
+		}
+	}
 	return f.h
 }
 
-// FrameHeaders returns a fresh header map for m.
+// FrameHeaders returns a fresh header map for m (m.Codec's, JPEG if unset).
 func FrameHeaders(m FrameMeta) nats.Header {
-	return NewFrameHeader().Set(m)
+	return NewCodecHeader(m.Codec).Set(m)
 }
 
 // ParseFrameHeader reads and checks the headers of a frame.
 func ParseFrameHeader(h nats.Header) (FrameMeta, error) {
-	if ct := h.Get(HeaderContentType); ct != ContentTypeJPEG {
-		return FrameMeta{}, fmt.Errorf("%w: %s is %q, want %q", ErrBadFrame, HeaderContentType, ct, ContentTypeJPEG)
-	}
 	var m FrameMeta
+	switch ct := h.Get(HeaderContentType); ct {
+	case ContentTypeJPEG:
+		m.Codec, m.Key = CodecJPEG, true
+	case ContentTypeH264:
+		m.Codec = CodecH264
+		switch k := h.Get(HeaderKey); k {
+		case "1":
+			m.Key = true
+		case "":
+		default:
+			return FrameMeta{}, fmt.Errorf("%w: %s is %q, want 1 or no header", ErrBadFrame, HeaderKey, k)
+		}
+	default:
+		return FrameMeta{}, fmt.Errorf("%w: %s is %q, want %q or %q", ErrBadFrame, HeaderContentType, ct, ContentTypeJPEG, ContentTypeH264)
+	}
 	var err error
 	if m.Seq, err = strconv.ParseUint(h.Get(HeaderSeq), 10, 64); err != nil || m.Seq == 0 {
 		return FrameMeta{}, fmt.Errorf("%w: %s is %q, want a number from 1", ErrBadFrame, HeaderSeq, h.Get(HeaderSeq))
@@ -109,13 +141,27 @@ func CheckJPEG(b []byte) error {
 	return nil
 }
 
-// ParseFrame checks the headers and body of a frame message.
+// ParseFrame checks the headers and body of a frame message: a JPEG, or an
+// H.264 access unit (see CheckH264).
 func ParseFrame(h nats.Header, body []byte) (FrameMeta, error) {
 	m, err := ParseFrameHeader(h)
 	if err != nil {
 		return m, err
 	}
+	if m.Codec == CodecH264 {
+		return m, CheckH264(body, m.Key)
+	}
 	return m, CheckJPEG(body)
+}
+
+// ParseLayerFrame is ParseFrame for a frame that came on layer l: its
+// codec must be l's.
+func ParseLayerFrame(l Layer, h nats.Header, body []byte) (FrameMeta, error) {
+	m, err := ParseFrame(h, body)
+	if err == nil && m.Codec != l.Codec() {
+		err = fmt.Errorf("%w: a %s frame on the %s layer, which carries %s", ErrBadFrame, m.Codec, l, l.Codec())
+	}
+	return m, err
 }
 
 // FormatSize formats a frame size as "WxH".

@@ -130,9 +130,9 @@ func TestParseSubject(t *testing.T) {
 func TestFrameHeaderRoundTrip(t *testing.T) {
 	fh := NewFrameHeader()
 	for i, m := range []FrameMeta{
-		{Seq: 1, Time: time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC).UnixNano(), Width: 1280, Height: 720},
-		{Seq: 2, Time: 1, Width: 320, Height: 180},
-		{Seq: 1<<64 - 1, Time: 1<<63 - 1, Width: 16384, Height: 1},
+		{Seq: 1, Time: time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC).UnixNano(), Width: 1280, Height: 720, Codec: CodecJPEG, Key: true},
+		{Seq: 2, Time: 1, Width: 320, Height: 180, Codec: CodecJPEG, Key: true},
+		{Seq: 1<<64 - 1, Time: 1<<63 - 1, Width: 16384, Height: 1, Codec: CodecJPEG, Key: true},
 	} {
 		h := fh.Set(m)
 		if got := h.Get(HeaderContentType); got != ContentTypeJPEG {
@@ -219,7 +219,7 @@ func TestLoSize(t *testing.T) {
 func TestPresenceRoundTrip(t *testing.T) {
 	p := Presence{
 		Role:    RolePublisher,
-		Layers:  []LayerInfo{{Hi, 1280, 720, 30}, {Lo, 320, 180, 30}},
+		Layers:  []LayerInfo{{Layer: Hi, Width: 1280, Height: 720, FPS: 30}, {Layer: Lo, Width: 320, Height: 180, FPS: 30}},
 		Views:   []Layer{Lo},
 		Started: time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC),
 	}

@@ -12,11 +12,48 @@ const Prefix = "vidhub"
 // Layer is one encoding of a participant's video.
 type Layer string
 
-// The layers of protocol v1.
+// The layers. Protocol v1 has the JPEG layers Hi and Lo; protocol v2
+// adds the H.264 layers H264 and H264Lo on subjects of their own, so a v1
+// client never meets them.
 const (
-	Hi Layer = "hi" // full size
-	Lo Layer = "lo" // thumbnail, about LoWidth pixels wide
+	Hi     Layer = "hi"     // JPEG, full size
+	Lo     Layer = "lo"     // JPEG thumbnail, about LoWidth pixels wide
+	H264   Layer = "h264"   // H.264, full size
+	H264Lo Layer = "h264lo" // H.264 thumbnail, the size of Lo
 )
+
+// Codec is how a layer's frames are coded.
+type Codec string
+
+// The codecs.
+const (
+	CodecJPEG Codec = "jpeg" // every frame one complete JPEG
+	CodecH264 Codec = "h264" // one H.264 access unit per frame, Annex B
+)
+
+// Codec returns how l's frames are coded.
+func (l Layer) Codec() Codec {
+	if l == H264 || l == H264Lo {
+		return CodecH264
+	}
+	return CodecJPEG
+}
+
+// Small reports whether l is a thumbnail layer (Lo or H264Lo).
+func (l Layer) Small() bool { return l == Lo || l == H264Lo }
+
+// As returns the layer of the same size as l coded with c.
+func (l Layer) As(c Codec) Layer {
+	switch {
+	case c == CodecH264 && l.Small():
+		return H264Lo
+	case c == CodecH264:
+		return H264
+	case l.Small():
+		return Lo
+	}
+	return Hi
+}
 
 // LoWidth is the nominal width of the lo layer in pixels.
 const LoWidth = 320
@@ -24,17 +61,20 @@ const LoWidth = 320
 // presenceToken is the last token of a presence subject.
 const presenceToken = "presence"
 
+// keyToken is the last token of a keyframe request subject.
+const keyToken = "key"
+
 // ErrBadSubject is returned (wrapped) for a subject that is not one of
 // protocol v1's.
 var ErrBadSubject = errors.New("not a vidhub subject")
 
-// ParseLayer turns "hi" or "lo" into a Layer.
+// ParseLayer turns "hi", "lo", "h264" or "h264lo" into a Layer.
 func ParseLayer(s string) (Layer, error) {
 	switch Layer(s) {
-	case Hi, Lo:
+	case Hi, Lo, H264, H264Lo:
 		return Layer(s), nil
 	}
-	return "", fmt.Errorf("unknown layer %q: use hi or lo", s)
+	return "", fmt.Errorf("unknown layer %q: use hi, lo, h264 or h264lo", s)
 }
 
 // Address names one participant in one room. Its names are validated when
@@ -69,6 +109,9 @@ func (a Address) FrameSubject(l Layer) string {
 func (a Address) PresenceSubject() string {
 	return ParticipantPresence(a.room, a.participant)
 }
+
+// KeySubject is the subject viewers ask the participant for a keyframe on.
+func (a Address) KeySubject() string { return ParticipantKey(a.room, a.participant) }
 
 // AllSubjects matches everything the participant may publish: the
 // permission a publisher needs.
@@ -129,6 +172,14 @@ func ParticipantPresence(room, participant string) string {
 	return RoomPrefix(room) + participant + "." + presenceToken
 }
 
+// ParticipantKey is the subject on which viewers ask participant in room
+// for a keyframe (protocol v2); with AnyParticipant it matches every
+// participant's: the publish permission a viewer needs to ask. It is not
+// media: the right to ask grants no right to publish frames.
+func ParticipantKey(room, participant string) string {
+	return RoomPrefix(room) + participant + "." + keyToken
+}
+
 // AllPresence matches the presence of every participant of every room.
 // Listening on it for a little over one beat lists all rooms.
 const AllPresence = Prefix + ".*.*." + presenceToken
@@ -136,12 +187,14 @@ const AllPresence = Prefix + ".*.*." + presenceToken
 // Subject is a parsed vidhub subject.
 type Subject struct {
 	Address
-	// Presence is true for a presence subject; otherwise Layer is set.
+	// Presence is true for a presence subject, Key for a keyframe
+	// request; otherwise Layer is set.
 	Presence bool
+	Key      bool
 	Layer    Layer
 }
 
-// ParseSubject parses a frame or presence subject. It rejects anything else,
+// ParseSubject parses a frame, presence or keyframe request subject. It rejects anything else,
 // including wildcards and invalid names.
 func ParseSubject(s string) (Subject, error) {
 	rest, ok := strings.CutPrefix(s, Prefix+".")
@@ -151,7 +204,7 @@ func ParseSubject(s string) (Subject, error) {
 	room, rest, ok1 := strings.Cut(rest, ".")
 	participant, last, ok2 := strings.Cut(rest, ".")
 	if !ok1 || !ok2 {
-		return Subject{}, fmt.Errorf("%w: %q is not %s.<room>.<participant>.<hi|lo|presence>", ErrBadSubject, s, Prefix)
+		return Subject{}, fmt.Errorf("%w: %q is not %s.<room>.<participant>.<layer|presence|key>", ErrBadSubject, s, Prefix)
 	}
 	a, err := NewAddress(room, participant)
 	if err != nil {
@@ -159,6 +212,9 @@ func ParseSubject(s string) (Subject, error) {
 	}
 	if last == presenceToken {
 		return Subject{Address: a, Presence: true}, nil
+	}
+	if last == keyToken {
+		return Subject{Address: a, Key: true}, nil
 	}
 	l, err := ParseLayer(last)
 	if err != nil {

@@ -1,0 +1,120 @@
+// Package media is vidhub's one home for native media code: H.264
+// encoding, decoding and demuxing through FFmpeg's libraries (libavcodec
+// with libx264, libavformat, libswscale) over a small cgo layer.
+//
+// The full build (cgo) has all of it. The static build (CGO_ENABLED=0)
+// has none: every constructor returns ErrUnavailable, which says so
+// plainly, and H264Available reports false, so callers fall back to JPEG.
+package media
+
+import (
+	"errors"
+	"time"
+)
+
+// ErrUnavailable is returned (wrapped) by every constructor of a build
+// without native media code.
+var ErrUnavailable = errors.New("this build of vidhub has no H.264 codec (it was built with CGO_ENABLED=0, without FFmpeg); use the full build, or --codec jpeg")
+
+// ErrNotH264 is returned (wrapped) by OpenH264 for a source whose video is
+// not H.264: it cannot be passed through.
+var ErrNotH264 = errors.New("the source's video is not H.264")
+
+// PixFmt is the layout of an Image's pixels.
+type PixFmt int
+
+// Pixel formats the encoder takes and the decoder gives.
+const (
+	BGR24 PixFmt = iota + 1 // 3 bytes per pixel, B G R: OpenCV's Mat
+	RGBA                    // 4 bytes per pixel, R G B A: Go's image.RGBA
+)
+
+// Image is a picture in memory that media reads or writes. Pix may point
+// into C memory (a gocv Mat's data); media never keeps it past a call.
+type Image struct {
+	Fmt           PixFmt
+	Width, Height int
+	Stride        int // bytes per row
+	Pix           []byte
+}
+
+// EncoderConfig says how to encode.
+type EncoderConfig struct {
+	// Width and Height of the coded picture; input images of another size
+	// are scaled to it. Both must be even.
+	Width, Height int
+	// FPS is the frame rate the rate control plans for.
+	FPS float64
+	// Bitrate is the target in bits per second; 0 picks one from the
+	// picture size and frame rate (DefaultBitrate).
+	Bitrate int
+	// KeyInt is the most frames between two keyframes; 0 means two
+	// seconds' worth.
+	KeyInt int
+}
+
+// DefaultBitrate is the bitrate an encoder targets for w x h at fps when
+// EncoderConfig.Bitrate is 0.
+func DefaultBitrate(w, h int, fps float64) int {
+	// About 0.05 bit per pixel per frame: ~1.4 Mbit/s for 720p30, where
+	// x264 (veryfast, zero latency) matches JPEG quality 80's SSIM on a
+	// camera-like scene at a twentieth of its bitrate.
+	b := int(float64(w*h) * fps * 0.05)
+	return max(b, 100_000)
+}
+
+// AU is one coded access unit.
+type AU struct {
+	// Data is Annex B, with SPS and PPS ahead of every IDR. It is valid
+	// until the next call on what returned it.
+	Data []byte
+	Key  bool          // an IDR: decodable on its own
+	PTS  time.Duration // presentation time from the source's start (demuxer only)
+}
+
+// Encoder is what NewEncoder returns: H.264 with real-time settings
+// (libx264: zero latency, no B-frames, no lookahead): every Encode returns
+// the access unit of the image it was given.
+type Encoder interface {
+	// Encode codes img, scaled to the encoder's size; forceKey makes it
+	// an IDR.
+	Encode(img Image, forceKey bool) (AU, error)
+	// Codec is the codec string (e.g. "avc1.42E01F") of what it encodes.
+	Codec() string
+	// Size is the coded picture's size.
+	Size() (w, h int)
+	Close()
+}
+
+// Decoder is what NewDecoder returns: H.264 access units in, pictures
+// out.
+type Decoder interface {
+	// Decode decodes one access unit. ok reports whether a picture came
+	// out; err reports data the decoder could not decode (corrupt, or a
+	// reference it never got). After an error, feed it a keyframe.
+	Decode(au []byte) (ok bool, err error)
+	// Size is the size of the last picture.
+	Size() (w, h int)
+	// Picture converts the last picture into dst (w x h), scaling if
+	// dst's size differs.
+	Picture(dst Image) error
+	Close()
+}
+
+// Demuxer is what OpenH264 returns: the H.264 access units of a file or
+// stream (RTSP, a .mp4, .mkv or .h264 file), untouched, in Annex B.
+type Demuxer interface {
+	// Read returns the next access unit; io.EOF at the end of a file.
+	Read() (AU, error)
+	// Size is the video's size.
+	Size() (w, h int)
+	// FPS is the video's frame rate as the container states it (0 when
+	// it states none).
+	FPS() float64
+	// Codec is the codec string of the video.
+	Codec() string
+	// Live reports whether the source delivers at its own pace (a
+	// network stream) rather than as fast as it is read (a file).
+	Live() bool
+	Close() error
+}

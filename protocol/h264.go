@@ -1,0 +1,137 @@
+package protocol
+
+import (
+	"bytes"
+	"fmt"
+)
+
+// H.264 NAL unit types that vidhub reads (ITU-T H.264 table 7-1).
+const (
+	NALSlice = 1 // a coded slice of a non-IDR picture
+	NALIDR   = 5 // a coded slice of an IDR picture: a keyframe
+	NALSEI   = 6
+	NALSPS   = 7 // sequence parameter set
+	NALPPS   = 8 // picture parameter set
+	NALAUD   = 9 // access unit delimiter
+)
+
+// MaxNALs bounds the NAL units one access unit may hold.
+const MaxNALs = 1024
+
+// SplitAnnexB calls fn with each NAL unit of an Annex B byte stream (each
+// preceded by a 00 00 01 or 00 00 00 01 start code), without its start
+// code, until fn returns false. It fails for a stream that does not start
+// with a start code, an empty NAL unit, or more than MaxNALs of them.
+func SplitAnnexB(b []byte, fn func(nal []byte) bool) error {
+	i := startCode(b)
+	if i < 0 {
+		return fmt.Errorf("%w: H.264 access unit does not start with an Annex B start code (00 00 01)", ErrBadFrame)
+	}
+	b = b[i:]
+	for n := 0; len(b) > 0; n++ {
+		if n == MaxNALs {
+			return fmt.Errorf("%w: H.264 access unit holds more than %d NAL units", ErrBadFrame, MaxNALs)
+		}
+		end := bytes.Index(b, []byte{0, 0, 1})
+		next := len(b)
+		if end >= 0 {
+			next = end + 3
+			for end > 0 && b[end-1] == 0 {
+				end-- // 00 00 00 01, or trailing zero bytes
+			}
+		} else {
+			end = len(b)
+		}
+		nal := b[:end]
+		if len(nal) == 0 {
+			return fmt.Errorf("%w: H.264 access unit holds an empty NAL unit", ErrBadFrame)
+		}
+		if !fn(nal) {
+			return nil
+		}
+		b = b[next:]
+	}
+	return nil
+}
+
+// startCode returns the offset just past the leading start code of b, or -1.
+func startCode(b []byte) int {
+	switch {
+	case len(b) >= 4 && b[0] == 0 && b[1] == 0 && b[2] == 0 && b[3] == 1:
+		return 4
+	case len(b) >= 3 && b[0] == 0 && b[1] == 0 && b[2] == 1:
+		return 3
+	}
+	return -1
+}
+
+// NALType is the type of a NAL unit (without its start code).
+func NALType(nal []byte) int { return int(nal[0] & 0x1f) }
+
+// CheckH264 checks that b is one H.264 access unit as protocol v2 carries
+// it: Annex B, at least one slice, and for a keyframe (key) its SPS and PPS
+// ahead of an IDR slice; a frame not marked key holds no IDR slice. It
+// does not decode the slices.
+func CheckH264(b []byte, key bool) error {
+	var sps, pps, idr, slice, forbidden bool
+	err := SplitAnnexB(b, func(nal []byte) bool {
+		if nal[0]&0x80 != 0 {
+			forbidden = true
+			return false
+		}
+		switch NALType(nal) {
+		case NALSPS:
+			sps = true
+		case NALPPS:
+			pps = pps || sps
+		case NALIDR:
+			idr = idr || (sps && pps)
+			slice = true
+		case NALSlice, 2, 3, 4:
+			slice = true
+		}
+		return true
+	})
+	switch {
+	case err != nil:
+		return err
+	case forbidden:
+		return fmt.Errorf("%w: H.264 NAL unit has its forbidden_zero_bit set: not H.264, or corrupted", ErrBadFrame)
+	case !slice:
+		return fmt.Errorf("%w: H.264 access unit holds no coded slice", ErrBadFrame)
+	case key && !idr:
+		return fmt.Errorf("%w: H.264 keyframe lacks SPS and PPS ahead of an IDR slice", ErrBadFrame)
+	case !key && IsKeyframe(b):
+		return fmt.Errorf("%w: H.264 IDR access unit not marked %s: 1", ErrBadFrame, HeaderKey)
+	}
+	return nil
+}
+
+// IsKeyframe reports whether the Annex B access unit b holds an IDR slice.
+func IsKeyframe(b []byte) bool {
+	key := false
+	_ = SplitAnnexB(b, func(nal []byte) bool {
+		key = NALType(nal) == NALIDR
+		return !key
+	})
+	return key
+}
+
+// H264CodecString returns the codec string of the stream whose access
+// unit b carries an SPS, as WebCodecs and RFC 6381 spell it:
+// "avc1.PPCCLL" (profile, constraint flags, level in hex), e.g.
+// "avc1.42E01F" for Constrained Baseline at level 3.1.
+func H264CodecString(b []byte) (string, error) {
+	var out string
+	err := SplitAnnexB(b, func(nal []byte) bool {
+		if NALType(nal) == NALSPS && len(nal) >= 4 {
+			out = fmt.Sprintf("avc1.%02X%02X%02X", nal[1], nal[2], nal[3])
+			return false
+		}
+		return true
+	})
+	if err == nil && out == "" {
+		err = fmt.Errorf("%w: H.264 access unit holds no SPS", ErrBadFrame)
+	}
+	return out, err
+}
