@@ -22,12 +22,15 @@ const (
 	// EncodeWatched encodes a layer only while some participant's presence
 	// says it views that layer: an idle publisher costs next to nothing.
 	EncodeWatched Encode = "watched"
+	// EncodeAuto encodes the H.264 layers always and the JPEG layers only
+	// while watched: the default. With codec JPEG it is EncodeAll.
+	EncodeAuto Encode = "auto"
 )
 
-// ParseEncode parses all or watched.
+// ParseEncode parses auto, all or watched.
 func ParseEncode(s string) (Encode, error) {
 	switch Encode(s) {
-	case EncodeAll, EncodeWatched:
+	case EncodeAll, EncodeWatched, EncodeAuto:
 		return Encode(s), nil
 	}
 	return "", errBadEncode(s)
@@ -59,11 +62,12 @@ func (in *interest) onPresence(m *nats.Msg) {
 	}
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	if p.Leaving || len(p.Views) == 0 {
+	views := p.AllViews()
+	if p.Leaving || len(views) == 0 {
 		delete(in.views, s.Participant())
 		return
 	}
-	in.views[s.Participant()] = watcher{views: p.Views, last: time.Now()}
+	in.views[s.Participant()] = watcher{views: views, last: time.Now()}
 }
 
 // resumed restarts the clock of every watcher: during an outage no beats
@@ -96,5 +100,5 @@ func (in *interest) watched(l protocol.Layer, now time.Time) bool {
 }
 
 func errBadEncode(s string) error {
-	return fmt.Errorf("%w: encode %q: use all or watched", ErrBadConfig, s)
+	return fmt.Errorf("%w: encode %q: use auto, all or watched", ErrBadConfig, s)
 }

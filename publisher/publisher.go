@@ -1,7 +1,8 @@
 // Package publisher captures video from a source (a camera, a file or
 // stream, a GStreamer pipeline, or a synthetic pattern), encodes each frame
-// to JPEG once per layer, and publishes the layers with protocol v1's
-// headers and presence.
+// once per layer (H.264 and JPEG), and publishes the layers with the
+// protocol's headers and presence. It forces H.264 keyframes when viewers
+// ask for them, at most every KeyRequestEvery.
 //
 // Capture and publishing run on their own goroutines joined by a one-slot
 // mailbox: when encoding or the network falls behind, the newest frame
@@ -21,6 +22,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"golang.org/x/time/rate"
 
 	"github.com/vidhub/vidhub/protocol"
 )
@@ -69,8 +71,20 @@ type Config struct {
 	// Views lists layers this participant also watches (a video chat),
 	// announced in its presence.
 	Views []protocol.Layer
-	// Encode says which layers to encode; empty means EncodeAll.
+	// Encode says which layers to encode; empty means EncodeAuto.
 	Encode Encode
+	// Codec is the codec of the main layers: protocol.CodecH264 publishes
+	// the H.264 layers as well as the JPEG ones (those on demand, with
+	// EncodeAuto), protocol.CodecJPEG only the JPEG layers, as protocol v1.
+	// Empty means JPEG; DefaultCodec is what the command line defaults to.
+	Codec protocol.Codec
+	// Bitrate is the H.264 layer's target in bits per second; 0 picks
+	// one from the size and frame rate (media.DefaultBitrate). The small
+	// layer always picks its own.
+	Bitrate int
+	// KeyInt is the longest time between two H.264 keyframes; 0 means
+	// DefaultKeyInt.
+	KeyInt time.Duration
 	// Logger receives the publisher's log; nil discards it.
 	Logger *slog.Logger
 }
@@ -78,8 +92,8 @@ type Config struct {
 // Stats counts what a publisher did.
 type Stats struct {
 	Captured       uint64 // frames read from the source
-	Published      uint64 // frames published (hi layer)
-	Bytes          uint64 // JPEG bytes published, all layers
+	Published      uint64 // frames published on the main layer: h264 for codec H.264, else hi
+	Bytes          uint64 // bytes published, all layers
 	DroppedOffline uint64 // frames dropped while the broker was unreachable
 	DroppedBusy    uint64 // frames overwritten in the mailbox: encoding fell behind
 	Oversize       uint64 // frames over the broker's max payload
@@ -89,7 +103,13 @@ type Stats struct {
 	Skipped uint64
 	// Encoding lists the layers being encoded now.
 	Encoding []protocol.Layer
+	// Keyframes counts H.264 keyframes published, both layers;
+	// KeyRequests the keyframe requests heard.
+	Keyframes, KeyRequests uint64
 }
+
+// layerOrder indexes Publisher.encoding.
+var layerOrder = [4]protocol.Layer{protocol.Hi, protocol.Lo, protocol.H264, protocol.H264Lo}
 
 // Publisher publishes one source into one room under one name.
 type Publisher struct {
@@ -115,7 +135,13 @@ type Publisher struct {
 	droppedOffline, droppedBusy, big atomic.Uint64
 	skipped                          atomic.Uint64
 	interest                         *interest
-	encoding                         [2]atomic.Bool // hi, lo
+	encoding                         [4]atomic.Bool // as layerOrder
+
+	h264                   [2]*h264Layer // h264, h264lo; nil for codec JPEG
+	bitrates               [2]int
+	keyWanted              [2]atomic.Bool // a viewer asked for a keyframe
+	keyframes, keyRequests atomic.Uint64
+	encodeErrLog, bigLog   rate.Sometimes
 
 	closeOnce sync.Once
 }
@@ -144,10 +170,25 @@ func New(nc *nats.Conn, cfg Config) (*Publisher, error) {
 		cfg.Quality = DefaultQuality
 	}
 	if cfg.Encode == "" {
-		cfg.Encode = EncodeAll
+		cfg.Encode = EncodeAuto
 	}
 	if _, err := ParseEncode(string(cfg.Encode)); err != nil {
 		return nil, err
+	}
+	if cfg.Codec == "" {
+		cfg.Codec = protocol.CodecJPEG
+	}
+	if _, err := ParseCodec(string(cfg.Codec)); err != nil {
+		return nil, err
+	}
+	if cfg.KeyInt == 0 {
+		cfg.KeyInt = DefaultKeyInt
+	}
+	if cfg.KeyInt < 0 || cfg.KeyInt > time.Minute {
+		return nil, fmt.Errorf("%w: keyframe interval %v is outside 0 to 1m", ErrBadConfig, cfg.KeyInt)
+	}
+	if cfg.Bitrate < 0 || cfg.Bitrate > 1_000_000_000 {
+		return nil, fmt.Errorf("%w: bitrate %d is outside 0 to 1000000000 bit/s", ErrBadConfig, cfg.Bitrate)
 	}
 	if cfg.Quality < 1 || cfg.Quality > 100 {
 		return nil, fmt.Errorf("%w: quality %d is outside 1 to 100", ErrBadConfig, cfg.Quality)
@@ -165,7 +206,8 @@ func New(nc *nats.Conn, cfg Config) (*Publisher, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Publisher{cfg: cfg, addr: addr, nc: nc, log: log, src: src, started: time.Now()}
+	p := &Publisher{cfg: cfg, addr: addr, nc: nc, log: log, src: src, started: time.Now(),
+		encodeErrLog: rate.Sometimes{Interval: 10 * time.Second}, bigLog: rate.Sometimes{Interval: 10 * time.Second}}
 	p.hiW, p.hiH = cfg.Width, cfg.Height
 	if p.hiW == 0 {
 		p.hiW, p.hiH = src.Size()
@@ -173,9 +215,16 @@ func New(nc *nats.Conn, cfg Config) (*Publisher, error) {
 	p.loW, p.loH = protocol.LoSize(p.hiW, p.hiH)
 	p.quality.Store(int64(cfg.Quality))
 	p.box.init()
-	p.encoding[0].Store(true)
-	p.encoding[1].Store(true)
-	if cfg.Encode == EncodeWatched {
+	if cfg.Codec == protocol.CodecH264 {
+		if err := p.openH264(); err != nil {
+			_ = src.Close()
+			return nil, err
+		}
+	}
+	for i, l := range layerOrder {
+		p.encoding[i].Store(p.sends(l))
+	}
+	if cfg.Encode == EncodeWatched || (cfg.Encode == EncodeAuto && cfg.Codec == protocol.CodecH264) {
 		p.interest = newInterest()
 	}
 	return p, nil
@@ -196,17 +245,24 @@ func (p *Publisher) Stats() Stats {
 		Quality:        int(p.quality.Load()),
 		Skipped:        p.skipped.Load(),
 		Encoding:       p.encodingLayers(),
+		Keyframes:      p.keyframes.Load(),
+		KeyRequests:    p.keyRequests.Load(),
 	}
 }
 
 func (p *Publisher) encodingLayers() []protocol.Layer {
 	var ls []protocol.Layer
-	for i, l := range []protocol.Layer{protocol.Hi, protocol.Lo} {
+	for i, l := range layerOrder {
 		if p.encoding[i].Load() {
 			ls = append(ls, l)
 		}
 	}
 	return ls
+}
+
+// sends reports whether the publisher has layer l at all.
+func (p *Publisher) sends(l protocol.Layer) bool {
+	return l.Codec() == protocol.CodecJPEG || p.cfg.Codec == protocol.CodecH264
 }
 
 // Run captures and publishes until ctx is done or a non-looping file ends.
@@ -221,6 +277,13 @@ func (p *Publisher) Run(ctx context.Context) error {
 		sub, err := p.nc.Subscribe(protocol.RoomPresence(p.addr.Room()), p.interest.onPresence)
 		if err != nil {
 			return fmt.Errorf("following who watches room %s: %w", p.addr.Room(), err)
+		}
+		defer func() { _ = sub.Unsubscribe() }()
+	}
+	if p.cfg.Codec == protocol.CodecH264 {
+		sub, err := p.nc.Subscribe(p.addr.KeySubject(), p.onKeyRequest)
+		if err != nil {
+			return fmt.Errorf("listening for keyframe requests: %w", err)
 		}
 		defer func() { _ = sub.Unsubscribe() }()
 	}
@@ -264,6 +327,7 @@ func (p *Publisher) Close() {
 		if err := p.src.Close(); err != nil {
 			p.log.Warn("closing source", "err", err)
 		}
+		p.closeH264()
 	})
 }
 
@@ -353,20 +417,28 @@ func (p *Publisher) publish(ctx context.Context) {
 				p.interest.resumed(time.Now())
 			}
 		}
-		if p.wanted(0, protocol.Hi, c.at) {
+		for i := range p.h264 {
+			if p.h264[i] != nil && p.wanted(2+i, c.at) {
+				p.sendH264(c, i)
+			} else if p.h264[i] != nil {
+				p.h264[i].needKey = true // idle: a viewer that comes needs a keyframe
+			}
+		}
+		if p.wanted(0, c.at) {
 			p.send(c, protocol.Hi, p.hiW, p.hiH, hdr[protocol.Hi], subj[protocol.Hi])
 		}
-		if p.wanted(1, protocol.Lo, c.at) {
+		if p.wanted(1, c.at) {
 			p.send(c, protocol.Lo, p.loW, p.loH, hdr[protocol.Lo], subj[protocol.Lo])
 		}
 		c.f.release()
 	}
 }
 
-// wanted reports whether layer l (index i) is to be encoded now, and logs
-// when that changes.
-func (p *Publisher) wanted(i int, l protocol.Layer, now time.Time) bool {
-	if p.interest == nil {
+// wanted reports whether layer layerOrder[i] is to be encoded now, and
+// logs when that changes.
+func (p *Publisher) wanted(i int, now time.Time) bool {
+	l := layerOrder[i]
+	if p.interest == nil || (p.cfg.Encode == EncodeAuto && l.Codec() == protocol.CodecH264) {
 		return true
 	}
 	w := p.interest.watched(l, now)
@@ -406,7 +478,7 @@ func (p *Publisher) send(c captured, l protocol.Layer, w, h int, fh *protocol.Fr
 	})
 	switch {
 	case err == nil:
-		if l == protocol.Hi {
+		if l == protocol.Hi && p.h264[0] == nil {
 			p.published.Add(1)
 		}
 		if p.bigLogged && !p.bigSettled && l == protocol.Hi {
@@ -483,10 +555,11 @@ func (p *Publisher) sendPresence(leaving bool) {
 			{Layer: protocol.Hi, Width: p.hiW, Height: p.hiH, FPS: p.cfg.FPS},
 			{Layer: protocol.Lo, Width: p.loW, Height: p.loH, FPS: p.cfg.FPS},
 		},
-		Views:   p.cfg.Views,
+		Streams: p.streams(),
 		Started: p.started,
 		Leaving: leaving,
 	}
+	pr.SetViews(p.cfg.Views)
 	b, err := pr.Encode()
 	if err != nil {
 		p.log.Error("encoding presence", "err", err)

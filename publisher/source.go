@@ -6,6 +6,8 @@ import (
 	"image"
 	"strings"
 	"time"
+
+	"github.com/vidhub/vidhub/internal/media"
 )
 
 // ErrSource is returned (wrapped) when a source cannot be opened or read.
@@ -35,6 +37,9 @@ type frame interface {
 	// encode calls use with the frame as a JPEG of w x h at quality q.
 	// The bytes are valid only during the call.
 	encode(w, h, q int, use func(jpeg []byte) error) error
+	// picture is the frame's pixels at full size, for the H.264 encoder;
+	// valid until release.
+	picture() media.Image
 	// release gives the frame's memory back; the frame is not used after.
 	release()
 }
@@ -133,6 +138,11 @@ func (f *imageFrame) encodeGo(w, h, q int, use func([]byte) error) error {
 		img = f.scratch
 	}
 	return encodeRGBAStd(img, q, use)
+}
+
+func (f *imageFrame) picture() media.Image {
+	b := f.img.Bounds()
+	return media.Image{Fmt: media.RGBA, Width: b.Dx(), Height: b.Dy(), Stride: f.img.Stride, Pix: f.img.Pix}
 }
 
 func (f *imageFrame) release() {

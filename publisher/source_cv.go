@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"gocv.io/x/gocv"
+
+	"github.com/vidhub/vidhub/internal/media"
 )
 
 // cvSource captures through OpenCV: cameras, files, stream URLs and
@@ -278,6 +280,14 @@ func (f *matFrame) encode(w, h, q int, use func([]byte) error) error {
 }
 
 func (f *matFrame) release() { _ = f.m.Close() }
+
+func (f *matFrame) picture() media.Image {
+	pix, err := f.m.DataPtrUint8() // no copy; fails for a Mat that is not continuous
+	if err != nil {
+		pix = f.m.ToBytes()
+	}
+	return media.Image{Fmt: media.BGR24, Width: f.m.Cols(), Height: f.m.Rows(), Stride: f.m.Step(), Pix: pix}
+}
 
 // encodeMat encodes a BGR Mat with libjpeg(-turbo) through OpenCV.
 func encodeMat(m gocv.Mat, q int, use func([]byte) error) error {

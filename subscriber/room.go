@@ -91,6 +91,10 @@ type Config struct {
 	// Self is this process's own publisher name, if any: its tile is
 	// marked.
 	Self string
+	// Codec is protocol.CodecJPEG to take the JPEG layers only; empty
+	// takes a publisher's H.264 layer where it sends one and this build
+	// decodes H.264, else its JPEG layer.
+	Codec protocol.Codec
 	// StatsEvery is the stats interval; 0 means one second.
 	StatsEvery time.Duration
 	// OnStats, if set, receives every tile's stats once per interval, on
@@ -119,6 +123,11 @@ type Room struct {
 	left    map[string]time.Time // participant -> when it said it was leaving
 	layer   protocol.Layer
 	frames  *nats.Subscription
+	// h264 says the room takes H.264 layers: frames264 follows the H.264
+	// layer of layer's size.
+	h264      bool
+	frames264 *nats.Subscription
+	decodeLog rate.Sometimes
 	// loReason, once set, keeps an auto room on lo: the link is too slow.
 	loReason string
 	// the link check's state, on the room's goroutine
@@ -175,8 +184,10 @@ func Join(nc *nats.Conn, cfg Config) (*Room, error) {
 		viewers: map[string]time.Time{},
 		joining: map[string]joining{},
 		left:    map[string]time.Time{},
-		changed: make(chan struct{}, 1),
-		badLog:  rate.Sometimes{Interval: 10 * time.Second},
+		changed:   make(chan struct{}, 1),
+		badLog:    rate.Sometimes{Interval: 10 * time.Second},
+		decodeLog: rate.Sometimes{Interval: 10 * time.Second},
+		h264:      cfg.Codec != protocol.CodecJPEG && decodeAvailable(),
 	}
 	r.presence, err = nc.Subscribe(protocol.RoomPresence(cfg.Room), r.onPresence)
 	if err != nil {
@@ -197,9 +208,7 @@ func Join(nc *nats.Conn, cfg Config) (*Room, error) {
 	if err != nil {
 		_ = r.presence.Unsubscribe()
 		r.mu.Lock()
-		if r.frames != nil {
-			_ = r.frames.Unsubscribe()
-		}
+		r.unsubscribeFrames()
 		r.mu.Unlock()
 		return nil, fmt.Errorf("joining room %s: %w", cfg.Room, err)
 	}
@@ -282,10 +291,12 @@ func (r *Room) Close() {
 		r.wg.Wait()
 		_ = r.presence.Unsubscribe()
 		r.mu.Lock()
-		if r.frames != nil {
-			_ = r.frames.Unsubscribe()
-		}
+		r.unsubscribeFrames()
+		tiles := slices.Collect(maps.Values(r.tiles))
 		r.mu.Unlock()
+		for _, t := range tiles {
+			t.stop()
+		}
 		r.beat(true)
 		if r.nc.IsConnected() {
 			_ = r.nc.FlushTimeout(time.Second)
@@ -390,8 +401,9 @@ func (r *Room) LayerReason() string {
 	return r.loReason
 }
 
-// subscribeLayer switches the frame subscription to l. Switching is a new
-// subscription, nothing more. r.mu is held.
+// subscribeLayer switches the frame subscriptions to l (and its H.264
+// counterpart). Switching is a new subscription, nothing more. r.mu is
+// held.
 func (r *Room) subscribeLayer(l protocol.Layer) error {
 	if l == r.layer && r.frames != nil {
 		return nil
@@ -401,12 +413,40 @@ func (r *Room) subscribeLayer(l protocol.Layer) error {
 		return err
 	}
 	_ = sub.SetPendingLimits(pendingMsgs, pendingBytes)
+	var sub264 *nats.Subscription
+	if r.h264 {
+		if sub264, err = r.nc.Subscribe(protocol.RoomFrames(r.cfg.Room, l.As(protocol.CodecH264)), r.onFrame); err != nil {
+			_ = sub.Unsubscribe()
+			return err
+		}
+		_ = sub264.SetPendingLimits(pendingMsgs, pendingBytes)
+	}
 	if r.frames != nil {
-		_ = r.frames.Unsubscribe()
 		r.log.Info("switched layer", "from", r.layer, "to", l, "publishers", len(r.tiles))
 	}
-	r.frames, r.layer = sub, l
+	r.unsubscribeFrames()
+	r.frames, r.frames264, r.layer = sub, sub264, l
 	return nil
+}
+
+// unsubscribeFrames ends the frame subscriptions. r.mu is held.
+func (r *Room) unsubscribeFrames() {
+	for _, s := range []*nats.Subscription{r.frames, r.frames264} {
+		if s != nil {
+			_ = s.Unsubscribe()
+		}
+	}
+	r.frames, r.frames264 = nil, nil
+}
+
+// askKey asks participant name for a keyframe on layer l.
+func (r *Room) askKey(name string, l protocol.Layer) {
+	if !r.nc.IsConnected() {
+		return
+	}
+	if err := r.nc.Publish(protocol.ParticipantKey(r.cfg.Room, name), []byte(l)); err != nil {
+		r.log.Debug("keyframe request not sent", "participant", name, "err", err)
+	}
 }
 
 // onFrame is the NATS callback for frames: check, swap, count. Nothing
@@ -418,7 +458,10 @@ func (r *Room) onFrame(m *nats.Msg) {
 		r.countBad(nil, err)
 		return
 	}
-	meta, err := protocol.ParseFrame(m.Header, m.Data)
+	if s.Key || s.Presence {
+		return // a keyframe request to a publisher of the room
+	}
+	meta, err := protocol.ParseLayerFrame(s.Layer, m.Header, m.Data)
 	if err == nil {
 		if skew := now.Sub(meta.CaptureTime()); skew > maxSkew || skew < -maxSkew {
 			err = fmt.Errorf("%w: capture time %s is %v from now", protocol.ErrBadFrame,
@@ -435,15 +478,28 @@ func (r *Room) onFrame(m *nats.Msg) {
 		r.countBad(t, err)
 		return
 	}
-	if s.Layer != layer || gone {
+	h264 := s.Layer.Codec() == protocol.CodecH264
+	if (s.Layer != layer && (!h264 || s.Layer != layer.As(protocol.CodecH264))) || gone {
 		return // in flight across a layer switch, or from one who left
+	}
+	if !h264 && r.h264 && t != nil && t.takesH264(layer) {
+		return // JPEG for someone else: this tile takes the H.264 layer
 	}
 	if t == nil {
 		if t = r.addTile(name, now); t == nil {
 			return
 		}
 	}
-	t.onFrame(s.Layer, meta, m.Data, now, r.cfg.KeepFrames)
+	if !h264 {
+		t.onFrame(s.Layer, meta, m.Data, now, r.cfg.KeepFrames)
+		return
+	}
+	h, err := t.startH264(r.start, r.cfg.KeepFrames, func(l protocol.Layer) { r.askKey(name, l) })
+	if err != nil {
+		r.decodeLog.Do(func() { r.log.Warn("cannot decode H.264", "participant", name, "err", err) })
+		return
+	}
+	t.onAU(h, &Frame{Participant: name, Layer: s.Layer, Meta: meta, AU: m.Data, Received: now}, now)
 }
 
 func (r *Room) countBad(t *Tile, err error) {
@@ -466,6 +522,7 @@ func (r *Room) addTile(name string, now time.Time) *Tile {
 	t, ok := r.tiles[name]
 	if !ok {
 		t = newTile(r.cfg.Room, name, name == r.cfg.Self, now)
+		t.joined = r.start
 		if j, ok := r.joining[name]; ok {
 			t.onPresence(j.p, j.seen)
 			delete(r.joining, name)
@@ -499,13 +556,14 @@ func (r *Room) onPresence(m *nats.Msg) {
 	}
 	if p.Leaving {
 		r.mu.Lock()
-		_, wasTile := r.tiles[name]
+		old, wasTile := r.tiles[name]
 		delete(r.tiles, name)
 		delete(r.viewers, name)
 		delete(r.joining, name)
 		r.left[name] = now
 		r.mu.Unlock()
 		if wasTile {
+			old.stop()
 			r.log.Info("publisher left", "participant", name)
 			select {
 			case r.changed <- struct{}{}:
@@ -596,11 +654,18 @@ func (r *Room) pickLayer() {
 // sweep removes participants silent for MissedBeats beats.
 func (r *Room) sweep(now time.Time) {
 	limit := time.Duration(protocol.MissedBeats) * protocol.Beat
+	var gone []*Tile
+	defer func() {
+		for _, t := range gone {
+			t.stop()
+		}
+	}()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for name, t := range r.tiles {
 		if now.Sub(t.lastSeen()) > limit {
 			delete(r.tiles, name)
+			gone = append(gone, t)
 			r.log.Info("publisher gone: missed beats", "participant", name)
 		}
 	}
@@ -627,10 +692,10 @@ func (r *Room) beat(leaving bool) {
 	}
 	p := protocol.Presence{
 		Role:    protocol.RoleViewer,
-		Views:   []protocol.Layer{r.Layer()},
 		Started: r.start,
 		Leaving: leaving,
 	}
+	p.SetViews(r.views())
 	b, err := p.Encode()
 	if err == nil {
 		err = r.nc.Publish(r.self.PresenceSubject(), b)
@@ -638,6 +703,31 @@ func (r *Room) beat(leaving bool) {
 	if err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 		r.log.Debug("presence not sent", "err", err)
 	}
+}
+
+
+// views is what the room takes: the H.264 layer where it decodes H.264,
+// and the JPEG layer unless every publisher sends H.264 (so that a
+// publisher encoding JPEG on demand spends nothing on this viewer).
+func (r *Room) views() []protocol.Layer {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	l := r.layer
+	if !r.h264 {
+		return []protocol.Layer{l}
+	}
+	h := l.As(protocol.CodecH264)
+	jpeg := false
+	for _, t := range r.tiles {
+		jpeg = jpeg || !t.takesH264(l)
+	}
+	for _, j := range r.joining {
+		jpeg = jpeg || !j.p.Sends(h)
+	}
+	if jpeg {
+		return []protocol.Layer{h, l}
+	}
+	return []protocol.Layer{h}
 }
 
 // String describes stats in one line, for terminals.

@@ -6,16 +6,21 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/vidhub/vidhub/internal/media"
 	"github.com/vidhub/vidhub/protocol"
 )
 
-// Frame is one received JPEG frame.
+// Frame is one received frame: a JPEG, or a decoded H.264 picture.
 type Frame struct {
 	Participant string             // who sent it
 	Layer       protocol.Layer     // which of its layers
-	Meta        protocol.FrameMeta // from its headers: seq, capture time, size
-	JPEG        []byte             // the body, one complete JPEG
-	Received    time.Time          // when this viewer got it
+	Meta        protocol.FrameMeta // from its headers: seq, capture time, size, codec
+	JPEG        []byte             // a JPEG layer's body, one complete JPEG
+	AU          []byte             // an H.264 layer's body, one access unit
+	// BGR is an H.264 frame's decoded picture, Meta.Width x Meta.Height,
+	// 3 bytes per pixel, when the room keeps frames for a renderer.
+	BGR      []byte
+	Received time.Time // when this viewer got it
 }
 
 // TileStats measures one publisher as seen by one viewer over the last
@@ -45,6 +50,23 @@ type TileStats struct {
 	Reconnects uint64 `json:"reconnects,omitempty"`
 	// Self marks this process's own publisher (Config.Self).
 	Self bool `json:"self,omitempty"`
+	// Codec is the codec of the frames taken: jpeg, or the H.264 codec
+	// string the publisher announces (e.g. avc1.42E01F).
+	Codec string `json:"codec"`
+	// FirstFrameMS is the time from joining the room to this publisher's
+	// first usable frame (for H.264, the first decoded picture); -1
+	// before it.
+	FirstFrameMS int64 `json:"first_frame_ms"`
+	// Keyframes counts H.264 keyframes decoded, DecodeErrors access units
+	// the decoder refused, Waited access units dropped while waiting for
+	// a keyframe (after a gap, or when the decoder fell behind).
+	Keyframes    uint64 `json:"keyframes"`
+	DecodeErrors uint64 `json:"decode_errors"`
+	Waited       uint64 `json:"waited,omitempty"`
+	// CorruptShown counts pictures decoded from a broken reference chain
+	// (a frame missing since the last keyframe) and shown anyway: always
+	// 0 unless this viewer is broken.
+	CorruptShown uint64 `json:"corrupt_shown"`
 }
 
 // Tile is one publisher in a room: its newest frame and its stats.
@@ -74,12 +96,18 @@ type Tile struct {
 	winLatency []float64
 	sorted     []float64
 	snap       TileStats
+	firstMS    int64     // first_frame_ms of a JPEG tile, -1 before
+	joined     time.Time // when the room was joined
+
+	// h264 is the H.264 state once an H.264 frame came; nil for a JPEG
+	// publisher. Set once, under mu.
+	h264 *h264Tile
 }
 
 func newTile(room, name string, self bool, now time.Time) *Tile {
-	return &Tile{room: room, name: name, self: self, created: now, winStart: now,
-		winLatency: make([]float64, 0, 64),
-		snap:       TileStats{Room: room, Participant: name, Self: self}}
+	return &Tile{room: room, name: name, self: self, created: now, winStart: now, joined: now,
+		winLatency: make([]float64, 0, 64), firstMS: -1,
+		snap: TileStats{Room: room, Participant: name, Self: self, FirstFrameMS: -1, Codec: string(protocol.CodecJPEG)}}
 }
 
 // Name is the publisher's participant name.
@@ -100,23 +128,111 @@ func (t *Tile) Stats() TileStats {
 	t.mu.Lock()
 	s := t.snap
 	s.Frames, s.Gaps = t.frames, t.gaps
+	t.countsLocked(&s)
 	t.mu.Unlock()
 	s.Overwritten, s.Bad = t.overwritten.Load(), t.bad.Load()
 	s.Drops = s.Gaps + s.Overwritten
 	return s
 }
 
-func (t *Tile) onFrame(l protocol.Layer, m protocol.FrameMeta, jpeg []byte, now time.Time, keep bool) {
+// countsLocked fills in the codec's counts. t.mu is held.
+func (t *Tile) countsLocked(s *TileStats) {
+	s.FirstFrameMS = t.firstMS
+	h := t.h264
+	if h == nil {
+		return
+	}
+	s.Codec = string(protocol.CodecH264)
+	if li, ok := t.presence.Layer(t.lastLayer); ok && li.Codec != "" {
+		s.Codec = li.Codec
+	}
+	s.FirstFrameMS = h.firstFrame.Load()
+	s.Keyframes, s.DecodeErrors = h.keyframes.Load(), h.decodeErrors.Load()
+	s.CorruptShown, s.Waited = h.corruptShown.Load(), h.waited.Load()
+}
+
+// takesH264 reports whether the tile takes the H.264 counterpart of JPEG
+// layer l: its publisher sends it (by its frames, or its presence).
+func (t *Tile) takesH264(l protocol.Layer) bool {
 	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.h264 != nil || t.presence.Sends(l.As(protocol.CodecH264))
+}
+
+// startH264 gives the tile its H.264 state and decoder, once.
+func (t *Tile) startH264(since time.Time, keep bool, ask func(protocol.Layer)) (*h264Tile, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.h264 != nil {
+		return t.h264, nil
+	}
+	dec, err := media.NewDecoder()
+	if err != nil {
+		return nil, err
+	}
+	t.h264 = newH264Tile(since, ask)
+	t.h264.run(dec, keep, func(f *Frame, at time.Time) { t.shown(f, at, keep) })
+	return t.h264, nil
+}
+
+// stop ends the tile's decoder, if any.
+func (t *Tile) stop() {
+	t.mu.Lock()
+	h := t.h264
+	t.mu.Unlock()
+	if h != nil {
+		h.stop()
+	}
+}
+
+// onAU takes an H.264 access unit from the NATS callback.
+func (t *Tile) onAU(h *h264Tile, f *Frame, now time.Time) {
+	t.mu.Lock()
+	t.countSeqLocked(f.Layer, f.Meta.Seq)
+	t.lastFrame = now
+	t.winBytes += uint64(len(f.AU))
+	t.mu.Unlock()
+	h.offer(f, now)
+}
+
+// shown counts a decoded H.264 picture and, for a renderer, keeps it.
+func (t *Tile) shown(f *Frame, at time.Time, keep bool) {
+	t.mu.Lock()
+	t.frames++
+	t.winFrames++
+	if len(t.winLatency) < maxSamples {
+		t.winLatency = append(t.winLatency, float64(at.Sub(f.Meta.CaptureTime()))/float64(time.Millisecond))
+	}
+	t.width, t.height = f.Meta.Width, f.Meta.Height
+	t.mu.Unlock()
+	if keep {
+		f.AU = nil
+		if t.slot.Swap(f) != nil {
+			t.overwritten.Add(1)
+		}
+	}
+}
+
+// countSeqLocked counts the frames missing before seq on layer l. t.mu is
+// held.
+func (t *Tile) countSeqLocked(l protocol.Layer, seq uint64) {
 	switch {
 	case l != t.lastLayer:
 		// A new layer starts its own sequence.
-	case m.Seq > t.lastSeq+1:
-		t.gaps += m.Seq - t.lastSeq - 1
-	case m.Seq <= t.lastSeq:
+	case seq > t.lastSeq+1:
+		t.gaps += seq - t.lastSeq - 1
+	case seq <= t.lastSeq:
 		// The publisher restarted under the same name: a new sequence.
 	}
-	t.lastSeq, t.lastLayer = m.Seq, l
+	t.lastSeq, t.lastLayer = seq, l
+}
+
+func (t *Tile) onFrame(l protocol.Layer, m protocol.FrameMeta, jpeg []byte, now time.Time, keep bool) {
+	t.mu.Lock()
+	if t.firstMS < 0 {
+		t.firstMS = now.Sub(t.joined).Milliseconds()
+	}
+	t.countSeqLocked(l, m.Seq)
 	t.frames++
 	t.winFrames++
 	t.winBytes += uint64(len(jpeg))
@@ -164,8 +280,9 @@ func (t *Tile) roll(now time.Time) TileStats {
 	s := TileStats{
 		Room: t.room, Participant: t.name, Layer: t.lastLayer,
 		Width: t.width, Height: t.height, Self: t.self,
-		Frames: t.frames, Gaps: t.gaps,
+		Frames: t.frames, Gaps: t.gaps, Codec: string(protocol.CodecJPEG),
 	}
+	t.countsLocked(&s)
 	if el > 0 {
 		s.FPS = float64(t.winFrames) / el
 		s.Kbps = float64(t.winBytes) * 8 / 1000 / el

@@ -51,6 +51,20 @@ func WindowAvailable(getenv func(string) string) error {
 	return nil
 }
 
+// framePicture is f's picture as a BGR Mat: a JPEG decoded here, or an
+// H.264 picture the tile's decoder already made.
+func framePicture(f *Frame) (gocv.Mat, error) {
+	if f.BGR != nil {
+		m, err := gocv.NewMatFromBytes(f.Meta.Height, f.Meta.Width, gocv.MatTypeCV8UC3, f.BGR)
+		if err != nil {
+			return m, err
+		}
+		defer func() { _ = m.Close() }()
+		return m.Clone(), nil // NewMatFromBytes shares Go memory: own a copy
+	}
+	return gocv.IMDecode(f.JPEG, gocv.IMReadColor)
+}
+
 // RunWindow shows room in a desktop window until q or Esc is pressed, the
 // window is closed, or ctx is done. It must run on the main OS thread
 // (HighGUI's rule), so package main locks it in init.
@@ -89,7 +103,7 @@ func RunWindow(ctx context.Context, room *Room, cfg WindowConfig) error {
 		for _, t := range tiles {
 			alive[t.Name()] = true
 			if f := t.Take(); f != nil {
-				m, err := gocv.IMDecode(f.JPEG, gocv.IMReadColor)
+				m, err := framePicture(f)
 				if err != nil || m.Empty() {
 					_ = m.Close()
 					t.CountBad()

@@ -85,6 +85,7 @@ func runDemo(ctx context.Context, env *cmdEnv, args []string) error {
 		}
 		pub, err := publisher.New(nc, publisher.Config{
 			Room: *room, Name: name, Source: "pattern", FPS: *fps, Width: size.w, Height: size.h, Logger: log,
+			Codec: publisher.DefaultCodec(),
 		})
 		if err != nil {
 			nc.Close()

@@ -50,6 +50,11 @@ func runJoin(ctx context.Context, env *cmdEnv, args []string) error {
 	if mode == subscriber.LayerHi {
 		views = []protocol.Layer{protocol.Hi}
 	}
+	if subscriber.DecodesH264() {
+		// The room takes H.264 from publishers that send it; one that
+		// sends only JPEG sends it whether watched or not.
+		views = []protocol.Layer{views[0].As(protocol.CodecH264)}
+	}
 	pub, err := publisher.New(nc, pf.config(log, views))
 	if err != nil {
 		return badPublisherConfig(err)

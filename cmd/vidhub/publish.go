@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/vidhub/vidhub/internal/natsconn"
 	"github.com/vidhub/vidhub/protocol"
@@ -19,6 +20,9 @@ type publishFlags struct {
 	quality            int
 	loop               bool
 	encode             string
+	codec              string
+	bitrate            int
+	keyint             time.Duration
 }
 
 func (p *publishFlags) register(fs *flagSet) {
@@ -29,7 +33,10 @@ func (p *publishFlags) register(fs *flagSet) {
 	fs.Var(&p.size, "size", "size of the hi layer, `WxH` (default: the source's own; 1280x720 for pattern)")
 	fs.IntVar(&p.quality, "quality", publisher.DefaultQuality, "JPEG quality, 1 to 100")
 	fs.BoolVar(&p.loop, "loop", false, "restart a file source at its end")
-	fs.StringVar(&p.encode, "encode", string(publisher.EncodeAll), "which layers to encode: all, or watched (only layers some viewer's presence asks for: an idle publisher costs next to nothing, but viewers that announce no presence, such as nats sub, get nothing)")
+	fs.StringVar(&p.encode, "encode", string(publisher.EncodeAuto), "which layers to encode: auto (H.264 always, JPEG while some viewer's presence asks for it; with --codec jpeg, all), all, or watched (only layers some viewer's presence asks for: an idle publisher costs next to nothing, but viewers that announce no presence, such as nats sub, get nothing)")
+	fs.StringVar(&p.codec, "codec", string(publisher.DefaultCodec()), "h264 (H.264 layers, and JPEG ones on demand) or jpeg (JPEG layers only, as protocol v1); h264 needs the full build")
+	fs.IntVar(&p.bitrate, "bitrate", 0, "H.264 target in bits per second (e.g. 1500000); 0 picks one from size and fps (about 1.4 Mbit/s for 720p30)")
+	fs.DurationVar(&p.keyint, "keyint", publisher.DefaultKeyInt, "longest time between two H.264 keyframes (viewers that join or lose a frame ask for one sooner)")
 }
 
 // check fills in the default name (the NATS user, whom the broker's
@@ -48,6 +55,9 @@ func (p *publishFlags) check(fs *flagSet, user string) error {
 	if _, err := publisher.ParseEncode(p.encode); err != nil {
 		return usageError{err}
 	}
+	if _, err := publisher.ParseCodec(p.codec); err != nil {
+		return usageError{err}
+	}
 	if p.source == "" {
 		return usagef("--source is required: a camera (0 or /dev/video0), a file, a stream URL, gst:<pipeline> or pattern")
 	}
@@ -59,6 +69,7 @@ func (p *publishFlags) config(log *slog.Logger, views []protocol.Layer) publishe
 		Room: p.room, Name: p.name, Source: p.source, FPS: p.fps,
 		Width: p.size.w, Height: p.size.h, Quality: p.quality, Loop: p.loop,
 		Views: views, Encode: publisher.Encode(p.encode), Logger: log,
+		Codec: protocol.Codec(p.codec), Bitrate: p.bitrate, KeyInt: p.keyint,
 	}
 }
 
@@ -91,8 +102,8 @@ func runPublish(ctx context.Context, env *cmdEnv, args []string) error {
 		return badPublisherConfig(err)
 	}
 	w, h := pub.Size()
-	fmt.Fprintf(env.stdout, "publishing %s into room %s as %s: %dx%d at %g fps to %s\n",
-		pf.source, pf.room, pf.name, w, h, pf.fps, natsconn.Redact(cf.url))
+	fmt.Fprintf(env.stdout, "publishing %s into room %s as %s: %dx%d at %g fps, %s, to %s\n",
+		pf.source, pf.room, pf.name, w, h, pf.fps, pf.codec, natsconn.Redact(cf.url))
 	return pub.Run(ctx)
 }
 

@@ -1,0 +1,194 @@
+package publisher
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/vidhub/vidhub/internal/media"
+	"github.com/vidhub/vidhub/protocol"
+)
+
+// Keyframe pacing.
+const (
+	// DefaultKeyInt is the longest time between two keyframes when
+	// Config.KeyInt is 0.
+	DefaultKeyInt = 2 * time.Second
+	// KeyRequestEvery is the shortest time between two keyframes forced
+	// by viewers' requests: more requests within it are served together
+	// by the next one, so nobody can make a publisher send only keyframes.
+	KeyRequestEvery = 300 * time.Millisecond
+)
+
+// ErrNoH264 is returned (wrapped) by New for Codec H.264 in a build that
+// cannot encode it.
+var ErrNoH264 = media.ErrUnavailable
+
+// ParseCodec parses h264 or jpeg.
+func ParseCodec(s string) (protocol.Codec, error) {
+	switch protocol.Codec(s) {
+	case protocol.CodecH264, protocol.CodecJPEG:
+		return protocol.Codec(s), nil
+	}
+	return "", fmt.Errorf("%w: codec %q: use h264 or jpeg", ErrBadConfig, s)
+}
+
+// DefaultCodec is H.264 where this build can encode it, else JPEG.
+func DefaultCodec() protocol.Codec {
+	if media.H264Available() {
+		return protocol.CodecH264
+	}
+	return protocol.CodecJPEG
+}
+
+// h264Layer is one H.264 layer: its encoder and its keyframe state. Only
+// the publish goroutine touches it, but for keyWanted and the counters.
+type h264Layer struct {
+	layer   protocol.Layer
+	w, h    int
+	enc     media.Encoder
+	codec   string
+	hdr     *protocol.FrameHeader
+	subject string
+	seq     uint64
+	// needKey says the chain broke here (an access unit was not sent, or
+	// the layer was idle): the next must be a keyframe.
+	needKey    bool
+	lastForced time.Time
+}
+
+// openH264 opens the encoders of both H.264 layers and learns their codec
+// strings, so that presence can announce them before the first frame.
+func (p *Publisher) openH264() error {
+	keyInt := max(1, int(p.cfg.KeyInt.Seconds()*p.cfg.FPS+0.5))
+	for i, l := range []protocol.Layer{protocol.H264, protocol.H264Lo} {
+		w, h := p.hiW, p.hiH
+		bitrate := p.cfg.Bitrate
+		if l.Small() {
+			w, h = p.loW, p.loH
+			bitrate = 0
+		}
+		w, h = max(2, w&^1), max(2, h&^1)
+		if bitrate == 0 {
+			bitrate = media.DefaultBitrate(w, h, p.cfg.FPS)
+		}
+		enc, err := media.NewEncoder(media.EncoderConfig{Width: w, Height: h, FPS: p.cfg.FPS, Bitrate: bitrate, KeyInt: keyInt})
+		if err != nil {
+			p.closeH264()
+			return err
+		}
+		hl := &h264Layer{layer: l, w: w, h: h, enc: enc, codec: enc.Codec(),
+			hdr: protocol.NewCodecHeader(protocol.CodecH264), subject: p.addr.FrameSubject(l), needKey: true}
+		p.h264[i] = hl
+		p.bitrates[i] = bitrate
+		if hl.codec == "" {
+			// The encoder states its profile and level in its first SPS:
+			// code one blank picture to read it. The first real frame is
+			// a keyframe anyway.
+			blank := media.Image{Fmt: media.RGBA, Width: w, Height: h, Stride: 4 * w, Pix: make([]byte, 4*w*h)}
+			au, err := enc.Encode(blank, true)
+			if err == nil {
+				hl.codec, err = protocol.H264CodecString(au.Data)
+			}
+			if err != nil {
+				p.closeH264()
+				return fmt.Errorf("starting the H.264 encoder: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+func (p *Publisher) closeH264() {
+	for i, hl := range p.h264 {
+		if hl != nil {
+			hl.enc.Close()
+			p.h264[i] = nil
+		}
+	}
+}
+
+// onKeyRequest is the NATS callback for keyframe requests: the body names
+// the layer. It only marks the layer; the publish goroutine paces.
+func (p *Publisher) onKeyRequest(m *nats.Msg) {
+	l, err := protocol.ParseLayer(string(m.Data))
+	if err != nil || l.Codec() != protocol.CodecH264 {
+		return
+	}
+	i := 0
+	if l.Small() {
+		i = 1
+	}
+	p.keyRequests.Add(1)
+	p.keyWanted[i].Store(true)
+}
+
+// sendH264 encodes c on layer i and publishes it.
+func (p *Publisher) sendH264(c captured, i int) {
+	hl := p.h264[i]
+	if hl == nil {
+		return
+	}
+	force := hl.needKey
+	if p.keyWanted[i].Load() && c.at.Sub(hl.lastForced) >= KeyRequestEvery {
+		force = true
+	}
+	au, err := hl.enc.Encode(c.f.picture(), force)
+	if err != nil {
+		p.encodeErrLog.Do(func() { p.log.Warn("H.264 encoding failed", "layer", hl.layer, "err", err) })
+		hl.needKey = true
+		return
+	}
+	if force {
+		p.keyWanted[i].Store(false)
+		hl.lastForced = c.at
+	}
+	if limit := p.nc.MaxPayload(); limit > 0 && int64(len(au.Data)) > limit {
+		p.big.Add(1)
+		hl.needKey = true // what follows refers to what was not sent
+		p.bigLog.Do(func() {
+			p.log.Warn("an H.264 frame over the broker's max payload was dropped: lower --bitrate or raise the broker's max_payload",
+				"layer", hl.layer, "bytes", len(au.Data), "max_payload", limit)
+		})
+		return
+	}
+	hl.seq++
+	msg := nats.Msg{
+		Subject: hl.subject,
+		Header:  hl.hdr.Set(protocol.FrameMeta{Seq: hl.seq, Time: c.at.UnixNano(), Width: hl.w, Height: hl.h, Key: au.Key}),
+		Data:    au.Data,
+	}
+	if err := p.nc.PublishMsg(&msg); err != nil {
+		hl.needKey = true
+		if !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, nats.ErrConnectionReconnecting) &&
+			!errors.Is(err, nats.ErrReconnectBufExceeded) && !errors.Is(err, nats.ErrConnectionDraining) {
+			p.log.Warn("publishing a frame failed", "layer", hl.layer, "err", err)
+		} else if i == 0 {
+			p.droppedOffline.Add(1)
+		}
+		return
+	}
+	hl.needKey = false
+	p.bytes.Add(uint64(len(au.Data)))
+	if au.Key {
+		p.keyframes.Add(1)
+	}
+	if i == 0 {
+		p.published.Add(1)
+	}
+}
+
+// streams is what presence says of the H.264 layers.
+func (p *Publisher) streams() []protocol.LayerInfo {
+	var out []protocol.LayerInfo
+	for i, hl := range p.h264 {
+		if hl == nil {
+			continue
+		}
+		out = append(out, protocol.LayerInfo{Layer: hl.layer, Width: hl.w, Height: hl.h, FPS: p.cfg.FPS,
+			Codec: hl.codec, Bitrate: p.bitrates[i]})
+	}
+	return out
+}
