@@ -131,11 +131,15 @@ func (u User) subjects() (pub, sub []string) {
 		sub = add(sub, protocol.RoomAll(r))
 		// A viewer announces itself, under its own name only.
 		pub = add(pub, protocol.ParticipantPresence(r, as))
+		// It asks any publisher for a keyframe: not media, no name taken.
+		pub = add(pub, protocol.ParticipantKey(r, protocol.AnyParticipant))
 	}
 	for _, r := range u.Publish {
 		pub = add(pub, protocol.ParticipantAll(r, as))
-		// A publisher hears who watches its room, to know which layers to encode.
+		// A publisher hears who watches its room, to know which layers to
+		// encode, and viewers' keyframe requests to it.
 		sub = add(sub, protocol.RoomPresence(r))
+		sub = add(sub, protocol.ParticipantKey(r, as))
 	}
 	// Replies to the client's own requests.
 	sub = add(sub, "_INBOX.>")
