@@ -37,9 +37,9 @@ users:
 		user string
 		pub  []string
 	}{
-		{"bob", []string{"vidhub.lobby.bob.presence", "vidhub.lobby.bob.>"}},
-		{"carol", []string{"vidhub.*.carol.presence"}},
-		{"gateway", []string{"vidhub.*.*.presence", "vidhub.lobby.*.>"}},
+		{"bob", []string{"vidhub.lobby.bob.presence", "vidhub.lobby.*.key", "vidhub.lobby.bob.>"}},
+		{"carol", []string{"vidhub.*.carol.presence", "vidhub.*.*.key"}},
+		{"gateway", []string{"vidhub.*.*.presence", "vidhub.*.*.key", "vidhub.lobby.*.>"}},
 	} {
 		i := slices.IndexFunc(f.Users, func(u access.User) bool { return u.Name == tc.user })
 		if got := f.Users[i].Permissions().Publish.Allow; !slices.Equal(got, tc.pub) {
@@ -70,6 +70,8 @@ users:
 			{"presence", &nats.Msg{Subject: alice.PresenceSubject(), Data: beat(false)}},
 			{"leaving beat", &nats.Msg{Subject: alice.PresenceSubject(), Data: beat(true)}},
 			{"frame", &nats.Msg{Subject: alice.FrameSubject(protocol.Lo), Header: nats.Header{"Content-Type": {"image/jpeg"}}, Data: []byte{0xff, 0xd8, 0xff, 0xd9}}},
+			// The right to ask for keyframes is no right to send H.264.
+			{"H.264 frame", &nats.Msg{Subject: alice.FrameSubject(protocol.H264), Header: nats.Header{"Content-Type": {"video/h264"}}, Data: []byte{0, 0, 1, 0x65, 0x88}}},
 		} {
 			refused := make(chan error, 4)
 			nc := hubtest.Connect(t, url, nats.UserInfo(user.name, user.password), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
