@@ -146,13 +146,13 @@ func FuzzDecode(f *testing.F) {
 	f.Add(aus[0].Data, aus[1].Data)
 	f.Add(aus[0].Data[:len(aus[0].Data)/2], aus[2].Data)
 	f.Add([]byte{0, 0, 1, 0x67}, []byte{0, 0, 1, 0x41, 0xff})
-	dec, err := NewDecoder()
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(dec.Close)
 	out := Image{Fmt: BGR24, Width: 32, Height: 24, Stride: 32 * 3, Pix: make([]byte, 32*24*3)}
 	f.Fuzz(func(t *testing.T, a, b []byte) {
+		dec, err := NewDecoder()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer dec.Close()
 		for _, au := range [][]byte{a, b} {
 			ok, err := dec.Decode(au)
 			if ok && err != nil {

@@ -40,6 +40,7 @@ type demuxer struct {
 	sps     []byte // the last SPS NAL seen (with its start code)
 	pps     []byte // the last PPS NAL seen (with its start code)
 	buf     []byte
+	n       int // access units read
 	msg     msgBuf
 }
 
@@ -156,10 +157,16 @@ func (d *demuxer) Read() (AU, error) {
 		if !ok {
 			continue // no slice: parameter sets or SEI alone, learnt
 		}
+		ts := time.Duration(pts)
 		if pts < 0 {
-			pts = 0
+			// No timestamps (a raw .h264 file): count frames.
+			ts = 0
+			if d.fps > 0 {
+				ts = time.Duration(float64(d.n) * float64(time.Second) / d.fps)
+			}
 		}
-		return AU{Data: au, Key: protocol.IsKeyframe(au), PTS: time.Duration(pts)}, nil
+		d.n++
+		return AU{Data: au, Key: protocol.IsKeyframe(au), PTS: ts}, nil
 	}
 }
 

@@ -374,8 +374,10 @@ void vdmx_free(vdmx *d) {
 	free(d);
 }
 
+// arm starts the timeout of a blocking call. timed_out stays set once a
+// call timed out: the AVIOContext keeps failing after that, without asking
+// interrupt_cb again.
 static void arm(vdmx *d) {
-	d->timed_out = 0;
 	atomic_store(&d->deadline, av_gettime_relative() + d->timeout_us);
 }
 
@@ -417,10 +419,14 @@ int vdmx_open(vdmx *d, const char *url, int rtsp, int64_t timeout_us, char *msg)
 	if (ret < 0) {
 		return io_fail(d, msg, ret, "opening the source");
 	}
+	// A second of video is enough to know a live stream's parameters
+	// (the default, five, makes a camera slow to start).
+	d->fmt->max_analyze_duration = AV_TIME_BASE;
 	arm(d);
 	ret = avformat_find_stream_info(d->fmt, NULL);
 	disarm(d);
-	if (ret < 0) {
+	// Interrupted, it returns what it found; but the connection is dead.
+	if (ret < 0 || d->timed_out || atomic_load(&d->closed)) {
 		return io_fail(d, msg, ret, "reading the source's streams");
 	}
 	ret = av_find_best_stream(d->fmt, AVMEDIA_TYPE_VIDEO, -1, -1, NULL, 0);

@@ -34,8 +34,8 @@ func (m *msgBuf) ptr() *C.char { return &m[0] }
 
 func (m *msgBuf) String() string { return C.GoString(&m[0]) }
 
-// errNoFrame is what the encoder and the decoder return after Close.
-var errClosed = errors.New("used after Close")
+// errClosed is what the encoder, decoder and demuxer return after Close.
+var errClosed = errors.New("already closed")
 
 // checkImage checks that img's pixels cover its size, so that C never
 // reads or writes past Pix.
