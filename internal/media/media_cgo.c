@@ -278,22 +278,26 @@ int vdec_decode(vdec *d, const uint8_t *data, int size, char *msg) {
 	if (ret < 0) {
 		return fail(msg, ret, "decoding H.264");
 	}
+	// One access unit gives one picture, but take all there are: the
+	// last one counts.
 	int got = 0;
+	char corrupt[96] = "";
 	for (;;) {
 		ret = avcodec_receive_frame(d->c, d->tmp);
 		if (ret == AVERROR(EAGAIN)) {
-			return got;
+			return corrupt[0] ? fail(msg, VM_ECORRUPT, corrupt) : got;
 		}
 		if (ret < 0) {
 			return fail(msg, ret, "decoding H.264");
 		}
 		if (d->tmp->decode_error_flags || (d->tmp->flags & AV_FRAME_FLAG_CORRUPT)) {
-			char what[96];
-			snprintf(what, sizeof what, "the H.264 decoder flagged its picture corrupt (decode_error_flags %#x, flags %#x)",
+			snprintf(corrupt, sizeof corrupt,
+			         "the H.264 decoder flagged its picture corrupt (decode_error_flags %#x, flags %#x)",
 			         d->tmp->decode_error_flags, d->tmp->flags);
 			av_frame_unref(d->tmp);
-			return fail(msg, VM_ECORRUPT, what);
+			continue;
 		}
+		corrupt[0] = 0;
 		av_frame_unref(d->frame);
 		av_frame_move_ref(d->frame, d->tmp);
 		got = 1;
