@@ -57,7 +57,7 @@ type EncoderConfig struct {
 // EncoderConfig.Bitrate is 0.
 func DefaultBitrate(w, h int, fps float64) int {
 	// About 0.05 bit per pixel per frame: ~1.4 Mbit/s for 720p30, where
-	// x264 (veryfast, zero latency) matches JPEG quality 80's SSIM on a
+	// x264 (superfast, zero latency) matches JPEG quality 80's SSIM on a
 	// camera-like scene at a twentieth of its bitrate.
 	b := int(float64(w*h) * fps * 0.05)
 	return max(b, 100_000)
