@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 )
 
@@ -135,3 +136,66 @@ func H264CodecString(b []byte) (string, error) {
 	}
 	return out, err
 }
+
+// A GOP reply answers a keyframe request that a publisher cannot serve
+// with a fresh keyframe (a camera passed through): it carries the access
+// units since the last keyframe, which a joining viewer decodes at once.
+// It goes to the request's reply subject, one message, with
+// Content-Type ContentTypeGOP, HeaderSeq the number of its first access
+// unit, HeaderCount how many it holds, HeaderTime and HeaderSize as for
+// frames (the capture time of its first), and as body each access unit
+// prefixed with its capture time (Unix nanoseconds, 8 bytes) and its
+// length (4 bytes), both big endian.
+const (
+	ContentTypeGOP = "application/x-vidhub-gop"
+	HeaderCount    = "Vidhub-Count"
+)
+
+// GOPUnit is one access unit of a GOP reply.
+type GOPUnit struct {
+	Time int64 // capture time, Unix nanoseconds
+	AU   []byte
+}
+
+// AppendGOP appends one access unit, captured at t, to b, a GOP reply body.
+func AppendGOP(b []byte, t int64, au []byte) []byte {
+	b = binary.BigEndian.AppendUint64(b, uint64(t))
+	b = binary.BigEndian.AppendUint32(b, uint32(len(au)))
+	return append(b, au...)
+}
+
+// SplitGOP splits a GOP reply body into its n access units, which alias
+// body. The first must be a keyframe; each must pass CheckH264 and have
+// a capture time.
+func SplitGOP(body []byte, n int) ([]GOPUnit, error) {
+	if n < 1 || n > MaxGOP {
+		return nil, fmt.Errorf("%w: GOP of %d access units, want 1 to %d", ErrBadFrame, n, MaxGOP)
+	}
+	aus := make([]GOPUnit, 0, n)
+	for len(body) > 0 {
+		if len(body) < 12 || len(aus) == n {
+			return nil, fmt.Errorf("%w: GOP body has bytes beyond its %d access units", ErrBadFrame, n)
+		}
+		t := int64(binary.BigEndian.Uint64(body))
+		l := binary.BigEndian.Uint32(body[8:])
+		if uint64(l) > uint64(len(body)-12) {
+			return nil, fmt.Errorf("%w: GOP access unit %d claims %d bytes, %d left", ErrBadFrame, len(aus)+1, l, len(body)-12)
+		}
+		if t <= 0 {
+			return nil, fmt.Errorf("%w: GOP access unit %d has capture time %d", ErrBadFrame, len(aus)+1, t)
+		}
+		au := body[12 : 12+l]
+		if err := CheckH264(au, len(aus) == 0); err != nil {
+			return nil, fmt.Errorf("GOP access unit %d: %w", len(aus)+1, err)
+		}
+		aus = append(aus, GOPUnit{Time: t, AU: au})
+		body = body[12+l:]
+	}
+	if len(aus) != n {
+		return nil, fmt.Errorf("%w: GOP holds %d access units, %s says %d", ErrBadFrame, len(aus), HeaderCount, n)
+	}
+	return aus, nil
+}
+
+// MaxGOP bounds the access units of one GOP reply.
+const MaxGOP = 600

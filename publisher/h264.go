@@ -64,6 +64,9 @@ type h264Layer struct {
 func (p *Publisher) openH264() error {
 	keyInt := max(1, int(p.cfg.KeyInt.Seconds()*p.cfg.FPS+0.5))
 	for i, l := range []protocol.Layer{protocol.H264, protocol.H264Lo} {
+		if i == 0 && p.pass != nil {
+			continue // the source's own access units
+		}
 		w, h := p.hiW, p.hiH
 		bitrate := p.cfg.Bitrate
 		if l.Small() {
@@ -122,7 +125,23 @@ func (p *Publisher) onKeyRequest(m *nats.Msg) {
 		i = 1
 	}
 	p.keyRequests.Add(1)
+	if i == 0 && p.pass != nil {
+		p.replyGOP(m) // a camera's keyframes cannot be forced
+		return
+	}
 	p.keyWanted[i].Store(true)
+}
+
+// lostH264 accounts for a frame dropped while the broker is away: its
+// number is used up, so viewers count it as lost, and the next frame is a
+// keyframe.
+func (p *Publisher) lostH264() {
+	for _, hl := range p.h264 {
+		if hl != nil {
+			hl.seq++
+			hl.needKey = true
+		}
+	}
 }
 
 // sendH264 encodes c on layer i and publishes it.
@@ -161,7 +180,7 @@ func (p *Publisher) sendH264(c captured, i int) {
 		Data:    au.Data,
 	}
 	if err := p.nc.PublishMsg(&msg); err != nil {
-		hl.needKey = true
+		hl.needKey = true // the number stays used: viewers count it lost
 		if !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, nats.ErrConnectionReconnecting) &&
 			!errors.Is(err, nats.ErrReconnectBufExceeded) && !errors.Is(err, nats.ErrConnectionDraining) {
 			p.log.Warn("publishing a frame failed", "layer", hl.layer, "err", err)
@@ -183,6 +202,12 @@ func (p *Publisher) sendH264(c captured, i int) {
 // streams is what presence says of the H.264 layers.
 func (p *Publisher) streams() []protocol.LayerInfo {
 	var out []protocol.LayerInfo
+	if p.pass != nil {
+		if c := p.pass.codec(); c != "" {
+			w, h := p.pass.size()
+			out = append(out, protocol.LayerInfo{Layer: protocol.H264, Width: w, Height: h, FPS: p.cfg.FPS, Codec: c})
+		}
+	}
 	for i, hl := range p.h264 {
 		if hl == nil {
 			continue

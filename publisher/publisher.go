@@ -106,6 +106,9 @@ type Stats struct {
 	// Keyframes counts H.264 keyframes published, both layers;
 	// KeyRequests the keyframe requests heard.
 	Keyframes, KeyRequests uint64
+	// GOPReplies counts keyframe requests answered with the access units
+	// since the last keyframe (a source passed through).
+	GOPReplies uint64
 }
 
 // layerOrder indexes Publisher.encoding.
@@ -142,6 +145,13 @@ type Publisher struct {
 	keyWanted              [2]atomic.Bool // a viewer asked for a keyframe
 	keyframes, keyRequests atomic.Uint64
 	encodeErrLog, bigLog   rate.Sometimes
+
+	// pass, for an H.264 source passed through, publishes its access
+	// units on the h264 layer (h264[0] is nil then); capSeq numbers the
+	// pictures it decodes for the other layers.
+	pass       *passthrough
+	capSeq     uint64
+	gopReplies atomic.Uint64
 
 	closeOnce sync.Once
 }
@@ -202,11 +212,17 @@ func New(nc *nats.Conn, cfg Config) (*Publisher, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("component", "publisher", "room", cfg.Room, "name", cfg.Name)
-	src, err := openSource(cfg)
+	pt, passing, err := openPassthrough(cfg)
 	if err != nil {
 		return nil, err
 	}
-	p := &Publisher{cfg: cfg, addr: addr, nc: nc, log: log, src: src, started: time.Now(),
+	var src frameSource
+	if passing {
+		src = pt.source()
+	} else if src, err = openSource(cfg); err != nil {
+		return nil, err
+	}
+	p := &Publisher{cfg: cfg, addr: addr, nc: nc, log: log, src: src, started: time.Now(), pass: pt,
 		encodeErrLog: rate.Sometimes{Interval: 10 * time.Second}, bigLog: rate.Sometimes{Interval: 10 * time.Second}}
 	p.hiW, p.hiH = cfg.Width, cfg.Height
 	if p.hiW == 0 {
@@ -247,6 +263,7 @@ func (p *Publisher) Stats() Stats {
 		Encoding:       p.encodingLayers(),
 		Keyframes:      p.keyframes.Load(),
 		KeyRequests:    p.keyRequests.Load(),
+		GOPReplies:     p.gopReplies.Load(),
 	}
 }
 
@@ -291,7 +308,11 @@ func (p *Publisher) Run(ctx context.Context) error {
 	var captureErr, beatErr error
 	wg.Go(func() {
 		defer cancel()
-		captureErr = p.capture(ctx)
+		if p.pass != nil {
+			captureErr = p.runPassthrough(ctx)
+		} else {
+			captureErr = p.capture(ctx)
+		}
 	})
 	wg.Go(func() { p.publish(ctx) })
 	wg.Go(func() {
@@ -407,6 +428,7 @@ func (p *Publisher) publish(ctx context.Context) {
 				offline = true
 			}
 			p.droppedOffline.Add(1)
+			p.lostH264()
 			c.f.release()
 			continue
 		}
@@ -438,7 +460,10 @@ func (p *Publisher) publish(ctx context.Context) {
 // logs when that changes.
 func (p *Publisher) wanted(i int, now time.Time) bool {
 	l := layerOrder[i]
-	if p.interest == nil || (p.cfg.Encode == EncodeAuto && l.Codec() == protocol.CodecH264) {
+	if p.interest == nil || (p.cfg.Encode == EncodeAuto && l == protocol.H264) ||
+		(p.cfg.Encode == EncodeAuto && l == protocol.H264Lo && p.pass == nil) {
+		// auto: H.264 always, but for the small layer of a source passed
+		// through, which costs a decoder: it is encoded while watched.
 		return true
 	}
 	w := p.interest.watched(l, now)

@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # deps.sh installs what vidhub needs on Debian, only what is missing, and
 # says what it does. Usage: scripts/deps.sh run|test
-#   run   build and run vidhub: OpenCV (for gocv), GStreamer plugins
+#   run   build and run vidhub: OpenCV (for gocv), FFmpeg's libraries
+#         with libx264 (H.264), GStreamer plugins
 #   test  also what the tests drive: Xvfb and xdotool (the window test),
 #         ffmpeg (screen capture), Chromium (browser tests), systemd
 #         (systemd-analyze for the unit file), iproute2 (ip and tc for
-#         the slow-link test)
+#         the slow-link test), GStreamer's RTSP server with x264enc and
+#         Python bindings (a real RTSP H.264 camera for passthrough tests)
 set -euo pipefail
 
 what=${1:-run}
-pkgs=(pkg-config gcc libopencv-dev gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-libav)
+pkgs=(pkg-config gcc libopencv-dev libavcodec-dev libavformat-dev libavutil-dev libswscale-dev gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-libav)
 case "$what" in
 run) ;;
-test) pkgs+=(xvfb xauth xdotool ffmpeg chromium fonts-dejavu-core systemd iproute2) ;;
+test) pkgs+=(xvfb xauth xdotool ffmpeg chromium fonts-dejavu-core systemd iproute2 gstreamer1.0-plugins-ugly gir1.2-gst-rtsp-server-1.0 python3-gi) ;;
 *) echo "usage: $0 run|test" >&2; exit 2 ;;
 esac
 

@@ -39,15 +39,20 @@ func DecodesH264() bool { return decodeAvailable() }
 
 // h264Tile is a tile's H.264 state.
 type h264Tile struct {
-	// ask sends a keyframe request for layer l; set by the room.
+	// ask sends a keyframe request for layer l; set by the room. The
+	// request carries a reply subject: a publisher that cannot force a
+	// keyframe answers with a GOP (offerGOP).
 	ask func(l protocol.Layer)
 	// since is when the room was joined: first_frame_ms counts from it.
 	since time.Time
 
-	mu       sync.Mutex
-	layer    protocol.Layer
-	lastSeq  uint64
-	waitKey  bool // dropping until the next keyframe
+	mu      sync.Mutex
+	layer   protocol.Layer
+	lastSeq uint64
+	waitKey bool // dropping until the next keyframe
+	// pending keeps the newest access units dropped while waiting, in
+	// order: a GOP reply that ends just before them joins up with them.
+	pending  []*Frame
 	lastAsk  time.Time
 	queue    chan *Frame
 	done     chan struct{}
@@ -60,6 +65,7 @@ type h264Tile struct {
 	decodeErrors atomic.Uint64
 	corruptShown atomic.Uint64
 	waited       atomic.Uint64 // access units dropped waiting for a keyframe
+	gops         atomic.Uint64 // GOP replies decoded
 }
 
 func newH264Tile(since time.Time, ask func(protocol.Layer)) *h264Tile {
@@ -87,9 +93,17 @@ func (h *h264Tile) offer(f *Frame, now time.Time) bool {
 		h.askLocked(f.Layer, now)
 		if gateGaps {
 			h.waited.Add(1)
+			if n := len(h.pending); n > 0 && h.pending[n-1].Meta.Seq+1 != m.Seq {
+				h.pending = h.pending[:0] // not a run: useless after a GOP
+			}
+			if len(h.pending) == maxPending {
+				h.pending = append(h.pending[:0], h.pending[1:]...)
+			}
+			h.pending = append(h.pending, f)
 			return false
 		}
 	}
+	h.pending = h.pending[:0]
 	select {
 	case h.queue <- f:
 		if m.Key {
@@ -106,6 +120,45 @@ func (h *h264Tile) offer(f *Frame, now time.Time) bool {
 		h.waited.Add(1)
 		h.waitKey = true
 		h.askLocked(f.Layer, now)
+		return false
+	}
+}
+
+// maxPending bounds the access units kept while waiting for a GOP reply.
+const maxPending = 64
+
+// offerGOP takes a GOP reply: the access units since the publisher's last
+// keyframe, gop[0] a keyframe. While the tile waits for a keyframe, it
+// queues them, and the live ones kept since that follow on, as one item:
+// the decoder runs through them and shows the last.
+func (h *h264Tile) offerGOP(gop []*Frame) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.waitKey || len(gop) == 0 || gop[0].Layer != h.layer {
+		return false
+	}
+	run := gop
+	last := gop[len(gop)-1].Meta.Seq
+	for _, f := range h.pending {
+		switch {
+		case f.Meta.Seq <= last:
+		case f.Meta.Seq == last+1:
+			run = append(run, f)
+			last++
+		default:
+			return false // live frames went on beyond what joins up: wait for the next
+		}
+	}
+	if last < h.lastSeq {
+		return false // stale: frames after it were lost
+	}
+	catch := &Frame{Participant: gop[0].Participant, Layer: h.layer, Meta: run[len(run)-1].Meta, Received: run[len(run)-1].Received, gop: run}
+	select {
+	case h.queue <- catch:
+		h.waitKey, h.pending = false, h.pending[:0]
+		h.gops.Add(1)
+		return true
+	default:
 		return false
 	}
 }
@@ -142,6 +195,37 @@ func (h *h264Tile) run(dec media.Decoder, keep bool, shown func(f *Frame, at tim
 				return
 			case f = <-h.queue:
 			}
+			if f.gop != nil {
+				// A GOP reply, joined up with live frames: decode them
+				// all, show the last.
+				var ok bool
+				var err error
+				for i, g := range f.gop {
+					if g.Meta.Key {
+						chainOK = true
+					} else {
+						chainOK = chainOK && g.Meta.Seq == prevSeq+1
+					}
+					prevSeq, prevLayer = g.Meta.Seq, g.Layer
+					if ok, err = dec.Decode(g.AU); err != nil {
+						break
+					}
+					if i == 0 {
+						h.keyframes.Add(1)
+					}
+				}
+				if err != nil {
+					h.decodeErrors.Add(1)
+					chainOK, skipping = false, true
+					h.broken(f.Layer)
+					continue
+				}
+				skipping = false
+				if ok {
+					h.show(dec, f.gop[len(f.gop)-1], chainOK, keep, shown)
+				}
+				continue
+			}
 			if skipping && !f.Meta.Key {
 				continue // queued before the decoder failed
 			}
@@ -165,26 +249,31 @@ func (h *h264Tile) run(dec media.Decoder, keep bool, shown func(f *Frame, at tim
 			if !ok {
 				continue
 			}
-			now := time.Now()
 			if f.Meta.Key {
 				h.keyframes.Add(1)
 			}
-			if !chainOK {
-				h.corruptShown.Add(1)
-			}
-			if h.firstFrame.Load() < 0 {
-				h.firstFrame.Store(now.Sub(h.since).Milliseconds())
-			}
-			if keep {
-				w, hh := dec.Size()
-				pix := make([]byte, w*hh*3)
-				if err := dec.Picture(media.Image{Fmt: media.BGR24, Width: w, Height: hh, Stride: 3 * w, Pix: pix}); err == nil {
-					f.BGR, f.Meta.Width, f.Meta.Height = pix, w, hh
-				}
-			}
-			shown(f, now)
+			h.show(dec, f, chainOK, keep, shown)
 		}
 	})
+}
+
+// show counts the decoder's picture of f and hands it on.
+func (h *h264Tile) show(dec media.Decoder, f *Frame, chainOK, keep bool, shown func(*Frame, time.Time)) {
+	now := time.Now()
+	if !chainOK {
+		h.corruptShown.Add(1)
+	}
+	if h.firstFrame.Load() < 0 {
+		h.firstFrame.Store(now.Sub(h.since).Milliseconds())
+	}
+	if keep {
+		w, hh := dec.Size()
+		pix := make([]byte, w*hh*3)
+		if err := dec.Picture(media.Image{Fmt: media.BGR24, Width: w, Height: hh, Stride: 3 * w, Pix: pix}); err == nil {
+			f.BGR, f.Meta.Width, f.Meta.Height = pix, w, hh
+		}
+	}
+	shown(f, now)
 }
 
 func (h *h264Tile) stop() {

@@ -15,7 +15,9 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -128,6 +130,10 @@ type Room struct {
 	h264      bool
 	frames264 *nats.Subscription
 	decodeLog rate.Sometimes
+	// inbox takes GOP replies to this room's keyframe requests, on
+	// inbox.<participant>.<layer>.
+	inbox    string
+	gopReply *nats.Subscription
 	// loReason, once set, keeps an auto room on lo: the link is too slow.
 	loReason string
 	// the link check's state, on the room's goroutine
@@ -175,15 +181,15 @@ func Join(nc *nats.Conn, cfg Config) (*Room, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	r := &Room{
-		cfg:     cfg,
-		nc:      nc,
-		log:     log.With("component", "room", "room", cfg.Room),
-		self:    self,
-		start:   time.Now(),
-		tiles:   map[string]*Tile{},
-		viewers: map[string]time.Time{},
-		joining: map[string]joining{},
-		left:    map[string]time.Time{},
+		cfg:       cfg,
+		nc:        nc,
+		log:       log.With("component", "room", "room", cfg.Room),
+		self:      self,
+		start:     time.Now(),
+		tiles:     map[string]*Tile{},
+		viewers:   map[string]time.Time{},
+		joining:   map[string]joining{},
+		left:      map[string]time.Time{},
 		changed:   make(chan struct{}, 1),
 		badLog:    rate.Sometimes{Interval: 10 * time.Second},
 		decodeLog: rate.Sometimes{Interval: 10 * time.Second},
@@ -192,6 +198,14 @@ func Join(nc *nats.Conn, cfg Config) (*Room, error) {
 	r.presence, err = nc.Subscribe(protocol.RoomPresence(cfg.Room), r.onPresence)
 	if err != nil {
 		return nil, fmt.Errorf("joining room %s: %w", cfg.Room, err)
+	}
+	if r.h264 {
+		r.inbox = nc.NewRespInbox()
+		if r.gopReply, err = nc.Subscribe(r.inbox+".>", r.onGOP); err != nil {
+			_ = r.presence.Unsubscribe()
+			return nil, fmt.Errorf("joining room %s: %w", cfg.Room, err)
+		}
+		_ = r.gopReply.SetPendingLimits(pendingMsgs, pendingBytes)
 	}
 	_ = r.presence.SetPendingLimits(pendingMsgs, pendingBytes)
 	r.mu.Lock()
@@ -207,6 +221,9 @@ func Join(nc *nats.Conn, cfg Config) (*Room, error) {
 	}
 	if err != nil {
 		_ = r.presence.Unsubscribe()
+		if r.gopReply != nil {
+			_ = r.gopReply.Unsubscribe()
+		}
 		r.mu.Lock()
 		r.unsubscribeFrames()
 		r.mu.Unlock()
@@ -290,6 +307,9 @@ func (r *Room) Close() {
 		r.cancel()
 		r.wg.Wait()
 		_ = r.presence.Unsubscribe()
+		if r.gopReply != nil {
+			_ = r.gopReply.Unsubscribe()
+		}
 		r.mu.Lock()
 		r.unsubscribeFrames()
 		tiles := slices.Collect(maps.Values(r.tiles))
@@ -444,9 +464,73 @@ func (r *Room) askKey(name string, l protocol.Layer) {
 	if !r.nc.IsConnected() {
 		return
 	}
-	if err := r.nc.Publish(protocol.ParticipantKey(r.cfg.Room, name), []byte(l)); err != nil {
+	err := r.nc.PublishRequest(protocol.ParticipantKey(r.cfg.Room, name), r.inbox+"."+name+"."+string(l), []byte(l))
+	if err != nil {
 		r.log.Debug("keyframe request not sent", "participant", name, "err", err)
 	}
+}
+
+// onGOP is the NATS callback for GOP replies to keyframe requests.
+func (r *Room) onGOP(m *nats.Msg) {
+	now := time.Now()
+	name, layer, _ := strings.Cut(strings.TrimPrefix(m.Subject, r.inbox+"."), ".")
+	l, err := protocol.ParseLayer(layer)
+	if err != nil || l.Codec() != protocol.CodecH264 || protocol.ValidParticipant(name) != nil {
+		return
+	}
+	r.mu.RLock()
+	t := r.tiles[name]
+	r.mu.RUnlock()
+	if t == nil {
+		return
+	}
+	gop, err := parseGOP(name, l, m, now)
+	if err != nil {
+		r.countBad(t, err)
+		return
+	}
+	t.mu.Lock()
+	h := t.h264
+	t.mu.Unlock()
+	if h != nil {
+		h.offerGOP(gop)
+	}
+}
+
+// parseGOP checks a GOP reply and returns its access units as frames.
+func parseGOP(name string, l protocol.Layer, m *nats.Msg, now time.Time) ([]*Frame, error) {
+	if ct := m.Header.Get(protocol.HeaderContentType); ct != protocol.ContentTypeGOP {
+		return nil, fmt.Errorf("%w: GOP reply with %s %q", protocol.ErrBadFrame, protocol.HeaderContentType, ct)
+	}
+	n, err := strconv.Atoi(m.Header.Get(protocol.HeaderCount))
+	if err != nil {
+		return nil, fmt.Errorf("%w: GOP reply with %s %q", protocol.ErrBadFrame, protocol.HeaderCount, m.Header.Get(protocol.HeaderCount))
+	}
+	aus, err := protocol.SplitGOP(m.Data, n)
+	if err != nil {
+		return nil, err
+	}
+	h := nats.Header{}
+	for _, k := range []string{protocol.HeaderSeq, protocol.HeaderTime, protocol.HeaderSize} {
+		h.Set(k, m.Header.Get(k))
+	}
+	h.Set(protocol.HeaderContentType, protocol.ContentTypeH264)
+	meta, err := protocol.ParseFrameHeader(h)
+	if err != nil {
+		return nil, err
+	}
+	if meta.Seq > math.MaxUint64-uint64(n) {
+		return nil, fmt.Errorf("%w: GOP reply numbers overflow", protocol.ErrBadFrame)
+	}
+	out := make([]*Frame, n)
+	for i, u := range aus {
+		mi := meta
+		mi.Seq += uint64(i)
+		mi.Key = i == 0
+		mi.Time = u.Time
+		out[i] = &Frame{Participant: name, Layer: l, Meta: mi, AU: u.AU, Received: now}
+	}
+	return out, nil
 }
 
 // onFrame is the NATS callback for frames: check, swap, count. Nothing
@@ -704,7 +788,6 @@ func (r *Room) beat(leaving bool) {
 		r.log.Debug("presence not sent", "err", err)
 	}
 }
-
 
 // views is what the room takes: the H.264 layer where it decodes H.264,
 // and the JPEG layer unless every publisher sends H.264 (so that a

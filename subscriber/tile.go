@@ -21,6 +21,8 @@ type Frame struct {
 	// 3 bytes per pixel, when the room keeps frames for a renderer.
 	BGR      []byte
 	Received time.Time // when this viewer got it
+
+	gop []*Frame // a GOP reply's access units, for the decoder
 }
 
 // TileStats measures one publisher as seen by one viewer over the last
@@ -63,6 +65,10 @@ type TileStats struct {
 	Keyframes    uint64 `json:"keyframes"`
 	DecodeErrors uint64 `json:"decode_errors"`
 	Waited       uint64 `json:"waited,omitempty"`
+	// GOPs counts GOP replies decoded: a publisher that passes a camera
+	// through answers a keyframe request with the access units since its
+	// last keyframe.
+	GOPs uint64 `json:"gops,omitempty"`
 	// CorruptShown counts pictures decoded from a broken reference chain
 	// (a frame missing since the last keyframe) and shown anyway: always
 	// 0 unless this viewer is broken.
@@ -148,7 +154,7 @@ func (t *Tile) countsLocked(s *TileStats) {
 	}
 	s.FirstFrameMS = h.firstFrame.Load()
 	s.Keyframes, s.DecodeErrors = h.keyframes.Load(), h.decodeErrors.Load()
-	s.CorruptShown, s.Waited = h.corruptShown.Load(), h.waited.Load()
+	s.CorruptShown, s.Waited, s.GOPs = h.corruptShown.Load(), h.waited.Load(), h.gops.Load()
 }
 
 // takesH264 reports whether the tile takes the H.264 counterpart of JPEG

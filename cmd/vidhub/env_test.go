@@ -66,6 +66,7 @@ func TestEnvNamesMeanOneThing(t *testing.T) {
 		"VIDHUB_SOURCE":    "the video source", "VIDHUB_FPS": "a publisher's frame rate",
 		"VIDHUB_SIZE": "a publisher's hi layer size", "VIDHUB_QUALITY": "JPEG quality",
 		"VIDHUB_LOOP": "loop a file source", "VIDHUB_ENCODE": "which layers to encode",
+		"VIDHUB_CODEC": "a publisher's codec", "VIDHUB_BITRATE": "H.264 target bitrate", "VIDHUB_KEYINT": "longest time between keyframes",
 		"VIDHUB_LAYER": "layer to watch", "VIDHUB_HEADLESS": "no window", "VIDHUB_FOR": "how long to watch",
 		"VIDHUB_JSON":           "print JSON",
 		"VIDHUB_TOKEN_KEY_FILE": "room token key file",

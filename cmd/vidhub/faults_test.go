@@ -92,7 +92,10 @@ func TestStalledViewer(t *testing.T) {
 	}
 	bin := hubtest.Vidhub(t)
 	srv := hubtest.StartNatsServer(t, 0)
-	hubtest.PublishProcess(t, hubtest.ProcConfig{}, bin, srv.URL, "stall", "cam", "--size", "1280x720", "--fps", "30")
+	// JPEG: ten headless viewers of 720p30 need no decoder, so the
+	// machine's two cores measure the broker, not decoding (the H.264
+	// stall is TestStalledViewerH264).
+	hubtest.PublishProcess(t, hubtest.ProcConfig{}, bin, srv.URL, "stall", "cam", "--size", "1280x720", "--fps", "30", "--codec", "jpeg")
 	// A reference: what the publisher really sent, seen by a plain NATS
 	// subscriber in this process. A frame the publisher itself skipped (on
 	// a busy machine its mailbox may overwrite one) is a gap for every

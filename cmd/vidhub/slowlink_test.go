@@ -67,7 +67,8 @@ func TestSlowLinkFallsBackToLo(t *testing.T) {
 	url := "nats://" + hostIP + ":4222"
 	hubtest.Start(t, bin, "broker", "--config", conf, "--listen", hostIP+":4222")
 	hubtest.WaitPort(t, hostIP+":4222", 20*time.Second)
-	hubtest.PublishProcess(t, hubtest.ProcConfig{}, bin, url, "slow", "cam", "--size", "1280x720", "--fps", "30")
+	// JPEG hi (about 10 Mbit/s) is what the link cannot carry; H.264 fits.
+	hubtest.PublishProcess(t, hubtest.ProcConfig{}, bin, url, "slow", "cam", "--size", "1280x720", "--fps", "30", "--codec", "jpeg")
 
 	var stats hubtest.Stats
 	view := hubtest.StartProc(t, hubtest.ProcConfig{Stdout: &stats, Name: "view (slow link)"},

@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nkeys"
@@ -146,13 +147,25 @@ func (u User) subjects() (pub, sub []string) {
 	return pub, sub
 }
 
+// A publisher answers a keyframe request it cannot serve with a fresh
+// keyframe (a camera passed through) by one GOP reply to the request's
+// reply subject: NATS's allow_responses, one message, soon.
+const (
+	replyMax     = 1
+	replyExpires = 5 * time.Second
+)
+
 // Permissions returns u's NATS permissions: only what is listed is allowed.
 func (u User) Permissions() *server.Permissions {
 	pub, sub := u.subjects()
-	return &server.Permissions{
+	p := &server.Permissions{
 		Publish:   &server.SubjectPermission{Allow: pub},
 		Subscribe: &server.SubjectPermission{Allow: sub},
 	}
+	if len(u.Publish) > 0 {
+		p.Response = &server.ResponsePermission{MaxMsgs: replyMax, Expires: replyExpires}
+	}
+	return p
 }
 
 // ServerUsers returns the users for nats-server's options (Users and
@@ -186,7 +199,11 @@ func (f *File) NATSConfig() string {
 		} else {
 			fmt.Fprintf(&b, "      user: %s\n      password: %s\n", strconv.Quote(u.Name), strconv.Quote(u.Password))
 		}
-		fmt.Fprintf(&b, "      permissions: {\n        publish: { allow: %s }\n        subscribe: { allow: %s }\n      }\n", quoteList(pub), quoteList(sub))
+		fmt.Fprintf(&b, "      permissions: {\n        publish: { allow: %s }\n        subscribe: { allow: %s }\n", quoteList(pub), quoteList(sub))
+		if len(u.Publish) > 0 {
+			fmt.Fprintf(&b, "        allow_responses: { max: %d, expires: %q }\n", replyMax, replyExpires.String())
+		}
+		b.WriteString("      }\n")
 		b.WriteString("    }\n")
 	}
 	b.WriteString("  ]\n}\n")

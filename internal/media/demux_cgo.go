@@ -40,7 +40,10 @@ type demuxer struct {
 	sps     []byte // the last SPS NAL seen (with its start code)
 	pps     []byte // the last PPS NAL seen (with its start code)
 	buf     []byte
-	n       int // access units read
+	keyBuf  []byte
+	asm     assembler // packets into whole access units
+	stalled error     // a stall found while flushing the last access unit
+	n       int       // access units read
 	msg     msgBuf
 }
 
@@ -132,6 +135,10 @@ func isLive(url string) bool {
 func (d *demuxer) Read() (AU, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if err := d.stalled; err != nil {
+		d.stalled = nil
+		return AU{}, err
+	}
 	for {
 		if d.c == nil || d.closing.Load() {
 			return AU{}, fmt.Errorf("reading %s: %w", d.url, errClosed)
@@ -139,11 +146,19 @@ func (d *demuxer) Read() (AU, error) {
 		r := C.vdmx_read(d.c, d.msg.ptr())
 		switch {
 		case r == C.VM_EOF:
+			if au, pts, ok := d.asm.flush(); ok {
+				return d.emit(au, pts), nil
+			}
 			return AU{}, io.EOF
 		case r == C.VM_ECLOSED:
 			return AU{}, fmt.Errorf("reading %s: %w", d.url, errClosed)
 		case r == C.VM_ETIMEDOUT:
-			return AU{}, fmt.Errorf("reading %s: nothing came for %v: the source stalled", d.url, DemuxTimeout)
+			err := fmt.Errorf("reading %s: nothing came for %v: the source stalled", d.url, DemuxTimeout)
+			if au, pts, ok := d.asm.flush(); ok {
+				d.stalled = err // said by the next Read
+				return d.emit(au, pts), nil
+			}
+			return AU{}, err
 		case r < 0:
 			return AU{}, fmt.Errorf("reading %s: %s", d.url, d.msg.String())
 		}
@@ -153,21 +168,32 @@ func (d *demuxer) Read() (AU, error) {
 		if n <= 0 {
 			continue
 		}
-		au, ok := d.annexB(unsafe.Slice((*byte)(unsafe.Pointer(p)), int(n)))
+		pkt, ok := d.annexB(unsafe.Slice((*byte)(unsafe.Pointer(p)), int(n)))
 		if !ok {
 			continue // no slice: parameter sets or SEI alone, learnt
 		}
-		ts := time.Duration(pts)
-		if pts < 0 {
-			// No timestamps (a raw .h264 file): count frames.
-			ts = 0
-			if d.fps > 0 {
-				ts = time.Duration(float64(d.n) * float64(time.Second) / d.fps)
-			}
+		if au, at, ok := d.asm.push(pkt, time.Duration(pts)); ok {
+			return d.emit(au, at), nil
 		}
-		d.n++
-		return AU{Data: au, Key: protocol.IsKeyframe(au), PTS: ts}, nil
 	}
+}
+
+// emit makes an AU of an assembled access unit, with its SPS and PPS
+// ahead of an IDR that lacks them.
+func (d *demuxer) emit(au []byte, pts time.Duration) AU {
+	if protocol.IsKeyframe(au) && protocol.CheckH264(au, true) != nil && d.sps != nil && d.pps != nil {
+		d.keyBuf = append(append(append(d.keyBuf[:0], d.sps...), d.pps...), au...)
+		au = d.keyBuf
+	}
+	if pts < 0 {
+		// No timestamps (a raw .h264 file): count frames.
+		pts = 0
+		if d.fps > 0 {
+			pts = time.Duration(float64(d.n) * float64(time.Second) / d.fps)
+		}
+	}
+	d.n++
+	return AU{Data: au, Key: protocol.IsKeyframe(au), PTS: pts}
 }
 
 // annexB copies the packet pkt into d.buf, with the last SPS and PPS put

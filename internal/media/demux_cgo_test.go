@@ -297,9 +297,10 @@ func TestDemuxCloseDuringRead(t *testing.T) {
 			frames.Add(1)
 		}
 	}()
-	// The h264 parser holds the last access unit back until it sees
-	// what follows it, so Read blocks once it has handed out 89.
-	for frames.Load() < 89 {
+	// The h264 parser and the assembler each hold an access unit back
+	// until they see what follows it, so Read blocks once it has handed
+	// out 88.
+	for frames.Load() < 88 {
 		select {
 		case err := <-done:
 			t.Fatalf("Read failed after %d frames: %v", frames.Load(), err)
@@ -340,10 +341,10 @@ func TestDemuxReadTimeout(t *testing.T) {
 		if err != nil {
 			took := time.Since(stall)
 			t.Logf("after %d frames and %v: %v", frames, took, err)
-			// The last access unit comes out when the parser gives up
-			// on what would follow it.
-			if frames < 89 || !strings.Contains(err.Error(), "stalled") {
-				t.Errorf("Read failed after %d frames with %v; want 89 or 90 frames, then a stall", frames, err)
+			// The last access units come out only when the parser and
+			// the assembler give up on what would follow them.
+			if frames < 88 || !strings.Contains(err.Error(), "stalled") {
+				t.Errorf("Read failed after %d frames with %v; want 88 to 90 frames, then a stall", frames, err)
 			}
 			if took < DemuxTimeout-time.Second || took > DemuxTimeout+3*time.Second {
 				t.Errorf("a stalled Read failed after %v, want about %v", took, DemuxTimeout)
@@ -351,7 +352,7 @@ func TestDemuxReadTimeout(t *testing.T) {
 			return
 		}
 		frames++
-		if frames == 89 {
+		if frames == 88 {
 			stall = time.Now()
 		}
 	}
