@@ -44,7 +44,7 @@ type passthrough struct {
 	subject string
 	seq     uint64
 
-	mu       sync.Mutex // guards gop, gopBytes, gopSeq, gopTimes
+	mu       sync.Mutex         // guards gop, gopBytes, gopSeq, gopTimes
 	gop      []protocol.GOPUnit // access units since the last keyframe, owned copies
 	gopBytes int
 	gopSeq   uint64 // number of gop[0]
