@@ -1,0 +1,270 @@
+//go:build cgo
+
+package media
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vidhub/vidhub/protocol"
+)
+
+func TestH264Available(t *testing.T) {
+	if !H264Available() {
+		t.Fatal("H264Available is false in a cgo build: libavcodec lacks libx264 or the h264 decoder")
+	}
+}
+
+// TestEncodeDecode encodes a moving picture, checks the access units
+// the way a viewer does, decodes them back and checks what ffprobe makes
+// of them.
+func TestEncodeDecode(t *testing.T) {
+	needTools(t, "ffprobe")
+	for _, size := range [][2]int{{1280, 720}, {320, 180}} {
+		w, h := size[0], size[1]
+		t.Run(fmt.Sprintf("%dx%d", w, h), func(t *testing.T) {
+			const n, keyInt, forced = 75, 30, 40
+			cfg := EncoderConfig{Width: w, Height: h, FPS: 30, KeyInt: keyInt}
+			aus := encodeAll(t, cfg, n, scene, forced)
+			var keys []int
+			for i, au := range aus {
+				if err := protocol.CheckH264(au.Data, au.Key); err != nil {
+					t.Fatalf("frame %d: %v", i, err)
+				}
+				if au.Key {
+					keys = append(keys, i)
+				}
+			}
+			// A forced IDR restarts the GOP: the next one comes KeyInt
+			// frames after it.
+			if want := []int{0, 30, forced, forced + keyInt}; !slices.Equal(keys, want) {
+				t.Errorf("keyframes at %v, want %v", keys, want)
+			}
+			c, err := protocol.H264CodecString(aus[0].Data)
+			if err != nil || !strings.HasPrefix(c, "avc1.42C0") {
+				t.Errorf("codec string %q (%v), want Constrained Baseline avc1.42C0xx", c, err)
+			}
+
+			dec, err := NewDecoder()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer dec.Close()
+			out := Image{Fmt: BGR24, Width: w, Height: h, Stride: w * 3, Pix: make([]byte, w*h*3)}
+			var sum float64
+			for i, au := range aus {
+				ok, err := dec.Decode(au.Data)
+				if !ok || err != nil {
+					t.Fatalf("decoding frame %d: ok %v, %v", i, ok, err)
+				}
+				if dw, dh := dec.Size(); dw != w || dh != h {
+					t.Fatalf("decoded %dx%d, want %dx%d", dw, dh, w, h)
+				}
+				if err := dec.Picture(out); err != nil {
+					t.Fatal(err)
+				}
+				p := psnr(out, scene(w, h, i))
+				if p < 27 {
+					t.Errorf("frame %d decodes to %.1f dB PSNR, want 27 or more", i, p)
+				}
+				sum += p
+			}
+			// The whole picture changes every frame: 30 dB is good at
+			// the default bitrate (100 kbit/s for 320x180).
+			if mean := sum / n; mean < 30 {
+				t.Errorf("mean PSNR %.1f dB, want 30 or more", mean)
+			}
+
+			file := filepath.Join(t.TempDir(), "out.h264")
+			var all []byte
+			for _, au := range aus {
+				all = append(all, au.Data...)
+			}
+			if err := os.WriteFile(file, all, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			probe, err := exec.Command("ffprobe", "-v", "error", "-count_frames", "-show_entries",
+				"stream=codec_name,width,height,nb_read_frames", "-of", "default=noprint_wrappers=1", file).CombinedOutput()
+			if err != nil {
+				t.Fatalf("ffprobe: %v\n%s", err, probe)
+			}
+			want := fmt.Sprintf("codec_name=h264\nwidth=%d\nheight=%d\nnb_read_frames=%d\n", w, h, n)
+			if string(probe) != want {
+				t.Errorf("ffprobe says\n%s\nwant\n%s", probe, want)
+			}
+		})
+	}
+}
+
+// TestEncodeInputs feeds RGBA, padded rows and other sizes (scaled).
+func TestEncodeInputs(t *testing.T) {
+	enc, err := NewEncoder(EncoderConfig{Width: 320, Height: 180, FPS: 25})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer enc.Close()
+	if w, h := enc.Size(); w != 320 || h != 180 {
+		t.Errorf("Size %dx%d, want 320x180", w, h)
+	}
+	if !strings.HasPrefix(enc.Codec(), "avc1.42C0") {
+		t.Errorf("Codec before the first frame is %q, want avc1.42C0xx", enc.Codec())
+	}
+	dec, err := NewDecoder()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dec.Close()
+	for i, in := range []struct {
+		fmt          PixFmt
+		w, h, stride int
+	}{{RGBA, 320, 180, 320 * 4}, {BGR24, 641, 361, 641*3 + 13}, {RGBA, 100, 50, 400}, {BGR24, 320, 180, 320 * 3}} {
+		img := Image{Fmt: in.fmt, Width: in.w, Height: in.h, Stride: in.stride, Pix: make([]byte, in.stride*in.h)}
+		drawScene(img, 0)
+		au, err := enc.Encode(img, false)
+		if err != nil {
+			t.Fatalf("input %d: %v", i, err)
+		}
+		if ok, err := dec.Decode(au.Data); !ok || err != nil {
+			t.Fatalf("input %d: decoding: %v %v", i, ok, err)
+		}
+		out := Image{Fmt: BGR24, Width: in.w, Height: in.h, Stride: in.w * 3, Pix: make([]byte, in.w*in.h*3)}
+		if err := dec.Picture(out); err != nil {
+			t.Fatal(err)
+		}
+		ref := Image{Fmt: BGR24, Width: in.w, Height: in.h, Stride: in.w * 3, Pix: make([]byte, in.w*in.h*3)}
+		drawScene(ref, 0)
+		if p := psnr(out, ref); p < 22 {
+			t.Errorf("input %d (%v %dx%d) comes back at %.1f dB PSNR, want 22 or more", i, in.fmt, in.w, in.h, p)
+		}
+	}
+	for _, bad := range []Image{
+		{Fmt: BGR24, Width: 10, Height: 10, Stride: 30, Pix: make([]byte, 299)},
+		{Fmt: RGBA, Width: 10, Height: 10, Stride: 30, Pix: make([]byte, 1000)},
+		{Fmt: 7, Width: 10, Height: 10, Stride: 30, Pix: make([]byte, 1000)},
+		{Fmt: BGR24, Width: 0, Height: 10, Stride: 30, Pix: make([]byte, 1000)},
+	} {
+		if _, err := enc.Encode(bad, false); err == nil {
+			t.Errorf("Encode(%v %dx%d stride %d, %d bytes) succeeded, want an error", bad.Fmt, bad.Width, bad.Height, bad.Stride, len(bad.Pix))
+		}
+	}
+	for _, cfg := range []EncoderConfig{{Width: 321, Height: 180, FPS: 30}, {Width: 320, Height: 180}, {Width: 0, Height: 0, FPS: 30}} {
+		if e, err := NewEncoder(cfg); err == nil {
+			e.Close()
+			t.Errorf("NewEncoder(%+v) succeeded, want an error", cfg)
+		}
+	}
+	enc.Close()
+	enc.Close()
+	if _, err := enc.Encode(scene(320, 180, 0), false); err == nil {
+		t.Error("Encode after Close succeeded")
+	}
+}
+
+// TestEncodeBitrate checks that the rate control hits its target on a
+// picture that is hard to code.
+func TestEncodeBitrate(t *testing.T) {
+	for _, target := range []int{400_000, 1_500_000} {
+		const n = 90
+		cfg := EncoderConfig{Width: 640, Height: 360, FPS: 30, Bitrate: target}
+		bytes := 0
+		for _, au := range encodeAll(t, cfg, n, busyScene) {
+			bytes += len(au.Data)
+		}
+		got := float64(bytes*8) / (n / cfg.FPS)
+		t.Logf("target %d bit/s, got %.0f (%+.1f%%)", target, got, 100*(got/float64(target)-1))
+		if got < 0.6*float64(target) || got > 1.4*float64(target) {
+			t.Errorf("target %d bit/s, got %.0f: more than 40%% off", target, got)
+		}
+	}
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkEncode720p encodes a camera-like 720p picture (a still
+// background with sensor noise and a moving box) at the default bitrate,
+// and reports the share of one core a 30 fps encode takes.
+func BenchmarkEncode720p(b *testing.B) {
+	imgs := cameraScenes(1280, 720, 30)
+	enc, err := NewEncoder(EncoderConfig{Width: 1280, Height: 720, FPS: 30})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer enc.Close()
+	bytes := 0
+	c0 := cpuTime()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		au, err := enc.Encode(imgs[i%len(imgs)], false)
+		if err != nil {
+			b.Fatal(err)
+		}
+		bytes += len(au.Data)
+	}
+	cpu := cpuTime() - c0
+	b.ReportMetric(100*cpu.Seconds()/float64(b.N)*30, "%core@30fps")
+	b.ReportMetric(float64(bytes*8)/float64(b.N)*30/1000, "kbit/s")
+}
+
+// BenchmarkDecode720p decodes 720p access units, two seconds' worth
+// (a keyframe and 59 P-frames) over and over.
+func BenchmarkDecode720p(b *testing.B) {
+	aus := encodeAll(b, EncoderConfig{Width: 1280, Height: 720, FPS: 30}, 60, func(w, h, i int) Image { return cameraScenes(w, h, 60)[i] })
+	dec, err := NewDecoder()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer dec.Close()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		if ok, err := dec.Decode(aus[i%len(aus)].Data); !ok || err != nil {
+			b.Fatal(ok, err)
+		}
+	}
+}
+
+var cameraCache = map[[3]int][]Image{}
+
+// cameraScenes returns n frames of a camera-like picture: scene's first
+// frame as a still background with sensor noise (-1 to +2), and the
+// moving box.
+func cameraScenes(w, h, n int) []Image {
+	k := [3]int{w, h, n}
+	if imgs, ok := cameraCache[k]; ok {
+		return imgs
+	}
+	bg := scene(w, h, 0)
+	imgs := make([]Image, n)
+	for f := range imgs {
+		img := scene(w, h, f)
+		bw, bh := w/6, h/5
+		bx := (f * 8) % (w - bw)
+		seed := uint32(f * 7919)
+		for y := range h {
+			for x := range w {
+				if x >= bx && x < bx+bw && y >= (h-bh)/2 && y < (h+bh)/2 {
+					continue
+				}
+				seed = seed*1664525 + 1013904223
+				nz := int(seed>>30) - 1
+				for c := range 3 {
+					i := y*img.Stride + x*3 + c
+					img.Pix[i] = byte(min(255, max(0, int(bg.Pix[i])+nz)))
+				}
+			}
+		}
+		imgs[f] = img
+	}
+	cameraCache[k] = imgs
+	return imgs
+}

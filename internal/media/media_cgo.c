@@ -1,0 +1,529 @@
+//go:build cgo
+
+#include "media_cgo.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libavcodec/avcodec.h>
+#include <libavcodec/bsf.h>
+#include <libavformat/avformat.h>
+#include <libavutil/imgutils.h>
+#include <libavutil/opt.h>
+#include <libavutil/time.h>
+#include <libswscale/swscale.h>
+
+_Static_assert(VM_EOF == AVERROR_EOF, "VM_EOF must be AVERROR_EOF");
+
+// last_log holds the last error FFmpeg logged on this thread. Each entry
+// point below runs on one thread from start to end (cgo pins it), so an
+// entry point can clear it, call FFmpeg and quote it in its error text.
+static _Thread_local char last_log[160];
+
+static void log_cb(void *avcl, int level, const char *fmt, va_list vl) {
+	(void)avcl;
+	if (level > AV_LOG_ERROR) {
+		return;
+	}
+	char line[sizeof last_log];
+	vsnprintf(line, sizeof line, fmt, vl);
+	size_t n = strlen(line);
+	while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == ' ')) {
+		line[--n] = 0;
+	}
+	if (n > 0) {
+		memcpy(last_log, line, n + 1);
+	}
+}
+
+// vm_init routes FFmpeg's log into last_log instead of stderr: its errors
+// reach the caller inside Go errors, and the rest is noise.
+void vm_init(void) { av_log_set_callback(log_cb); }
+
+static void clear_log(void) { last_log[0] = 0; }
+
+// fail writes "what: FFmpeg's reason (its last log line)" into msg and
+// returns code.
+static int fail(char *msg, int code, const char *what) {
+	char reason[AV_ERROR_MAX_STRING_SIZE] = "";
+	if (code < 0 && code > -0x7fff0000) {
+		av_strerror(code, reason, sizeof reason);
+	}
+	if (reason[0] && last_log[0]) {
+		snprintf(msg, VM_MSG, "%s: %s (%s)", what, reason, last_log);
+	} else if (reason[0] || last_log[0]) {
+		snprintf(msg, VM_MSG, "%s: %s", what, reason[0] ? reason : last_log);
+	} else {
+		snprintf(msg, VM_MSG, "%s", what);
+	}
+	return code;
+}
+
+static enum AVPixelFormat pixfmt(int fmt) {
+	switch (fmt) {
+	case VM_BGR24:
+		return AV_PIX_FMT_BGR24;
+	case VM_RGBA:
+		return AV_PIX_FMT_RGBA;
+	}
+	return AV_PIX_FMT_NONE;
+}
+
+int vm_h264_available(void) {
+	return avcodec_find_encoder_by_name("libx264") != NULL && avcodec_find_decoder(AV_CODEC_ID_H264) != NULL;
+}
+
+/* Encoder */
+
+struct venc {
+	AVCodecContext *c;
+	AVFrame *frame;
+	AVPacket *pkt;
+	struct SwsContext *sws;
+	int64_t pts;
+};
+
+void venc_close(venc *e) {
+	if (!e) {
+		return;
+	}
+	avcodec_free_context(&e->c);
+	av_frame_free(&e->frame);
+	av_packet_free(&e->pkt);
+	sws_freeContext(e->sws);
+	free(e);
+}
+
+venc *venc_open(const venc_config *cfg, char *msg) {
+	clear_log();
+	const AVCodec *codec = avcodec_find_encoder_by_name("libx264");
+	if (!codec) {
+		fail(msg, 0, "FFmpeg's libavcodec has no libx264 encoder: install a libavcodec built with libx264 (Debian: libavcodec59)");
+		return NULL;
+	}
+	venc *e = calloc(1, sizeof *e);
+	if (!e) {
+		fail(msg, AVERROR(ENOMEM), "allocating the encoder");
+		return NULL;
+	}
+	e->c = avcodec_alloc_context3(codec);
+	e->frame = av_frame_alloc();
+	e->pkt = av_packet_alloc();
+	if (!e->c || !e->frame || !e->pkt) {
+		fail(msg, AVERROR(ENOMEM), "allocating the encoder");
+		venc_close(e);
+		return NULL;
+	}
+	AVCodecContext *c = e->c;
+	c->width = cfg->width;
+	c->height = cfg->height;
+	c->pix_fmt = AV_PIX_FMT_YUV420P;
+	c->time_base = (AVRational){cfg->fps_den, cfg->fps_num};
+	c->framerate = (AVRational){cfg->fps_num, cfg->fps_den};
+	c->gop_size = cfg->keyint;
+	c->max_b_frames = 0;
+	c->bit_rate = cfg->bitrate;
+	c->rc_max_rate = cfg->bitrate;
+	c->rc_buffer_size = cfg->vbv_bufsize;
+	c->thread_count = cfg->threads;
+	c->colorspace = AVCOL_SPC_SMPTE170M;
+	c->color_range = AVCOL_RANGE_MPEG;
+	// A global header gives the SPS (so the codec string) at open;
+	// repeat-headers below still puts SPS and PPS in band before every IDR.
+	c->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
+	void *p = c->priv_data;
+	int ret = 0;
+	if ((ret = av_opt_set(p, "preset", cfg->preset, 0)) < 0 ||
+	    (ret = av_opt_set(p, "tune", "zerolatency", 0)) < 0 ||
+	    (ret = av_opt_set(p, "profile", cfg->profile, 0)) < 0 ||
+	    (ret = av_opt_set_int(p, "forced-idr", 1, 0)) < 0 ||
+	    (ret = av_opt_set_int(p, "rc-lookahead", 0, 0)) < 0 ||
+	    (ret = av_opt_set(p, "x264-params", "repeat-headers=1:scenecut=0:sync-lookahead=0:bframes=0", 0)) < 0) {
+		fail(msg, ret, "setting the libx264 options");
+		venc_close(e);
+		return NULL;
+	}
+	if ((ret = avcodec_open2(c, codec, NULL)) < 0) {
+		fail(msg, ret, "opening the libx264 encoder");
+		venc_close(e);
+		return NULL;
+	}
+	e->frame->format = c->pix_fmt;
+	e->frame->width = c->width;
+	e->frame->height = c->height;
+	if ((ret = av_frame_get_buffer(e->frame, 0)) < 0) {
+		fail(msg, ret, "allocating the encoder's picture");
+		venc_close(e);
+		return NULL;
+	}
+	return e;
+}
+
+int venc_encode(venc *e, const uint8_t *pix, int fmt, int w, int h, int stride, int force_key, char *msg) {
+	clear_log();
+	av_packet_unref(e->pkt);
+	AVCodecContext *c = e->c;
+	e->sws = sws_getCachedContext(e->sws, w, h, pixfmt(fmt), c->width, c->height, AV_PIX_FMT_YUV420P,
+	                              SWS_BILINEAR, NULL, NULL, NULL);
+	if (!e->sws) {
+		return fail(msg, AVERROR(EINVAL), "setting up the conversion to YUV 4:2:0");
+	}
+	int ret = av_frame_make_writable(e->frame);
+	if (ret < 0) {
+		return fail(msg, ret, "getting the encoder's picture");
+	}
+	const uint8_t *src[4] = {pix, NULL, NULL, NULL};
+	int src_stride[4] = {stride, 0, 0, 0};
+	sws_scale(e->sws, src, src_stride, 0, h, e->frame->data, e->frame->linesize);
+	e->frame->pts = e->pts++;
+	e->frame->pict_type = force_key ? AV_PICTURE_TYPE_I : AV_PICTURE_TYPE_NONE;
+	e->frame->key_frame = force_key ? 1 : 0;
+	if ((ret = avcodec_send_frame(c, e->frame)) < 0) {
+		return fail(msg, ret, "encoding a picture");
+	}
+	ret = avcodec_receive_packet(c, e->pkt);
+	if (ret == AVERROR(EAGAIN)) {
+		return fail(msg, VM_EHELD, "the encoder kept a picture back instead of coding it at once (not zero latency)");
+	}
+	if (ret < 0) {
+		return fail(msg, ret, "encoding a picture");
+	}
+	return 0;
+}
+
+const uint8_t *venc_packet(venc *e, int *size, int *key) {
+	*size = e->pkt->size;
+	*key = (e->pkt->flags & AV_PKT_FLAG_KEY) != 0;
+	return e->pkt->data;
+}
+
+const uint8_t *venc_extradata(venc *e, int *size) {
+	*size = e->c->extradata_size;
+	return e->c->extradata;
+}
+
+/* Decoder */
+
+struct vdec {
+	AVCodecContext *c;
+	AVPacket *pkt;
+	AVFrame *frame, *tmp;
+	struct SwsContext *sws;
+};
+
+void vdec_close(vdec *d) {
+	if (!d) {
+		return;
+	}
+	avcodec_free_context(&d->c);
+	av_packet_free(&d->pkt);
+	av_frame_free(&d->frame);
+	av_frame_free(&d->tmp);
+	sws_freeContext(d->sws);
+	free(d);
+}
+
+vdec *vdec_open(char *msg) {
+	clear_log();
+	const AVCodec *codec = avcodec_find_decoder(AV_CODEC_ID_H264);
+	if (!codec) {
+		fail(msg, 0, "FFmpeg's libavcodec has no H.264 decoder");
+		return NULL;
+	}
+	vdec *d = calloc(1, sizeof *d);
+	if (!d) {
+		fail(msg, AVERROR(ENOMEM), "allocating the decoder");
+		return NULL;
+	}
+	d->c = avcodec_alloc_context3(codec);
+	d->pkt = av_packet_alloc();
+	d->frame = av_frame_alloc();
+	d->tmp = av_frame_alloc();
+	if (!d->c || !d->pkt || !d->frame || !d->tmp) {
+		fail(msg, AVERROR(ENOMEM), "allocating the decoder");
+		vdec_close(d);
+		return NULL;
+	}
+	AVCodecContext *c = d->c;
+	// One access unit in, its picture out: no frame threads, no delay.
+	// One thread also keeps error concealment, and so its flags, on (the
+	// h264 decoder turns it off with slice threads).
+	c->thread_count = 1;
+	c->flags |= AV_CODEC_FLAG_LOW_DELAY;
+	c->flags &= ~AV_CODEC_FLAG_OUTPUT_CORRUPT;
+	c->flags2 &= ~AV_CODEC_FLAG2_SHOW_ALL;
+	c->err_recognition = AV_EF_CRCCHECK | AV_EF_EXPLODE;
+	int ret = avcodec_open2(c, codec, NULL);
+	if (ret < 0) {
+		fail(msg, ret, "opening the H.264 decoder");
+		vdec_close(d);
+		return NULL;
+	}
+	return d;
+}
+
+int vdec_decode(vdec *d, const uint8_t *data, int size, char *msg) {
+	clear_log();
+	// A packet without a buffer: avcodec_send_packet copies it into one
+	// with the padding the bitstream reader needs.
+	d->pkt->data = (uint8_t *)data;
+	d->pkt->size = size;
+	int ret = avcodec_send_packet(d->c, d->pkt);
+	d->pkt->data = NULL;
+	d->pkt->size = 0;
+	if (ret < 0) {
+		return fail(msg, ret, "decoding H.264");
+	}
+	int got = 0;
+	for (;;) {
+		ret = avcodec_receive_frame(d->c, d->tmp);
+		if (ret == AVERROR(EAGAIN)) {
+			return got;
+		}
+		if (ret < 0) {
+			return fail(msg, ret, "decoding H.264");
+		}
+		if (d->tmp->decode_error_flags || (d->tmp->flags & AV_FRAME_FLAG_CORRUPT)) {
+			char what[96];
+			snprintf(what, sizeof what, "the H.264 decoder flagged its picture corrupt (decode_error_flags %#x, flags %#x)",
+			         d->tmp->decode_error_flags, d->tmp->flags);
+			av_frame_unref(d->tmp);
+			return fail(msg, VM_ECORRUPT, what);
+		}
+		av_frame_unref(d->frame);
+		av_frame_move_ref(d->frame, d->tmp);
+		got = 1;
+	}
+}
+
+void vdec_size(vdec *d, int *w, int *h) {
+	*w = d->frame->width;
+	*h = d->frame->height;
+}
+
+int vdec_picture(vdec *d, uint8_t *pix, int fmt, int w, int h, int stride, char *msg) {
+	clear_log();
+	AVFrame *f = d->frame;
+	if (!f->data[0]) {
+		return fail(msg, AVERROR(EINVAL), "no picture decoded yet");
+	}
+	d->sws = sws_getCachedContext(d->sws, f->width, f->height, f->format, w, h, pixfmt(fmt), SWS_BILINEAR, NULL,
+	                              NULL, NULL);
+	if (!d->sws) {
+		return fail(msg, AVERROR(EINVAL), "setting up the conversion from the decoded picture");
+	}
+	uint8_t *dst[4] = {pix, NULL, NULL, NULL};
+	int dst_stride[4] = {stride, 0, 0, 0};
+	sws_scale(d->sws, (const uint8_t *const *)f->data, f->linesize, 0, f->height, dst, dst_stride);
+	return 0;
+}
+
+/* Demuxer */
+
+struct vdmx {
+	AVFormatContext *fmt;
+	AVBSFContext *bsf;
+	AVPacket *pkt;
+	int stream;
+	int eof;
+	int64_t start; // the first timestamp, in the stream's time base
+	atomic_int closed;
+	atomic_llong deadline; // av_gettime_relative() past which a blocking call gives up, or 0
+	int timed_out;
+	int64_t timeout_us;
+};
+
+static int interrupt_cb(void *opaque) {
+	vdmx *d = opaque;
+	if (atomic_load(&d->closed)) {
+		return 1;
+	}
+	int64_t dl = atomic_load(&d->deadline);
+	if (dl && av_gettime_relative() > dl) {
+		d->timed_out = 1;
+		return 1;
+	}
+	return 0;
+}
+
+vdmx *vdmx_alloc(void) {
+	vdmx *d = calloc(1, sizeof *d);
+	if (!d) {
+		return NULL;
+	}
+	d->stream = -1;
+	d->start = AV_NOPTS_VALUE;
+	atomic_init(&d->closed, 0);
+	atomic_init(&d->deadline, 0);
+	return d;
+}
+
+void vdmx_interrupt(vdmx *d) { atomic_store(&d->closed, 1); }
+
+void vdmx_free(vdmx *d) {
+	if (!d) {
+		return;
+	}
+	avformat_close_input(&d->fmt);
+	av_bsf_free(&d->bsf);
+	av_packet_free(&d->pkt);
+	free(d);
+}
+
+static void arm(vdmx *d) {
+	d->timed_out = 0;
+	atomic_store(&d->deadline, av_gettime_relative() + d->timeout_us);
+}
+
+static void disarm(vdmx *d) { atomic_store(&d->deadline, 0); }
+
+// io_fail reports a failed blocking call, saying whether Close or the
+// timeout interrupted it.
+static int io_fail(vdmx *d, char *msg, int ret, const char *what) {
+	if (atomic_load(&d->closed)) {
+		return fail(msg, VM_ECLOSED, what);
+	}
+	if (d->timed_out) {
+		return fail(msg, VM_ETIMEDOUT, what);
+	}
+	return fail(msg, ret, what);
+}
+
+int vdmx_open(vdmx *d, const char *url, int rtsp, int64_t timeout_us, char *msg) {
+	clear_log();
+	d->timeout_us = timeout_us;
+	d->pkt = av_packet_alloc();
+	d->fmt = avformat_alloc_context();
+	if (!d->pkt || !d->fmt) {
+		return fail(msg, AVERROR(ENOMEM), "allocating the demuxer");
+	}
+	d->fmt->interrupt_callback.callback = interrupt_cb;
+	d->fmt->interrupt_callback.opaque = d;
+	AVDictionary *opts = NULL;
+	if (rtsp) {
+		// FFmpeg 5 calls the RTSP socket timeout "timeout" (in
+		// microseconds); 4.x called it "stimeout".
+		av_dict_set(&opts, "rtsp_transport", "tcp", 0);
+		av_dict_set_int(&opts, "timeout", timeout_us, 0);
+	}
+	arm(d);
+	int ret = avformat_open_input(&d->fmt, url, NULL, &opts);
+	disarm(d);
+	av_dict_free(&opts);
+	if (ret < 0) {
+		return io_fail(d, msg, ret, "opening the source");
+	}
+	arm(d);
+	ret = avformat_find_stream_info(d->fmt, NULL);
+	disarm(d);
+	if (ret < 0) {
+		return io_fail(d, msg, ret, "reading the source's streams");
+	}
+	ret = av_find_best_stream(d->fmt, AVMEDIA_TYPE_VIDEO, -1, -1, NULL, 0);
+	if (ret < 0) {
+		return fail(msg, VM_ENOVIDEO, "the source has no video stream");
+	}
+	d->stream = ret;
+	AVStream *st = d->fmt->streams[ret];
+	if (st->codecpar->codec_id != AV_CODEC_ID_H264) {
+		snprintf(msg, VM_MSG, "%s", avcodec_get_name(st->codecpar->codec_id));
+		return VM_ENOTH264;
+	}
+	for (unsigned i = 0; i < d->fmt->nb_streams; i++) {
+		if ((int)i != d->stream) {
+			d->fmt->streams[i]->discard = AVDISCARD_ALL;
+		}
+	}
+	const AVBitStreamFilter *f = av_bsf_get_by_name("h264_mp4toannexb");
+	if (!f) {
+		return fail(msg, AVERROR_BSF_NOT_FOUND, "FFmpeg has no h264_mp4toannexb bitstream filter");
+	}
+	if ((ret = av_bsf_alloc(f, &d->bsf)) < 0 || (ret = avcodec_parameters_copy(d->bsf->par_in, st->codecpar)) < 0) {
+		return fail(msg, ret, "setting up the Annex B conversion");
+	}
+	d->bsf->time_base_in = st->time_base;
+	if ((ret = av_bsf_init(d->bsf)) < 0) {
+		return fail(msg, ret, "setting up the Annex B conversion");
+	}
+	if (st->start_time != AV_NOPTS_VALUE) {
+		d->start = st->start_time;
+	}
+	return 0;
+}
+
+int vdmx_read(vdmx *d, char *msg) {
+	clear_log();
+	av_packet_unref(d->pkt);
+	for (;;) {
+		int ret = av_bsf_receive_packet(d->bsf, d->pkt);
+		if (ret == 0) {
+			return 0;
+		}
+		if (ret == AVERROR_EOF) {
+			return ret;
+		}
+		if (ret != AVERROR(EAGAIN)) {
+			return fail(msg, ret, "converting to Annex B");
+		}
+		if (atomic_load(&d->closed)) {
+			return fail(msg, VM_ECLOSED, "reading");
+		}
+		arm(d);
+		ret = av_read_frame(d->fmt, d->pkt);
+		disarm(d);
+		if (ret == AVERROR_EOF && !atomic_load(&d->closed) && !d->timed_out) {
+			d->eof = 1;
+			if ((ret = av_bsf_send_packet(d->bsf, NULL)) < 0) {
+				return fail(msg, ret, "converting to Annex B");
+			}
+			continue;
+		}
+		if (ret < 0) {
+			return io_fail(d, msg, ret, "reading");
+		}
+		if (d->pkt->stream_index != d->stream) {
+			av_packet_unref(d->pkt);
+			continue;
+		}
+		if ((ret = av_bsf_send_packet(d->bsf, d->pkt)) < 0) {
+			av_packet_unref(d->pkt);
+			return fail(msg, ret, "converting to Annex B");
+		}
+	}
+}
+
+const uint8_t *vdmx_packet(vdmx *d, int *size, int64_t *pts_ns, int *key) {
+	AVPacket *p = d->pkt;
+	*size = p->size;
+	*key = (p->flags & AV_PKT_FLAG_KEY) != 0;
+	int64_t ts = p->pts != AV_NOPTS_VALUE ? p->pts : p->dts;
+	if (ts == AV_NOPTS_VALUE) {
+		*pts_ns = -1;
+	} else {
+		if (d->start == AV_NOPTS_VALUE) {
+			d->start = ts;
+		}
+		*pts_ns = av_rescale_q(ts - d->start, d->bsf->time_base_out, (AVRational){1, 1000000000});
+	}
+	return p->data;
+}
+
+const uint8_t *vdmx_extradata(vdmx *d, int *size) {
+	*size = d->bsf->par_out->extradata_size;
+	return d->bsf->par_out->extradata;
+}
+
+void vdmx_info(vdmx *d, int *w, int *h, double *fps) {
+	AVStream *st = d->fmt->streams[d->stream];
+	*w = st->codecpar->width;
+	*h = st->codecpar->height;
+	AVRational r = st->avg_frame_rate;
+	if (r.num <= 0 || r.den <= 0) {
+		r = st->r_frame_rate;
+	}
+	*fps = r.num > 0 && r.den > 0 ? av_q2d(r) : 0;
+}

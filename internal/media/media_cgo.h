@@ -1,0 +1,67 @@
+//go:build cgo
+
+// The C half of package media: thin wrappers over libavcodec (libx264 and
+// the h264 decoder), libavformat and libswscale that keep every FFmpeg
+// object in C memory, so that Go holds only opaque pointers.
+
+#ifndef VIDHUB_MEDIA_H
+#define VIDHUB_MEDIA_H
+
+#include <stdint.h>
+
+// Pixel formats, as media.PixFmt numbers them.
+enum { VM_BGR24 = 1, VM_RGBA = 2 };
+
+// Error codes of our own, beside FFmpeg's negative AVERROR codes.
+enum {
+	VM_ECLOSED = -0x7fff0001,   // interrupted by Close (or a cancelled context)
+	VM_ETIMEDOUT = -0x7fff0002, // the source sent nothing within the timeout
+	VM_ENOTH264 = -0x7fff0003,  // the best video stream is not H.264
+	VM_ENOVIDEO = -0x7fff0004,  // the source has no video stream
+	VM_EHELD = -0x7fff0005,     // the encoder kept a frame back
+	VM_ECORRUPT = -0x7fff0006,  // the decoder flagged its picture corrupt
+};
+
+// VM_EOF is AVERROR_EOF, which cgo cannot evaluate.
+enum { VM_EOF = -0x20464f45 };
+
+// VM_MSG is the size of the buffers that carry error text back to Go.
+#define VM_MSG 320
+
+void vm_init(void);
+int vm_h264_available(void);
+
+typedef struct venc venc;
+typedef struct {
+	int width, height;
+	int fps_num, fps_den;
+	int bitrate, vbv_bufsize, keyint, threads;
+	const char *preset, *profile;
+} venc_config;
+venc *venc_open(const venc_config *cfg, char *msg);
+int venc_encode(venc *e, const uint8_t *pix, int fmt, int w, int h, int stride, int force_key, char *msg);
+// venc_packet returns the packet of the last successful venc_encode.
+const uint8_t *venc_packet(venc *e, int *size, int *key);
+const uint8_t *venc_extradata(venc *e, int *size);
+void venc_close(venc *e);
+
+typedef struct vdec vdec;
+vdec *vdec_open(char *msg);
+// vdec_decode returns 1 when a picture came out, 0 when none did, or a
+// negative error code.
+int vdec_decode(vdec *d, const uint8_t *data, int size, char *msg);
+void vdec_size(vdec *d, int *w, int *h);
+int vdec_picture(vdec *d, uint8_t *pix, int fmt, int w, int h, int stride, char *msg);
+void vdec_close(vdec *d);
+
+typedef struct vdmx vdmx;
+vdmx *vdmx_alloc(void);
+void vdmx_interrupt(vdmx *d);
+int vdmx_open(vdmx *d, const char *url, int rtsp, int64_t timeout_us, char *msg);
+int vdmx_read(vdmx *d, char *msg);
+const uint8_t *vdmx_packet(vdmx *d, int *size, int64_t *pts_ns, int *key);
+const uint8_t *vdmx_extradata(vdmx *d, int *size);
+void vdmx_info(vdmx *d, int *w, int *h, double *fps);
+void vdmx_free(vdmx *d);
+
+#endif
