@@ -22,8 +22,8 @@ type metrics struct {
 	h264Waited atomic.Uint64                 // H.264 frames dropped while a browser waited for a keyframe
 	keysMu     sync.Mutex
 	keys       map[string]uint64 // keyframe requests by result
-	bad        atomic.Uint64    // bad frames from the broker
-	pubFrames  [2]atomic.Uint64 // published for browsers, by layer
+	bad        atomic.Uint64     // bad frames from the broker
+	pubFrames  [2]atomic.Uint64  // published for browsers, by layer
 	pubBytes   atomic.Uint64
 	badLog     rate.Sometimes
 	refuseLog  rate.Sometimes
@@ -35,7 +35,7 @@ type metrics struct {
 func newMetrics() *metrics {
 	return &metrics{
 		refused: map[string]uint64{}, keys: map[string]uint64{},
-		badLog:  rate.Sometimes{Interval: logEvery}, refuseLog: rate.Sometimes{Interval: logEvery},
+		badLog: rate.Sometimes{Interval: logEvery}, refuseLog: rate.Sometimes{Interval: logEvery},
 	}
 }
 

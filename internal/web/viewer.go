@@ -71,7 +71,7 @@ type viewer struct {
 	jpeg     bool            // the participants not in h264 come in JPEG
 	feeds    []protocol.Layer
 	slots    map[string][]byte
-	chains   map[string]*chain // H.264 state of each participant in h264
+	chains   map[string]*chain    // H.264 state of each participant in h264
 	accepted map[string]time.Time // for minGap
 	texts    [][]byte
 	state    []byte // newest unsent room state
@@ -675,12 +675,12 @@ func (g *Gateway) serveView(w http.ResponseWriter, r *http.Request) {
 	conn.SetReadLimit(viewReadLimit)
 	v := &viewer{
 		g: g, conn: conn, out: conn, room: room, name: name, self: self, minGap: minGap, start: time.Now(),
-		log:   g.log.With("socket", "view", "room", room, "remote", r.RemoteAddr),
-		hi: map[string]bool{}, h264: map[string]bool{}, jpeg: true,
+		log: g.log.With("socket", "view", "room", room, "remote", r.RemoteAddr),
+		hi:  map[string]bool{}, h264: map[string]bool{}, jpeg: true,
 		slots: map[string][]byte{}, accepted: map[string]time.Time{}, chains: map[string]*chain{},
 		keyLimit: rate.NewLimiter(keyRequestRate, keyRequestBurst),
-		wake:    make(chan struct{}, 1),
-		dropLog: rate.Sometimes{Interval: logEvery},
+		wake:     make(chan struct{}, 1),
+		dropLog:  rate.Sometimes{Interval: logEvery},
 	}
 	v.stall = time.AfterFunc(time.Hour, func() {
 		v.stalled.Store(true)
