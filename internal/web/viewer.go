@@ -190,12 +190,16 @@ func (v *viewer) offerH264(participant string, l protocol.Layer, meta protocol.F
 	}
 	c.seq = meta.Seq
 	dropped := 0
-	if _, pending := v.slots[participant]; pending {
-		// The browser has not taken the frame before this one yet.
-		dropped++
-		delete(v.slots, participant)
-		if !meta.Key {
-			c.waitKey = true // without it, this one cannot be decoded
+	if pend, ok := v.slots[participant]; ok && !meta.Key {
+		// The browser has not taken the frame before this one yet: it
+		// fell behind, and this one cannot follow the one it will get.
+		// A keyframe waiting stays (it can be decoded, and what comes
+		// next will be a keyframe again); a waiting delta goes too, so
+		// the browser's next frame is a keyframe, not a stale picture.
+		c.waitKey = true
+		if pend[2]&wireFlagKey == 0 {
+			delete(v.slots, participant)
+			dropped++
 		}
 	}
 	if c.waitKey && !meta.Key {
@@ -205,11 +209,12 @@ func (v *viewer) offerH264(participant string, l protocol.Layer, meta protocol.F
 		v.g.keys.ask(v.room, participant, l, now)
 		return
 	}
+	_, overwrote := v.slots[participant] // a keyframe replaces what waits
 	c.waitKey = false
 	v.slots[participant] = msg
 	v.mu.Unlock()
-	if dropped > 0 {
-		v.drop(dropped)
+	if overwrote {
+		v.drop(1)
 	}
 	v.poke()
 }
