@@ -333,7 +333,8 @@ export class RoomView {
   onRoom(m, now) {
     const names = new Set(m.publishers.map((p) => p.name));
     this.known = [...names].filter((n) => n !== this.self);
-    this.streams = new Map();
+    // What a publisher sends is kept while its tile stays: a gateway
+    // that has just restarted lists nobody until the next beats.
     for (const p of m.publishers) {
       const s = {};
       for (const l of p.streams || []) {
@@ -402,6 +403,7 @@ export class RoomView {
     t.el.remove();
     t.close();
     this.tiles.delete(name);
+    this.streams.delete(name);
     if (this.focused === name) this.focused = null;
     this.layout();
   }
@@ -425,13 +427,17 @@ export class RoomView {
     let hi = [];
     if (this.focused) hi = [this.focused];
     else if (this.tiles.size === 1) hi = [...this.tiles.keys()];
+    // Everyone the page knows of: listed in the room, or on a tile.
+    const names = new Set([...(this.known || []), ...this.tiles.keys()]);
     const h264 = [];
-    for (const name of this.known || []) {
+    for (const name of names) {
       if (this.codecOf(name, hi.includes(name) ? "h264" : "h264lo")) h264.push(name);
     }
     h264.sort();
     h264.splice(64); // the gateway's limit: the rest come in JPEG
-    const jpeg = this.known === null || h264.length < this.known.length;
+    // JPEG for the rest; for everyone until the room is known, or while
+    // it looks empty (a JPEG publisher that comes is shown at once).
+    const jpeg = this.known === null || names.size === 0 || h264.length < names.size;
     const key = JSON.stringify([hi, h264, jpeg]);
     if (key === this.sentHi || !this.sock || !this.sock.open) return;
     this.sentHi = key;
