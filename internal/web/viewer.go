@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"math"
 	"net/http"
 	"slices"
@@ -563,13 +562,6 @@ func (v *viewer) detachAll() {
 	for _, l := range fs {
 		v.g.hub.detach(v, l)
 	}
-}
-
-// hiNames is the viewer's hi set, sorted.
-func (v *viewer) hiNames() []string {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	return slices.Sorted(maps.Keys(v.hi))
 }
 
 // presence returns the viewer's presence, or false when it announces
