@@ -86,7 +86,7 @@ users:
 			tick := time.NewTicker(100 * time.Millisecond)
 			defer tick.Stop()
 			for seq := uint64(1); ctx.Err() == nil; seq++ {
-				msg := AppendWire(nil, WireFrame{Layer: protocol.Hi, Meta: protocol.FrameMeta{Seq: seq, Time: time.Now().UnixNano(), Width: 64, Height: 48}, JPEG: img})
+				msg := AppendWire(nil, WireFrame{Layer: protocol.Hi, Meta: protocol.FrameMeta{Seq: seq, Time: time.Now().UnixNano(), Width: 64, Height: 48}, Body: img})
 				if c.Write(ctx, websocket.MessageBinary, msg) != nil {
 					return
 				}

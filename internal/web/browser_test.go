@@ -312,7 +312,7 @@ func TestBrowserPublish(t *testing.T) {
 			}
 			cfg, err := jpeg.DecodeConfig(bytes.NewReader(m.Data))
 			if err != nil {
-				t.Fatalf("%s frame is not a JPEG: %v", layer, err)
+				t.Fatalf("%s frame is not a Body: %v", layer, err)
 			}
 			if cfg.Width != meta.Width || cfg.Height != meta.Height {
 				t.Errorf("%s frame: header says %dx%d, JPEG is %dx%d", layer, meta.Width, meta.Height, cfg.Width, cfg.Height)

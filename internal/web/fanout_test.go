@@ -115,10 +115,10 @@ func TestFanout100(t *testing.T) {
 					return
 				}
 				b := buf.Bytes()
-				if typ != websocket.MessageBinary || len(b) < wireFixed || b[1] != wireHi {
+				if typ != websocket.MessageBinary || len(b) < wireFixed || wireLayer(b) != protocol.Hi {
 					continue
 				}
-				c.add(binary.BigEndian.Uint64(b[3+int(b[2]):]), len(b))
+				c.add(binary.BigEndian.Uint64(b[wireSeqAt(int(b[3])):]), len(b))
 			}
 		})
 	}

@@ -2,11 +2,14 @@
 // browsers, with an embedded page (plain HTML, CSS and JavaScript modules,
 // no build step).
 //
-// The gateway never decodes a frame: JPEG bytes pass through. It holds
-// one NATS subscription per room and layer however many browsers watch
-// (ended when the last one leaves), and gives each browser's WebSocket its
-// own newest-frame slots and writer goroutine, so a slow or stalled
-// browser drops (and counts) its own frames and never delays anyone else.
+// The gateway never decodes a frame: JPEG and H.264 bytes pass through.
+// It holds one NATS subscription per room and layer however many browsers
+// watch (ended when the last one leaves), and gives each browser's
+// WebSocket its own newest-frame slots and writer goroutine, so a slow or
+// stalled browser drops (and counts) its own frames and never delays
+// anyone else. A browser that decodes H.264 (WebCodecs) takes the H.264
+// layers of publishers that send them; there a socket that falls behind
+// skips to the next keyframe, which the gateway asks the publisher for.
 // Browsers that publish send JPEG frames over a WebSocket; the gateway
 // checks them (names, JPEG markers, size, rate) and publishes them with
 // protocol v1's headers and presence.
@@ -131,6 +134,7 @@ type Gateway struct {
 	m       *metrics
 	dir     *directory
 	hub     *hub
+	keys    *keyAsker
 	handler http.Handler
 
 	tls *tls.Config // nil: plain HTTP
@@ -234,6 +238,7 @@ func New(cfg Config) (*Gateway, error) {
 		heard: newHeardNames(),
 	}
 	g.hub = newHub(cfg.Conn, log, g.m)
+	g.keys = newKeyAsker(cfg.Conn, g.m)
 	g.handler = g.routes()
 	return g, nil
 }
@@ -449,6 +454,7 @@ func (g *Gateway) loop() {
 			g.dir.sweep(now)
 			g.heard.prune(now)
 			g.pruneEnded(now)
+			g.keys.prune(now)
 			g.pushStates()
 			g.mu.Lock()
 			vs := make([]*viewer, 0, len(g.viewers))
@@ -482,16 +488,26 @@ func (g *Gateway) shows() map[string][]protocol.Layer {
 		}
 	}
 	g.mu.Unlock()
-	hi := map[string]bool{}
+	taken := map[string]*[len(allLayers)]bool{}
 	for _, v := range vs {
-		hi[v.room] = hi[v.room] || len(v.hiNames()) > 0
-	}
-	out := make(map[string][]protocol.Layer, len(hi))
-	for room, h := range hi {
-		out[room] = []protocol.Layer{protocol.Lo}
-		if h {
-			out[room] = append(out[room], protocol.Hi)
+		t := taken[v.room]
+		if t == nil {
+			t = new([len(allLayers)]bool)
+			taken[v.room] = t
 		}
+		for _, l := range v.layers() {
+			t[layerIndex(l)] = true
+		}
+	}
+	out := make(map[string][]protocol.Layer, len(taken))
+	for room, t := range taken {
+		ls := []protocol.Layer{}
+		for i, l := range allLayers {
+			if t[i] {
+				ls = append(ls, l)
+			}
+		}
+		out[room] = ls
 	}
 	// Where the directory awaits a publisher's first frame, ask for lo so
 	// that one encoding only watched layers sends it and gets listed.
@@ -517,12 +533,16 @@ func (g *Gateway) beatShown(now map[string][]protocol.Layer) {
 	g.shown = now
 }
 
-func (g *Gateway) announceShown(room string, views []protocol.Layer, leaving bool) {
+// announceShown beats the gateway's presence in room: the JPEG layers it
+// shows in views, the H.264 ones in watches.
+func (g *Gateway) announceShown(room string, layers []protocol.Layer, leaving bool) {
 	a, err := protocol.NewAddress(room, g.self)
 	if err != nil {
 		return
 	}
-	g.publishPresence(a, protocol.Presence{Role: protocol.RoleViewer, Views: views, Started: g.since, Leaving: leaving})
+	p := protocol.Presence{Role: protocol.RoleViewer, Started: g.since, Leaving: leaving}
+	p.SetViews(layers)
+	g.publishPresence(a, p)
 }
 
 // showsChanged asks the loop to announce what the gateway shows now,

@@ -55,8 +55,8 @@ func TestViewSocket(t *testing.T) {
 		if f.Layer != protocol.Lo || f.Participant != "alice" || f.Meta.Width != 320 || f.Meta.Height != 180 {
 			t.Fatalf("before asking for hi got %s %s %dx%d", f.Participant, f.Layer, f.Meta.Width, f.Meta.Height)
 		}
-		if _, err := jpeg.DecodeConfig(bytes.NewReader(f.JPEG)); err != nil {
-			t.Fatalf("frame is not a JPEG: %v", err)
+		if _, err := jpeg.DecodeConfig(bytes.NewReader(f.Body)); err != nil {
+			t.Fatalf("frame is not a Body: %v", err)
 		}
 	}
 	if hello.Room != "lobby" || hello.Version != WireVersion || !strings.HasPrefix(hello.Viewer, "web-") {
@@ -162,7 +162,7 @@ func TestPublishSocket(t *testing.T) {
 	img := testJPEG(t, 64, 48, color.RGBA{200, 30, 30, 255})
 	capture := time.Now().Add(-50 * time.Millisecond)
 	for range 3 {
-		msg := AppendWire(nil, WireFrame{Layer: protocol.Hi, Meta: protocol.FrameMeta{Seq: 99, Time: capture.UnixNano(), Width: 64, Height: 48}, JPEG: img})
+		msg := AppendWire(nil, WireFrame{Layer: protocol.Hi, Meta: protocol.FrameMeta{Seq: 99, Time: capture.UnixNano(), Width: 64, Height: 48}, Body: img})
 		if err := c.Write(ctx, websocket.MessageBinary, msg); err != nil {
 			t.Fatal(err)
 		}
@@ -237,7 +237,7 @@ func TestHostile(t *testing.T) {
 
 	img := testJPEG(t, 32, 32, color.White)
 	frame := func(jpeg []byte) []byte {
-		return AppendWire(nil, WireFrame{Layer: protocol.Hi, Meta: protocol.FrameMeta{Width: 32, Height: 32}, JPEG: jpeg})
+		return AppendWire(nil, WireFrame{Layer: protocol.Hi, Meta: protocol.FrameMeta{Width: 32, Height: 32}, Body: jpeg})
 	}
 	big := func(n int) []byte {
 		b := make([]byte, n)
@@ -263,7 +263,7 @@ func TestHostile(t *testing.T) {
 			return c.Write(ctx, websocket.MessageText, []byte(`{"hello":1}`))
 		}, websocket.StatusUnsupportedData, "binary"},
 		{"someone else's name", func(c *websocket.Conn) error {
-			return c.Write(ctx, websocket.MessageBinary, AppendWire(nil, WireFrame{Participant: "alice", Layer: protocol.Hi, Meta: protocol.FrameMeta{Width: 32, Height: 32}, JPEG: img}))
+			return c.Write(ctx, websocket.MessageBinary, AppendWire(nil, WireFrame{Participant: "alice", Layer: protocol.Hi, Meta: protocol.FrameMeta{Width: 32, Height: 32}, Body: img}))
 		}, websocket.StatusPolicyViolation, "publishes as"},
 		{"just over the limit", func(c *websocket.Conn) error {
 			return c.Write(ctx, websocket.MessageBinary, frame(big(maxPayload-headerRoom+1)))

@@ -121,17 +121,17 @@ func (h *hub) stats() []feedStat {
 	return out
 }
 
-// onFrame is the NATS callback of a feed: check the headers and markers,
-// frame the JPEG once for every browser, and offer it to each. Nothing
-// here waits on a browser.
+// onFrame is the NATS callback of a feed: check the headers and body
+// (JPEG markers, or the H.264 access unit's structure), frame it once for
+// every browser, and offer it to each. Nothing here waits on a browser.
 func (h *hub) onFrame(f *feed, m *nats.Msg) {
 	s, err := protocol.ParseSubject(m.Subject)
-	if err == nil && s.Presence {
-		err = fmt.Errorf("%w: presence on a frame subject", protocol.ErrBadFrame)
+	if err == nil && (s.Presence || s.Key || s.Layer != f.key.layer) {
+		err = fmt.Errorf("%w: not a frame of layer %s", protocol.ErrBadFrame, f.key.layer)
 	}
 	var meta protocol.FrameMeta
 	if err == nil {
-		meta, err = protocol.ParseFrame(m.Header, m.Data)
+		meta, err = protocol.ParseLayerFrame(s.Layer, m.Header, m.Data)
 	}
 	if err != nil {
 		n := h.m.bad.Add(1)
@@ -147,19 +147,29 @@ func (h *hub) onFrame(f *feed, m *nats.Msg) {
 	}
 	name := s.Participant()
 	msg := AppendWire(make([]byte, 0, wireFixed+len(name)+len(m.Data)), WireFrame{
-		Participant: name, Layer: s.Layer, Meta: meta, JPEG: m.Data,
+		Participant: name, Layer: s.Layer, Meta: meta, Body: m.Data,
 	})
 	now := time.Now()
 	for _, v := range vs {
-		v.offer(name, s.Layer, msg, now)
+		v.offer(name, s.Layer, meta, msg, now)
 	}
 }
 
+// allLayers is every layer the gateway relays, in the order of the
+// metrics' per-layer counters.
+var allLayers = [...]protocol.Layer{protocol.Hi, protocol.Lo, protocol.H264, protocol.H264Lo}
+
+// layerIndex is l's index in allLayers.
 func layerIndex(l protocol.Layer) int {
-	if l == protocol.Lo {
-		return wireLo
+	switch l {
+	case protocol.Lo:
+		return 1
+	case protocol.H264:
+		return 2
+	case protocol.H264Lo:
+		return 3
 	}
-	return wireHi
+	return 0
 }
 
 // logEvery spaces out repeated log lines: a flood (of bad frames, drops,

@@ -31,7 +31,8 @@ func fanoutFixture(tb testing.TB, n int) (*hub, *feed, *nats.Msg, []*viewer) {
 	for i := range vs {
 		v := &viewer{
 			g: g, log: log, out: discardWriter{}, room: "lobby",
-			hi: map[string]bool{}, slots: map[string][]byte{}, accepted: map[string]time.Time{},
+			hi: map[string]bool{}, h264: map[string]bool{}, jpeg: true, chains: map[string]*chain{},
+			slots: map[string][]byte{}, accepted: map[string]time.Time{},
 			wake: make(chan struct{}, 1),
 		}
 		v.stall = time.AfterFunc(time.Hour, func() {})

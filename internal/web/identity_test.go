@@ -64,7 +64,7 @@ func sendFrames(ctx context.Context, c *websocket.Conn, jpg []byte) {
 	defer tick.Stop()
 	for seq := uint64(1); ; seq++ {
 		for _, l := range []protocol.Layer{protocol.Hi, protocol.Lo} {
-			msg := AppendWire(nil, WireFrame{Layer: l, Meta: protocol.FrameMeta{Seq: seq, Time: time.Now().UnixNano(), Width: 64, Height: 48}, JPEG: jpg})
+			msg := AppendWire(nil, WireFrame{Layer: l, Meta: protocol.FrameMeta{Seq: seq, Time: time.Now().UnixNano(), Width: 64, Height: 48}, Body: jpg})
 			if c.Write(ctx, websocket.MessageBinary, msg) != nil {
 				return
 			}

@@ -16,11 +16,14 @@ import (
 
 // metrics counts what the gateway does, for /metrics.
 type metrics struct {
-	framesIn   [2]atomic.Uint64 // from the broker, by layer (hi, lo)
-	framesOut  [2]atomic.Uint64 // to browsers, by layer
-	dropped    atomic.Uint64    // overwritten in a browser's slot before it was sent
-	bad        atomic.Uint64    // bad frames from the broker
-	pubFrames  [2]atomic.Uint64 // published for browsers, by layer
+	framesIn   [len(allLayers)]atomic.Uint64 // from the broker, by layer (allLayers)
+	framesOut  [len(allLayers)]atomic.Uint64 // to browsers, by layer
+	dropped    atomic.Uint64                 // never sent to a browser: a newer frame replaced it, or (H.264) it waited for a keyframe
+	h264Waited atomic.Uint64                 // H.264 frames dropped while a browser waited for a keyframe
+	keysMu     sync.Mutex
+	keys       map[string]uint64 // keyframe requests by result
+	bad        atomic.Uint64     // bad frames from the broker
+	pubFrames  [2]atomic.Uint64  // published for browsers, by layer
 	pubBytes   atomic.Uint64
 	badLog     rate.Sometimes
 	refuseLog  rate.Sometimes
@@ -31,8 +34,8 @@ type metrics struct {
 
 func newMetrics() *metrics {
 	return &metrics{
-		refused: map[string]uint64{},
-		badLog:  rate.Sometimes{Interval: logEvery}, refuseLog: rate.Sometimes{Interval: logEvery},
+		refused: map[string]uint64{}, keys: map[string]uint64{},
+		badLog: rate.Sometimes{Interval: logEvery}, refuseLog: rate.Sometimes{Interval: logEvery},
 	}
 }
 
@@ -40,6 +43,14 @@ func (m *metrics) refuse(kind string) {
 	m.refusedMu.Lock()
 	m.refused[kind]++
 	m.refusedMu.Unlock()
+}
+
+// keyRequest counts a keyframe request (the gateway's own, or a
+// browser's) by what became of it.
+func (m *metrics) keyRequest(result string) {
+	m.keysMu.Lock()
+	m.keys[result]++
+	m.keysMu.Unlock()
 }
 
 // refuseLevel is the level of a refusal's log line: every refusal is
@@ -57,7 +68,10 @@ func (m *metrics) refuseLevel() slog.Level {
 func (g *Gateway) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	var b strings.Builder
 	m := g.m
-	layers := [2]string{"hi", "lo"}
+	var layers [len(allLayers)]string
+	for i, l := range allLayers {
+		layers[i] = string(l)
+	}
 	metric := func(name, typ, help string) {
 		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, typ)
 	}
@@ -71,10 +85,18 @@ func (g *Gateway) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	}
 	metric("vidhub_web_frames_dropped_total", "counter", "Frames a slow browser never got: a newer one replaced them.")
 	fmt.Fprintf(&b, "vidhub_web_frames_dropped_total %d\n", m.dropped.Load())
+	metric("vidhub_web_h264_waited_total", "counter", "H.264 frames a browser never got while it waited for a keyframe (it fell behind, or a frame was missing).")
+	fmt.Fprintf(&b, "vidhub_web_h264_waited_total %d\n", m.h264Waited.Load())
+	metric("vidhub_web_key_requests_total", "counter", "Keyframe requests, the gateway's and browsers', by result: sent to the publisher, limited (one per publisher and layer per 300 ms), socket_limited (a browser over its pace), not_watched (a publisher or layer the socket does not take), bad (unreadable).")
+	m.keysMu.Lock()
+	for _, k := range sortedKeys(m.keys) {
+		fmt.Fprintf(&b, "vidhub_web_key_requests_total{result=%q} %d\n", k, m.keys[k])
+	}
+	m.keysMu.Unlock()
 	metric("vidhub_web_frames_bad_total", "counter", "Frames from the broker that broke the protocol.")
 	fmt.Fprintf(&b, "vidhub_web_frames_bad_total %d\n", m.bad.Load())
 	metric("vidhub_web_published_frames_total", "counter", "Frames browsers published through the gateway.")
-	for i, l := range layers {
+	for i, l := range layers[:len(m.pubFrames)] {
 		fmt.Fprintf(&b, "vidhub_web_published_frames_total{layer=%q} %d\n", l, m.pubFrames[i].Load())
 	}
 	metric("vidhub_web_published_bytes_total", "counter", "JPEG bytes browsers published through the gateway.")
@@ -130,7 +152,7 @@ func (g *Gateway) serveMetrics(w http.ResponseWriter, r *http.Request) {
 		metric("vidhub_web_publishers", "gauge", "Browsers publishing"+why)
 		fmt.Fprintf(&b, "vidhub_web_publishers %d\n", sum(pubRoom))
 		metric("vidhub_web_subscription_viewers", "gauge", "Browsers on the gateway's NATS frame subscriptions, by layer"+why)
-		var byLayer [2]int
+		var byLayer [len(allLayers)]int
 		for _, f := range fs {
 			byLayer[layerIndex(f.layer)] += f.viewers
 		}

@@ -285,13 +285,16 @@ func (p *pubSocket) read(ctx context.Context) error {
 		if err != nil {
 			return closeWith("bad_frame", websocket.StatusPolicyViolation, err.Error())
 		}
+		if f.Layer.Codec() != protocol.CodecJPEG {
+			return closeWith("bad_frame", websocket.StatusPolicyViolation, "a publishing socket takes JPEG frames only (see docs/browser.md)")
+		}
 		if f.Participant != "" && f.Participant != p.addr.Participant() {
 			return closeWith("bad_frame", websocket.StatusPolicyViolation,
 				fmt.Sprintf("frame names %q but this socket publishes as %q", f.Participant, p.addr.Participant()))
 		}
-		if len(f.JPEG) > p.limit {
+		if len(f.Body) > p.limit {
 			return closeWith("too_big", websocket.StatusMessageTooBig,
-				fmt.Sprintf("frame of %d bytes is over the limit of %d: lower the size or quality", len(f.JPEG), p.limit))
+				fmt.Sprintf("frame of %d bytes is over the limit of %d: lower the size or quality", len(f.Body), p.limit))
 		}
 		now := time.Now()
 		i := layerIndex(f.Layer)
@@ -313,7 +316,7 @@ func (p *pubSocket) publish(i int, f WireFrame, now time.Time) error {
 	}
 	p.seq[i]++
 	meta := protocol.FrameMeta{Seq: p.seq[i], Time: t, Width: f.Meta.Width, Height: f.Meta.Height}
-	msg := nats.Msg{Subject: p.subj[i], Header: p.hdr[i].Set(meta), Data: f.JPEG}
+	msg := nats.Msg{Subject: p.subj[i], Header: p.hdr[i].Set(meta), Data: f.Body}
 	// Until the broker took a first frame, note the connection's last
 	// error so that confirm can tell a refusal of this one; after that,
 	// refusals come through onAsyncError and the hot path skips the lock.
@@ -331,7 +334,7 @@ func (p *pubSocket) publish(i int, f WireFrame, now time.Time) error {
 		return nil
 	}
 	p.g.m.pubFrames[i].Add(1)
-	p.g.m.pubBytes.Add(uint64(len(f.JPEG)))
+	p.g.m.pubBytes.Add(uint64(len(f.Body)))
 	p.mu.Lock()
 	p.layers[i] = protocol.LayerInfo{Layer: f.Layer, Width: f.Meta.Width, Height: f.Meta.Height, FPS: p.fps}
 	p.mu.Unlock()

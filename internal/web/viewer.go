@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"math"
 	"net/http"
 	"slices"
@@ -24,20 +23,36 @@ import (
 
 const (
 	// viewReadLimit bounds a control message from a viewing browser.
-	viewReadLimit = 4096
+	viewReadLimit = 8192
 	// maxHi bounds how many participants one browser takes in hi.
 	maxHi = 8
+	// maxH264 bounds how many participants one browser takes in H.264;
+	// the rest come in JPEG.
+	maxH264 = 64
 	// maxTexts bounds the control messages queued for one browser.
 	maxTexts = 8
 	// pingGap is the least time between two clock probes a browser gets
 	// an answer to; probes that come faster are ignored.
 	pingGap = 50 * time.Millisecond
+	// keyRequestRate and keyRequestBurst pace the keyframe requests one
+	// browser may send; the rest are ignored. The gateway's own pace per
+	// publisher and layer (keyAskEvery) comes on top.
+	keyRequestRate  = 10
+	keyRequestBurst = 10
 )
 
 // viewer is one browser watching one room. The feeds offer it frames; it
 // keeps only the newest unsent one per participant (latest frame wins)
 // and its own writer goroutine sends them, so a stalled browser only
 // loses its own frames, counted.
+//
+// H.264 frames cannot be skipped one by one: each refers to the one
+// before. For a participant it takes in H.264 the viewer keeps the latest
+// decodable frame instead: when a frame would overwrite one not yet sent
+// (the browser fell behind), or a frame is missing from the sequence (the
+// gateway's subscription shed it), it drops everything up to the next
+// keyframe and asks the publisher for one. The browser never gets a frame
+// it cannot decode, and its stall costs nobody else anything.
 type viewer struct {
 	g      *Gateway
 	log    *slog.Logger
@@ -50,8 +65,12 @@ type viewer struct {
 	start  time.Time
 
 	mu       sync.Mutex
-	hi       map[string]bool // participants taken in hi; the rest in lo
+	hi       map[string]bool // participants taken full size; the rest small
+	h264     map[string]bool // participants taken in H.264
+	jpeg     bool            // the participants not in h264 come in JPEG
+	feeds    []protocol.Layer
 	slots    map[string][]byte
+	chains   map[string]*chain    // H.264 state of each participant in h264
 	accepted map[string]time.Time // for minGap
 	texts    [][]byte
 	state    []byte // newest unsent room state
@@ -69,13 +88,71 @@ type viewer struct {
 
 	sent, dropped atomic.Uint64
 	dropLog       rate.Sometimes
+	// keyLimit paces the keyframe requests this browser may relay.
+	keyLimit *rate.Limiter
+}
+
+// chain is where the H.264 frames of one participant stand on a socket.
+type chain struct {
+	layer   protocol.Layer
+	seq     uint64 // of the last frame offered
+	waitKey bool   // dropping until the next keyframe
+}
+
+// layerForLocked is the layer the viewer takes participant p in, if any.
+// v.mu is held.
+func (v *viewer) layerForLocked(p string) (protocol.Layer, bool) {
+	size := protocol.Lo
+	if v.hi[p] {
+		size = protocol.Hi
+	}
+	if v.h264[p] {
+		return size.As(protocol.CodecH264), true
+	}
+	return size, v.jpeg
+}
+
+// layersLocked is every layer the viewer takes, in allLayers' order. v.mu
+// is held.
+func (v *viewer) layersLocked() []protocol.Layer {
+	var need [len(allLayers)]bool
+	if v.jpeg {
+		need[layerIndex(protocol.Lo)] = true // everyone not named otherwise
+	}
+	for p := range v.hi {
+		if l, ok := v.layerForLocked(p); ok {
+			need[layerIndex(l)] = true
+		}
+	}
+	for p := range v.h264 {
+		l, _ := v.layerForLocked(p)
+		need[layerIndex(l)] = true
+	}
+	var out []protocol.Layer
+	for i, l := range allLayers {
+		if need[i] {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// layers is every layer the viewer takes.
+func (v *viewer) layers() []protocol.Layer {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.layersLocked()
 }
 
 // offer hands the viewer a framed message from participant's layer l.
-func (v *viewer) offer(participant string, l protocol.Layer, msg []byte, now time.Time) {
+func (v *viewer) offer(participant string, l protocol.Layer, meta protocol.FrameMeta, msg []byte, now time.Time) {
 	v.mu.Lock()
-	if v.hi[participant] != (l == protocol.Hi) {
+	if want, ok := v.layerForLocked(participant); !ok || want != l {
 		v.mu.Unlock()
+		return
+	}
+	if l.Codec() == protocol.CodecH264 {
+		v.offerH264(participant, l, meta, msg, now)
 		return
 	}
 	if v.minGap > 0 {
@@ -89,13 +166,65 @@ func (v *viewer) offer(participant string, l protocol.Layer, msg []byte, now tim
 	v.slots[participant] = msg
 	v.mu.Unlock()
 	if overwrote {
-		v.dropped.Add(1)
-		v.g.m.dropped.Add(1)
-		v.dropLog.Do(func() {
-			v.log.Info("browser falling behind: dropping frames (newest wins)", "dropped", v.dropped.Load(), "sent", v.sent.Load())
-		})
+		v.drop(1)
 	}
 	v.poke()
+}
+
+// offerH264 is offer for an H.264 frame: latest decodable frame wins.
+// v.mu is held; offerH264 releases it.
+func (v *viewer) offerH264(participant string, l protocol.Layer, meta protocol.FrameMeta, msg []byte, now time.Time) {
+	c := v.chains[participant]
+	if c == nil {
+		c = &chain{waitKey: true}
+		v.chains[participant] = c
+	}
+	switch {
+	case c.layer != l || meta.Seq <= c.seq:
+		// Another layer, or the publisher started again: a new stream,
+		// which starts at a keyframe.
+		c.layer, c.waitKey = l, true
+	case meta.Seq != c.seq+1:
+		c.waitKey = true // a frame is missing: what follows refers to it
+	}
+	c.seq = meta.Seq
+	dropped := 0
+	if pend, ok := v.slots[participant]; ok && !meta.Key {
+		// The browser has not taken the frame before this one yet: it
+		// fell behind, and this one cannot follow the one it will get.
+		// A keyframe waiting stays (it can be decoded, and what comes
+		// next will be a keyframe again); a waiting delta goes too, so
+		// the browser's next frame is a keyframe, not a stale picture.
+		c.waitKey = true
+		if pend[2]&wireFlagKey == 0 {
+			delete(v.slots, participant)
+			dropped++
+		}
+	}
+	if c.waitKey && !meta.Key {
+		v.mu.Unlock()
+		v.g.m.h264Waited.Add(1)
+		v.drop(dropped + 1)
+		v.g.keys.ask(v.room, participant, l, now)
+		return
+	}
+	_, overwrote := v.slots[participant] // a keyframe replaces what waits
+	c.waitKey = false
+	v.slots[participant] = msg
+	v.mu.Unlock()
+	if overwrote {
+		v.drop(1)
+	}
+	v.poke()
+}
+
+// drop counts n frames the browser will never get.
+func (v *viewer) drop(n int) {
+	v.dropped.Add(uint64(n))
+	v.g.m.dropped.Add(uint64(n))
+	v.dropLog.Do(func() {
+		v.log.Info("browser falling behind: dropping frames (newest wins; H.264 to the next keyframe)", "dropped", v.dropped.Load(), "sent", v.sent.Load())
+	})
 }
 
 func (v *viewer) poke() {
@@ -211,11 +340,7 @@ func (v *viewer) flush(wctx, stop context.Context) error {
 		}
 		if o.typ == websocket.MessageBinary {
 			v.sent.Add(1)
-			l := protocol.Hi
-			if o.b[1] == wireLo {
-				l = protocol.Lo
-			}
-			v.g.m.framesOut[layerIndex(l)].Add(1)
+			v.g.m.framesOut[layerIndex(wireLayer(o.b))].Add(1)
 		}
 		batch[i] = outMsg{} // the frame is not kept alive until the next batch
 	}
@@ -225,9 +350,21 @@ func (v *viewer) flush(wctx, stop context.Context) error {
 }
 
 // control is what a viewing browser may send: the participants it takes
-// in hi (a focused tile, or the only one). Everyone else comes in lo.
+// full size (a focused tile, or the only one; everyone else comes small),
+// the participants it takes in H.264 (those whose presence lists H.264
+// streams its decoder supports), and whether it takes the rest in JPEG
+// (absent means it does). {"hi":["alice"]} is a protocol v1 page's: all
+// JPEG.
 type control struct {
-	Hi []string `json:"hi"`
+	Hi   []string `json:"hi"`
+	H264 []string `json:"h264,omitempty"`
+	JPEG *bool    `json:"jpeg,omitempty"`
+}
+
+// choice is a checked control message.
+type choice struct {
+	hi, h264 map[string]bool
+	jpeg     bool
 }
 
 // ping is a clock probe from the page, NTP's request: T0 is the page's
@@ -249,42 +386,74 @@ type pong struct {
 	T2   float64 `json:"t2"`
 }
 
+// keyRequest is a browser's request for a keyframe: its decoder saw a
+// gap or failed. The gateway relays it to the publisher (rate-limited)
+// only for a participant and H.264 layer the socket takes.
+type keyRequest struct {
+	Type  string `json:"type"` // "key"
+	Name  string `json:"name"`
+	Layer string `json:"layer"` // "h264" or "h264lo"
+}
+
 // unixMillis is t in Unix milliseconds, to the microsecond.
 func unixMillis(t time.Time) float64 { return float64(t.UnixMicro()) / 1000 }
 
 // viewMessage is one message from a viewing browser: a control message
-// (hi set) or a clock probe. Messages of a type this gateway does not
-// know, and probes it cannot read, are ignored (ignore), so that a newer
-// page works with an older gateway.
+// (choice set), a clock probe or a keyframe request. Messages of a type
+// this gateway does not know, and probes and requests it cannot read, are
+// ignored (ignore), so that a newer page works with an older gateway.
 type viewMessage struct {
-	hi     map[string]bool // a control message's, when not ping and not ignore
+	choice *choice // a control message's
 	ping   bool
 	t0     float64
-	ignore bool
+	// key is a keyframe request's participant and layer, checked names.
+	key      bool
+	keyName  string
+	keyLayer protocol.Layer
+	ignore   bool
+	badKey   bool // an ignored keyframe request: bad names or layer
 }
 
 // parseViewMessage decodes one text message of a viewing socket. A
 // message without "type" is a control message (parseControl, whose
-// errors it returns); {"type":"ping","t0":N} is a clock probe.
+// errors it returns); {"type":"ping","t0":N} is a clock probe;
+// {"type":"key","name":P,"layer":"h264"} a keyframe request.
 func parseViewMessage(b []byte) (viewMessage, error) {
 	var head struct {
 		Type json.RawMessage `json:"type"`
 	}
 	if err := json.Unmarshal(b, &head); err != nil || head.Type == nil {
-		hi, err := parseControl(b)
-		return viewMessage{hi: hi}, err
+		c, err := parseControl(b)
+		if err != nil {
+			return viewMessage{}, err
+		}
+		return viewMessage{choice: &c}, nil
 	}
 	var typ string
-	if err := json.Unmarshal(head.Type, &typ); err != nil || typ != "ping" {
+	if err := json.Unmarshal(head.Type, &typ); err != nil {
 		return viewMessage{ignore: true}, nil
 	}
-	var p struct {
-		T0 *float64 `json:"t0"`
+	switch typ {
+	case "ping":
+		var p struct {
+			T0 *float64 `json:"t0"`
+		}
+		if err := json.Unmarshal(b, &p); err != nil || p.T0 == nil || math.IsInf(*p.T0, 0) || math.IsNaN(*p.T0) {
+			return viewMessage{ignore: true}, nil
+		}
+		return viewMessage{ping: true, t0: *p.T0}, nil
+	case "key":
+		var k keyRequest
+		if err := json.Unmarshal(b, &k); err != nil || protocol.ValidParticipant(k.Name) != nil {
+			return viewMessage{ignore: true, badKey: true}, nil
+		}
+		l, err := protocol.ParseLayer(k.Layer)
+		if err != nil || l.Codec() != protocol.CodecH264 {
+			return viewMessage{ignore: true, badKey: true}, nil
+		}
+		return viewMessage{key: true, keyName: k.Name, keyLayer: l}, nil
 	}
-	if err := json.Unmarshal(b, &p); err != nil || p.T0 == nil || math.IsInf(*p.T0, 0) || math.IsNaN(*p.T0) {
-		return viewMessage{ignore: true}, nil
-	}
-	return viewMessage{ping: true, t0: *p.T0}, nil
+	return viewMessage{ignore: true}, nil
 }
 
 // answerPing queues the answer to a probe that came at t1, unless probes
@@ -301,55 +470,103 @@ func (v *viewer) answerPing(t0 float64, t1 time.Time) {
 	v.poke()
 }
 
-// parseControl decodes and checks one control message and returns the
-// set of participants it asks for in hi. Every error wraps ErrBadMessage
-// and says what a good message looks like.
-func parseControl(b []byte) (map[string]bool, error) {
-	var c control
-	if err := json.Unmarshal(b, &c); err != nil {
-		return nil, fmt.Errorf("%w: bad control message: want JSON like {\"hi\":[\"alice\"]}", ErrBadMessage)
+// askKey relays a browser's keyframe request for participant's layer l,
+// if the socket takes that participant on that layer, the participant
+// publishes in the socket's room, and neither this socket's pace
+// (keyLimit) nor the gateway's for that publisher and layer is exceeded.
+// Anything else is dropped and counted: a browser names no subject.
+func (v *viewer) askKey(participant string, l protocol.Layer, now time.Time) {
+	v.mu.Lock()
+	want, ok := v.layerForLocked(participant)
+	v.mu.Unlock()
+	switch {
+	case !v.keyLimit.AllowN(now, 1):
+		v.g.m.keyRequest("socket_limited")
+	case !ok || want != l || !v.g.dir.has(v.room, participant, protocol.RolePublisher):
+		v.g.m.keyRequest("not_watched")
+	default:
+		v.g.keys.ask(v.room, participant, l, now)
 	}
-	if len(c.Hi) > maxHi {
-		return nil, fmt.Errorf("%w: %d participants in hi, limit %d", ErrBadMessage, len(c.Hi), maxHi)
-	}
-	hi := make(map[string]bool, len(c.Hi))
-	for _, n := range c.Hi {
-		if err := protocol.ValidParticipant(n); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrBadMessage, err)
-		}
-		hi[n] = true
-	}
-	return hi, nil
 }
 
-// setHi applies a checked hi set (from parseControl) and moves the viewer
-// between feeds.
-func (v *viewer) setHi(hi map[string]bool) error {
+// parseControl decodes and checks one control message. Every error wraps
+// ErrBadMessage and says what a good message looks like.
+func parseControl(b []byte) (choice, error) {
+	var c control
+	if err := json.Unmarshal(b, &c); err != nil {
+		return choice{}, fmt.Errorf("%w: bad control message: want JSON like {\"hi\":[\"alice\"],\"h264\":[\"alice\"]}", ErrBadMessage)
+	}
+	if len(c.Hi) > maxHi {
+		return choice{}, fmt.Errorf("%w: %d participants in hi, limit %d", ErrBadMessage, len(c.Hi), maxHi)
+	}
+	if len(c.H264) > maxH264 {
+		return choice{}, fmt.Errorf("%w: %d participants in h264, limit %d", ErrBadMessage, len(c.H264), maxH264)
+	}
+	out := choice{hi: make(map[string]bool, len(c.Hi)), h264: make(map[string]bool, len(c.H264)), jpeg: c.JPEG == nil || *c.JPEG}
+	for _, set := range []struct {
+		names []string
+		m     map[string]bool
+	}{{c.Hi, out.hi}, {c.H264, out.h264}} {
+		for _, n := range set.names {
+			if err := protocol.ValidParticipant(n); err != nil {
+				return choice{}, fmt.Errorf("%w: %w", ErrBadMessage, err)
+			}
+			set.m[n] = true
+		}
+	}
+	return out, nil
+}
+
+// setChoice applies a checked choice (from parseControl) and moves the
+// viewer between feeds.
+func (v *viewer) setChoice(c choice) error {
 	v.mu.Lock()
-	had := len(v.hi) > 0
-	v.hi = hi
+	v.hi, v.h264, v.jpeg = c.hi, c.h264, c.jpeg
+	for p := range v.chains {
+		if !v.h264[p] {
+			delete(v.chains, p)
+		}
+	}
+	for p := range v.slots {
+		if _, ok := v.layerForLocked(p); !ok {
+			delete(v.slots, p)
+		}
+	}
+	old, now := v.feeds, v.layersLocked()
+	v.feeds = now
 	v.mu.Unlock()
-	if v.name == "" && (len(hi) > 0) != had {
+	if v.name == "" && !slices.Equal(old, now) {
 		v.g.showsChanged() // the gateway announces what it shows
 	}
-	switch {
-	case len(hi) > 0 && !had:
-		return v.g.hub.attach(v, protocol.Hi)
-	case len(hi) == 0 && had:
-		v.g.hub.detach(v, protocol.Hi)
+	for _, l := range now {
+		if !slices.Contains(old, l) {
+			if err := v.g.hub.attach(v, l); err != nil {
+				return err
+			}
+		}
+	}
+	for _, l := range old {
+		if !slices.Contains(now, l) {
+			v.g.hub.detach(v, l)
+		}
 	}
 	return nil
 }
 
-// hiNames is the viewer's hi set, sorted.
-func (v *viewer) hiNames() []string {
+// detachAll leaves every feed, when the socket ends.
+func (v *viewer) detachAll() {
 	v.mu.Lock()
-	defer v.mu.Unlock()
-	return slices.Sorted(maps.Keys(v.hi))
+	fs := v.feeds
+	v.feeds = nil
+	v.mu.Unlock()
+	for _, l := range fs {
+		v.g.hub.detach(v, l)
+	}
 }
 
 // presence returns the viewer's presence, or false when it announces
-// none (anymore).
+// none (anymore): the JPEG layers it takes in views, the H.264 ones in
+// watches.
 func (v *viewer) presence(leaving bool) (protocol.Address, protocol.Presence, bool) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -359,12 +576,10 @@ func (v *viewer) presence(leaving bool) (protocol.Address, protocol.Presence, bo
 	if leaving {
 		v.closed = true
 	}
-	views := []protocol.Layer{protocol.Lo}
-	if len(v.hi) > 0 {
-		views = append(views, protocol.Hi)
-	}
+	p := protocol.Presence{Role: protocol.RoleViewer, Started: v.start, Leaving: leaving}
+	p.SetViews(v.layersLocked())
 	a, err := protocol.NewAddress(v.room, v.name)
-	return a, protocol.Presence{Role: protocol.RoleViewer, Views: views, Started: v.start, Leaving: leaving}, err == nil
+	return a, p, err == nil
 }
 
 // viewHello is the first message on a viewing socket.
@@ -457,11 +672,12 @@ func (g *Gateway) serveView(w http.ResponseWriter, r *http.Request) {
 	conn.SetReadLimit(viewReadLimit)
 	v := &viewer{
 		g: g, conn: conn, out: conn, room: room, name: name, self: self, minGap: minGap, start: time.Now(),
-		log:   g.log.With("socket", "view", "room", room, "remote", r.RemoteAddr),
-		hi:    map[string]bool{},
-		slots: map[string][]byte{}, accepted: map[string]time.Time{},
-		wake:    make(chan struct{}, 1),
-		dropLog: rate.Sometimes{Interval: logEvery},
+		log: g.log.With("socket", "view", "room", room, "remote", r.RemoteAddr),
+		hi:  map[string]bool{}, h264: map[string]bool{}, jpeg: true,
+		slots: map[string][]byte{}, accepted: map[string]time.Time{}, chains: map[string]*chain{},
+		keyLimit: rate.NewLimiter(keyRequestRate, keyRequestBurst),
+		wake:     make(chan struct{}, 1),
+		dropLog:  rate.Sometimes{Interval: logEvery},
 	}
 	v.stall = time.AfterFunc(time.Hour, func() {
 		v.stalled.Store(true)
@@ -481,15 +697,11 @@ func (g *Gateway) runViewer(ctx context.Context, v *viewer) error {
 	v.setState(encodeRoomState(g.dir.room(v.room), time.Now()))
 	g.addViewer(v)
 	defer g.removeViewer(v)
-	if err := g.hub.attach(v, protocol.Lo); err != nil {
+	// Until the page says otherwise, everyone comes in JPEG lo.
+	defer v.detachAll()
+	if err := v.setChoice(choice{jpeg: true}); err != nil {
 		return err
 	}
-	defer g.hub.detach(v, protocol.Lo)
-	defer func() {
-		if len(v.hiNames()) > 0 {
-			g.hub.detach(v, protocol.Hi)
-		}
-	}()
 	g.beatViewer(v, false)
 	defer g.beatViewer(v, true)
 	v.log.Info("browser watching", "viewer", v.name)
@@ -541,10 +753,15 @@ func (v *viewer) read(ctx context.Context) error {
 		case err != nil:
 			return closeWith("bad_control", websocket.StatusPolicyViolation, err.Error())
 		case m.ignore:
+			if m.badKey {
+				v.g.m.keyRequest("bad")
+			}
 		case m.ping:
 			v.answerPing(m.t0, t1)
+		case m.key:
+			v.askKey(m.keyName, m.keyLayer, t1)
 		default:
-			if err := v.setHi(m.hi); err != nil {
+			if err := v.setChoice(*m.choice); err != nil {
 				return err
 			}
 		}

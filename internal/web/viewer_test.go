@@ -145,6 +145,12 @@ var controlCases = []struct {
 	{`nonsense`, false},
 	{``, false},
 	{"{\"hi\":[\"\xff\"]}", false},
+	{`{"hi":["alice"],"h264":["alice","bob"],"jpeg":false}`, true},
+	{`{"h264":[]}`, true},
+	{`{"h264":["a.b"]}`, false},
+	{`{"h264":"alice"}`, false},
+	{`{"jpeg":"no"}`, false},
+	{`{"h264":[` + strings.Repeat(`"x",`, maxH264) + `"y"]}`, false},
 }
 
 func TestParseControl(t *testing.T) {
@@ -157,9 +163,52 @@ func TestParseControl(t *testing.T) {
 			t.Errorf("parseControl(%q): error %v is not ErrBadMessage", tc.msg, err)
 		}
 	}
-	hi, _ := parseControl([]byte(`{"hi":["bob","alice","bob"]}`))
-	if !maps.Equal(hi, map[string]bool{"alice": true, "bob": true}) {
-		t.Errorf("hi set = %v", hi)
+	c, _ := parseControl([]byte(`{"hi":["bob","alice","bob"]}`))
+	if !maps.Equal(c.hi, map[string]bool{"alice": true, "bob": true}) || len(c.h264) != 0 || !c.jpeg {
+		t.Errorf("choice = %+v, want hi alice and bob, all in JPEG", c)
+	}
+	c, _ = parseControl([]byte(`{"hi":["bob"],"h264":["bob","carol"],"jpeg":false}`))
+	if !maps.Equal(c.h264, map[string]bool{"bob": true, "carol": true}) || c.jpeg {
+		t.Errorf("choice = %+v, want bob and carol in H.264, nobody in JPEG", c)
+	}
+}
+
+// TestViewerLayers pins which layer a viewer takes each participant in,
+// and which layers (feeds, presence) that adds up to.
+func TestViewerLayers(t *testing.T) {
+	tests := []struct {
+		msg    string
+		want   map[string]protocol.Layer // "" for none
+		layers []protocol.Layer
+	}{
+		{`{}`, map[string]protocol.Layer{"a": protocol.Lo}, []protocol.Layer{protocol.Lo}},
+		{`{"hi":["a"]}`, map[string]protocol.Layer{"a": protocol.Hi, "b": protocol.Lo}, []protocol.Layer{protocol.Hi, protocol.Lo}},
+		{`{"hi":["a"],"h264":["a","b"]}`, map[string]protocol.Layer{"a": protocol.H264, "b": protocol.H264Lo, "c": protocol.Lo},
+			[]protocol.Layer{protocol.Lo, protocol.H264, protocol.H264Lo}},
+		{`{"hi":["a"],"h264":["a","b"],"jpeg":false}`, map[string]protocol.Layer{"a": protocol.H264, "b": protocol.H264Lo, "c": ""},
+			[]protocol.Layer{protocol.H264, protocol.H264Lo}},
+		{`{"hi":["c"],"h264":["b"],"jpeg":false}`, map[string]protocol.Layer{"b": protocol.H264Lo, "c": ""},
+			[]protocol.Layer{protocol.H264Lo}},
+		{`{"jpeg":false}`, map[string]protocol.Layer{"a": ""}, nil},
+	}
+	for _, tt := range tests {
+		c, err := parseControl([]byte(tt.msg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := &viewer{hi: c.hi, h264: c.h264, jpeg: c.jpeg}
+		for p, want := range tt.want {
+			got, ok := v.layerForLocked(p)
+			if !ok {
+				got = ""
+			}
+			if got != want {
+				t.Errorf("%s: %s in %q, want %q", tt.msg, p, got, want)
+			}
+		}
+		if got := v.layers(); !slices.Equal(got, tt.layers) {
+			t.Errorf("%s: layers %v, want %v", tt.msg, got, tt.layers)
+		}
 	}
 }
 
@@ -172,7 +221,9 @@ func FuzzControl(f *testing.F) {
 		f.Add([]byte(tc.msg))
 	}
 	for _, msg := range []string{`{"type":"ping","t0":1795787398827.452}`, `{"type":"ping","t0":-1e308}`, `{"type":"ping"}`,
-		`{"type":"ping","t0":"1"}`, `{"type":"pong","t0":1}`, `{"type":null,"hi":["a"]}`, `{"type":"ping","hi":["a.b"],"t0":0}`} {
+		`{"type":"ping","t0":"1"}`, `{"type":"pong","t0":1}`, `{"type":null,"hi":["a"]}`, `{"type":"ping","hi":["a.b"],"t0":0}`,
+		`{"type":"key","name":"alice","layer":"h264"}`, `{"type":"key","name":"a.b","layer":"h264"}`, `{"type":"key","name":"alice","layer":"hi"}`,
+		`{"type":"key","name":"alice","layer":"h264lo","room":"other"}`, `{"type":"key"}`} {
 		f.Add([]byte(msg))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -182,28 +233,35 @@ func FuzzControl(f *testing.F) {
 			t.Fatalf("error %v is not ErrBadMessage", err)
 		case err == nil && m.ping && (math.IsInf(m.t0, 0) || math.IsNaN(m.t0)):
 			t.Fatalf("took a probe at time %v", m.t0)
-		case err == nil && (m.ping || m.ignore) && m.hi != nil:
-			t.Fatalf("a probe or ignored message set hi %v", m.hi)
+		case err == nil && (m.ping || m.ignore || m.key) && m.choice != nil:
+			t.Fatalf("a probe, request or ignored message set a choice %+v", m.choice)
+		case err == nil && m.key && (protocol.ValidParticipant(m.keyName) != nil || m.keyLayer.Codec() != protocol.CodecH264):
+			t.Fatalf("took a keyframe request for %q layer %q", m.keyName, m.keyLayer)
 		}
-		hi, err := parseControl(b)
+		c, err := parseControl(b)
 		if err != nil {
 			if !errors.Is(err, ErrBadMessage) {
 				t.Fatalf("error %v is not ErrBadMessage", err)
 			}
 			return
 		}
-		if len(hi) > maxHi {
-			t.Fatalf("accepted %d names in hi", len(hi))
+		if len(c.hi) > maxHi || len(c.h264) > maxH264 {
+			t.Fatalf("accepted %d names in hi, %d in h264", len(c.hi), len(c.h264))
 		}
-		for n := range hi {
+		for n := range c.hi {
 			if protocol.ValidParticipant(n) != nil {
 				t.Fatalf("accepted name %q", n)
 			}
 		}
-		again, _ := json.Marshal(control{Hi: slices.Sorted(maps.Keys(hi))})
-		hi2, err := parseControl(again)
-		if err != nil || !maps.Equal(hi, hi2) {
-			t.Fatalf("%s decoded to %v, re-encoded %s to %v, %v", b, hi, again, hi2, err)
+		for n := range c.h264 {
+			if protocol.ValidParticipant(n) != nil {
+				t.Fatalf("accepted name %q", n)
+			}
+		}
+		again, _ := json.Marshal(control{Hi: slices.Sorted(maps.Keys(c.hi)), H264: slices.Sorted(maps.Keys(c.h264)), JPEG: &c.jpeg})
+		c2, err := parseControl(again)
+		if err != nil || !maps.Equal(c.hi, c2.hi) || !maps.Equal(c.h264, c2.h264) || c.jpeg != c2.jpeg {
+			t.Fatalf("%s decoded to %+v, re-encoded %s to %+v, %v", b, c, again, c2, err)
 		}
 	})
 }

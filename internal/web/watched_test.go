@@ -88,3 +88,60 @@ func TestWatchedPublisherListed(t *testing.T) {
 		t.Errorf("/api/rooms: %d %s, want room shy with cam", code, body)
 	}
 }
+
+// TestWatchedH264Publisher: a publisher that encodes only watched layers
+// and sends H.264, watched only by a socket that announces nothing
+// (presence=0) and takes it in H.264, gets the gateway's presence
+// watching its H.264 layer, and nothing else once its first frame has
+// listed it: it encodes h264lo, then h264 when the socket asks for full
+// size, and no JPEG. Each layer the socket gets starts at a keyframe.
+func TestWatchedH264Publisher(t *testing.T) {
+	h := startHub(t, broker.Config{}, Config{})
+	pub := hubtest.Publish(t, hubtest.Connect(t, h.b.ClientURL()), publisher.Config{Room: "quiet", Name: "cam", Source: "pattern", FPS: 15, Width: 320, Height: 180,
+		Encode: publisher.EncodeWatched, Codec: protocol.CodecH264})
+	spy := hubtest.Connect(t, h.b.ClientURL())
+	var gw presenceLog
+	if _, err := spy.Subscribe(protocol.RoomPresence("quiet"), func(m *nats.Msg) {
+		if s, err := protocol.ParseSubject(m.Subject); err == nil && s.Participant() == h.g.self {
+			gw.add(m)
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	hubtest.Eventually(t, 15*time.Second, func() bool {
+		return slices.ContainsFunc(h.g.dir.room("quiet").Members, func(m protocol.Member) bool { return m.Name == "cam" })
+	}, "the publisher is not listed")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := dial(t, ctx, h.url, "/ws/view/quiet?presence=0")
+	no := false
+	for _, tt := range []struct {
+		ctl   control
+		layer protocol.Layer
+	}{
+		{control{H264: []string{"cam"}, JPEG: &no}, protocol.H264Lo},
+		{control{Hi: []string{"cam"}, H264: []string{"cam"}, JPEG: &no}, protocol.H264},
+	} {
+		sendJSON(t, ctx, c, tt.ctl)
+		for {
+			f, err := readFrame(ctx, c, nil)
+			if err != nil {
+				t.Fatalf("waiting for %s: %v (publisher %+v)", tt.layer, err, pub.Stats())
+			}
+			if f.Layer != tt.layer {
+				continue // sent before the switch
+			}
+			if f.Participant != "cam" || !f.Meta.Key || f.Meta.Codec != protocol.CodecH264 {
+				t.Fatalf("first frame of %s: %s %+v, want a keyframe of cam", tt.layer, f.Participant, f.Meta)
+			}
+			break
+		}
+		hubtest.Eventually(t, 10*time.Second, func() bool {
+			p, _ := gw.last()
+			return slices.Equal(p.Watches, []protocol.Layer{tt.layer}) && len(p.Views) == 0 && !p.Leaving
+		}, "the gateway announced %v, want watches [%s] and no views", hubtest.Lazy(func() any { p, _ := gw.last(); return p }), tt.layer)
+		hubtest.Eventually(t, 10*time.Second, func() bool { return slices.Equal(pub.Stats().Encoding, []protocol.Layer{tt.layer}) },
+			"the publisher encodes %v, want only %s", hubtest.Lazy(func() any { return pub.Stats().Encoding }), tt.layer)
+	}
+}

@@ -1,8 +1,138 @@
 // room.js: a live room grid. One WebSocket brings every publisher's
-// frames: lo for the grid, hi for the focused (or only) tile.
+// frames: small ones for the grid, full size for the focused (or only)
+// tile. A publisher that sends H.264 comes in H.264 where this browser
+// decodes it (WebCodecs), in JPEG otherwise.
 import { Socket, FrameCanvas, Rate, Clock, el, parseFrame, nowMs, latencyLabel } from "./wire.js";
 
 const STALL_MS = 2500;
+// KEY_ASK_MS paces a tile's keyframe requests: the publisher serves one
+// per 300 ms at most anyway.
+const KEY_ASK_MS = 300;
+// MAX_DECODE_QUEUE is how many access units may wait in a decoder before
+// the tile counts itself behind and skips to the next keyframe.
+const MAX_DECODE_QUEUE = 8;
+
+// H264Decoder decodes one tile's H.264 access units with WebCodecs onto
+// its canvas: latest decodable frame wins. It never feeds the decoder a
+// delta across a gap (a missing seq, a layer change, a decoder error or
+// a decoder that fell behind): it drops up to the next keyframe and asks
+// for one. Apart from that gating it keeps its own account of the
+// reference chain of what it fed the decoder, so that a picture decoded
+// from a broken chain is counted (corruptShown), not hidden.
+class H264Decoder {
+  constructor(tile, ctx, askKey) {
+    this.tile = tile;
+    this.ctx = ctx;
+    this.askKey = askKey;
+    this.dec = null;
+    this.codec = "";
+    this.layer = "";
+    this.lastSeq = 0;
+    this.waitKey = true;
+    this.lastAsk = -Infinity;
+    this.meta = new Map(); // chunk timestamp -> what the output needs
+    // The chain account: what was fed, kept apart from the gating.
+    this.fedLayer = "";
+    this.fedSeq = 0;
+    this.chainOK = false;
+    this.stats = { decoded: 0, keyframes: 0, decodeErrors: 0, corruptShown: 0, gaps: 0, waited: 0, keyRequests: 0, behind: 0 };
+  }
+  // push feeds one access unit (a parsed frame); codec is the codec
+  // string of its layer from the publisher's presence.
+  push(f, codec, arrived) {
+    if (f.layer !== this.layer) {
+      this.layer = f.layer;
+      this.waitKey = true;
+    } else if (f.seq !== this.lastSeq + 1) {
+      this.stats.gaps++;
+      this.waitKey = true;
+    }
+    this.lastSeq = f.seq;
+    if (this.dec && this.dec.decodeQueueSize > MAX_DECODE_QUEUE && !f.key) {
+      this.stats.behind++;
+      this.waitKey = true;
+    }
+    if (this.waitKey && !f.key) {
+      this.stats.waited++;
+      this.ask(f.layer);
+      return;
+    }
+    if (!this.dec || this.dec.state === "closed" || this.codec !== codec) {
+      if (!this.open(codec)) return;
+    }
+    this.waitKey = false;
+    if (f.key) this.chainOK = true;
+    else this.chainOK = this.chainOK && f.layer === this.fedLayer && f.seq === this.fedSeq + 1;
+    this.fedLayer = f.layer;
+    this.fedSeq = f.seq;
+    this.meta.set(f.timeUs, { ok: this.chainOK, key: f.key, time: f.time, arrived, layer: f.layer });
+    if (this.meta.size > 64) this.meta.delete(this.meta.keys().next().value);
+    try {
+      this.dec.decode(new EncodedVideoChunk({ type: f.key ? "key" : "delta", timestamp: f.timeUs, data: f.body }));
+    } catch (e) {
+      this.failed(e);
+    }
+  }
+  open(codec) {
+    this.close();
+    try {
+      this.dec = new VideoDecoder({ output: (fr) => this.output(fr), error: (e) => this.failed(e) });
+      this.dec.configure({ codec, optimizeForLatency: true });
+      this.codec = codec;
+      this.chainOK = false;
+      return true;
+    } catch (e) {
+      this.failed(e);
+      return false;
+    }
+  }
+  output(fr) {
+    const m = this.meta.get(fr.timestamp);
+    this.meta.delete(fr.timestamp);
+    const c = this.ctx.canvas;
+    if (c.width !== fr.displayWidth || c.height !== fr.displayHeight) {
+      c.width = fr.displayWidth;
+      c.height = fr.displayHeight;
+    }
+    this.ctx.drawImage(fr, 0, 0);
+    const w = fr.displayWidth, h = fr.displayHeight;
+    fr.close();
+    this.stats.decoded++;
+    if (!m) {
+      this.stats.corruptShown++; // a picture nobody fed: count it against us
+      return;
+    }
+    if (m.key) this.stats.keyframes++;
+    if (!m.ok) this.stats.corruptShown++;
+    this.tile.shown({ layer: m.layer, width: w, height: h, time: m.time }, nowMs(), this.codec);
+  }
+  failed(e) {
+    this.stats.decodeErrors++;
+    this.tile.lastError = String(e && e.message ? e.message : e);
+    this.waitKey = true;
+    this.chainOK = false;
+    this.meta.clear();
+    this.close();
+    this.ask(this.layer);
+  }
+  ask(layer) {
+    const now = performance.now();
+    if (!layer || now - this.lastAsk < KEY_ASK_MS) return;
+    this.lastAsk = now;
+    this.stats.keyRequests++;
+    this.askKey(layer);
+  }
+  close() {
+    if (this.dec && this.dec.state !== "closed") {
+      try {
+        this.dec.close();
+      } catch {
+        // closed already
+      }
+    }
+    this.dec = null;
+  }
+}
 // Clock probes: a few on connect, then one every PROBE_EVERY_MS.
 const PROBES = 5;
 const PROBE_GAP_MS = 150;
@@ -11,8 +141,14 @@ const PROBE_EVERY_MS = 10000;
 class Tile {
   constructor(view, name) {
     this.name = name;
+    this.view = view;
     this.canvas = el("canvas");
     this.fc = new FrameCanvas(this.canvas);
+    this.h264 = null; // an H264Decoder once an H.264 frame came
+    this.since = Math.max(performance.now(), view.openedPerf || 0);
+    this.firstFrameMs = -1;
+    this.codec = "";
+    this.lastError = "";
     this.rate = new Rate();
     this.lat = [];
     this.nameEl = el("span", { class: "name", text: name });
@@ -23,29 +159,81 @@ class Tile {
     this.el.addEventListener("click", () => view.toggleFocus(name));
     this.el.addEventListener("dblclick", () => view.fullscreen(this.el));
     this.lastAt = 0;
-    this.fc.onShown = (f) => {
-      this.el.classList.remove("waiting");
-      this.el.dataset.frames = String(this.fc.shown);
-      if (this.el.dataset.layer !== f.layer) {
-        this.el.dataset.layer = f.layer;
-        this.badge.textContent = f.layer.toUpperCase();
-        this.badge.className = "badge " + f.layer;
-        this.el.dataset.size = f.width + "x" + f.height;
-        this.tick(Date.now(), view.clock);
-      }
-      this.el.dataset.size = f.width + "x" + f.height;
+    this.fc.onShown = (f) => this.shown(f, 0, "jpeg");
+  }
+  // shown notes a picture on the canvas: a JPEG drawn, or an H.264
+  // frame decoded at decoded (this page's clock, ms).
+  shown(f, decoded, codec) {
+    if (this.firstFrameMs < 0) this.firstFrameMs = Math.round(performance.now() - this.since);
+    this.el.classList.remove("waiting");
+    const d = this.el.dataset;
+    d.frames = String(this.fc.shown + (this.h264 ? this.h264.stats.decoded : 0));
+    if (codec !== "jpeg") {
+      // Capture to decoded: the latency of what is on screen.
+      const now = Date.now();
+      this.rate.add(now);
+      this.lat.push(decoded - f.time);
+      if (this.lat.length > 60) this.lat.shift();
+    }
+    d.codec = codec;
+    if (d.layer !== f.layer) {
+      d.layer = f.layer;
+      const small = f.layer === "lo" || f.layer === "h264lo";
+      this.badge.textContent = (small ? "LO" : "HI") + (codec === "jpeg" ? "" : " · H.264");
+      this.badge.className = "badge " + (small ? "lo" : "hi");
+      d.size = f.width + "x" + f.height;
+      this.tick(Date.now(), this.view.clock);
+    }
+    d.size = f.width + "x" + f.height;
+    this.exposeStats();
+  }
+  // exposeStats writes the tile's decoder counters to its data-
+  // attributes, where tests and the console read them (stats()).
+  exposeStats() {
+    const d = this.el.dataset;
+    d.firstFrameMs = String(this.firstFrameMs);
+    if (!this.h264) return;
+    const s = this.h264.stats;
+    d.decoded = String(s.decoded);
+    d.keyframes = String(s.keyframes);
+    d.decodeErrors = String(s.decodeErrors);
+    d.corruptShown = String(s.corruptShown);
+    d.gaps = String(s.gaps);
+    d.waited = String(s.waited);
+    d.keyRequests = String(s.keyRequests);
+    d.behind = String(s.behind);
+  }
+  stats() {
+    const s = this.h264 ? this.h264.stats : {};
+    const d = this.el.dataset;
+    return {
+      name: this.name, codec: d.codec || "", layer: d.layer || "", size: d.size || "",
+      frames: +(d.frames || 0), fps: +(d.fps || 0), firstFrameMs: this.firstFrameMs,
+      latency: d.latency ? +d.latency : null, lastError: this.lastError, ...s,
     };
   }
-  // push shows a frame that came at arrived (this page's clock, ms). It
-  // keeps arrived minus the capture time (the publisher's clock, which is
-  // the gateway's): tick adds the clock offset as it stands then, so the
-  // figure and its error always come from the same probe.
+  // push takes a frame that came at arrived (this page's clock, ms). For
+  // JPEG it keeps arrived minus the capture time (the publisher's clock,
+  // which is the gateway's): tick adds the clock offset as it stands
+  // then, so the figure and its error always come from the same probe.
+  // H.264 frames go to the decoder, and count once decoded.
   push(frame, now, arrived) {
     this.lastAt = now;
+    if (frame.codec === "h264") {
+      const codec = this.view.codecOf(this.name, frame.layer);
+      if (!codec) return; // the page did not ask for it: a left-over frame
+      if (!this.h264) this.h264 = new H264Decoder(this, this.fc.ctx, (layer) => this.view.askKey(this.name, layer));
+      this.h264.push(frame, codec, arrived);
+      this.exposeStats();
+      return;
+    }
     this.rate.add(now);
     this.lat.push(arrived - frame.time);
     if (this.lat.length > 60) this.lat.shift();
     this.fc.push(frame);
+  }
+  close() {
+    if (this.h264) this.h264.close();
   }
   tick(now, clock) {
     const fps = this.rate.perSecond(now);
@@ -81,8 +269,16 @@ export class RoomView {
     this.clock = new Clock(); // the gateway's clock against ours
     this.probes = [];
     this.openedAt = 0; // when the socket last opened
+    this.openedPerf = 0; // the same, performance.now()
     this.sentHi = null;
     this.viewers = [];
+    // H.264: the codec strings of each publisher's H.264 layers (from
+    // its presence), and whether this browser decodes each codec string
+    // (WebCodecs; undefined while it is being asked).
+    this.streams = new Map(); // name -> {h264: codec, h264lo: codec}
+    this.decodes = new Map(); // codec -> true | false
+    this.known = null; // publishers of the last room state, null before one
+    this.webcodecs = typeof VideoDecoder !== "undefined" && typeof EncodedVideoChunk !== "undefined";
     const q = new URLSearchParams();
     if (self) q.set("self", self);
     else if (!presence) q.set("presence", "0");
@@ -90,6 +286,7 @@ export class RoomView {
     this.sock = new Socket("/ws/view/" + encodeURIComponent(room) + (qs ? "?" + qs : ""), {
       onOpen: () => {
         this.openedAt = Date.now();
+        this.openedPerf = performance.now();
         this.sentHi = null;
         this.syncHi();
         this.startProbes();
@@ -135,6 +332,19 @@ export class RoomView {
   }
   onRoom(m, now) {
     const names = new Set(m.publishers.map((p) => p.name));
+    this.known = [...names].filter((n) => n !== this.self);
+    // What a publisher sends is kept while its tile stays: a gateway
+    // that has just restarted lists nobody until the next beats.
+    for (const p of m.publishers) {
+      const s = {};
+      for (const l of p.streams || []) {
+        if ((l.layer === "h264" || l.layer === "h264lo") && typeof l.codec === "string") {
+          s[l.layer] = l.codec;
+          this.checkCodec(l.codec);
+        }
+      }
+      this.streams.set(p.name, s);
+    }
     for (const p of m.publishers) if (p.name !== this.self) this.tile(p.name);
     // A tile goes when the gateway does not list its publisher and no
     // frame came for STALL_MS while the socket was open. Time spent
@@ -149,6 +359,31 @@ export class RoomView {
     this.viewers = m.viewers;
     this.pubCount = m.publishers.length;
     this.updateMeta();
+    this.syncHi();
+  }
+  // checkCodec asks WebCodecs once whether it decodes codec, and asks
+  // the gateway again for layers when the answer comes.
+  checkCodec(codec) {
+    if (!this.webcodecs || this.decodes.has(codec)) return;
+    this.decodes.set(codec, undefined);
+    VideoDecoder.isConfigSupported({ codec, optimizeForLatency: true })
+      .then((r) => this.decodes.set(codec, !!(r && r.supported)))
+      .catch(() => this.decodes.set(codec, false))
+      .then(() => this.syncHi());
+  }
+  // codecOf is the codec string of a publisher's H.264 layer, if this
+  // browser decodes it.
+  codecOf(name, layer) {
+    const c = (this.streams.get(name) || {})[layer];
+    return c && this.decodes.get(c) === true ? c : "";
+  }
+  // askKey asks the publisher, through the gateway, for a keyframe.
+  askKey(name, layer) {
+    this.sock.send(JSON.stringify({ type: "key", name, layer }));
+  }
+  // stats is every tile's counters, for tests and the console.
+  stats() {
+    return [...this.tiles.values()].map((t) => t.stats());
   }
   tile(name) {
     let t = this.tiles.get(name);
@@ -166,7 +401,9 @@ export class RoomView {
     const t = this.tiles.get(name);
     if (!t) return;
     t.el.remove();
+    t.close();
     this.tiles.delete(name);
+    this.streams.delete(name);
     if (this.focused === name) this.focused = null;
     this.layout();
   }
@@ -182,15 +419,29 @@ export class RoomView {
     this.syncHi();
     this.updateMeta();
   }
-  // syncHi asks for hi of the focused tile, or of the only one.
+  // syncHi asks for the focused tile, or the only one, full size (the
+  // rest come small), and in H.264 every publisher whose layer of that
+  // size this browser decodes; JPEG for the rest, when there are any
+  // (or the room is not known yet).
   syncHi() {
     let hi = [];
     if (this.focused) hi = [this.focused];
     else if (this.tiles.size === 1) hi = [...this.tiles.keys()];
-    const key = hi.join(",");
+    // Everyone the page knows of: listed in the room, or on a tile.
+    const names = new Set([...(this.known || []), ...this.tiles.keys()]);
+    const h264 = [];
+    for (const name of names) {
+      if (this.codecOf(name, hi.includes(name) ? "h264" : "h264lo")) h264.push(name);
+    }
+    h264.sort();
+    h264.splice(64); // the gateway's limit: the rest come in JPEG
+    // JPEG for the rest; for everyone until the room is known, or while
+    // it looks empty (a JPEG publisher that comes is shown at once).
+    const jpeg = this.known === null || names.size === 0 || h264.length < names.size;
+    const key = JSON.stringify([hi, h264, jpeg]);
     if (key === this.sentHi || !this.sock || !this.sock.open) return;
     this.sentHi = key;
-    this.sock.send(JSON.stringify({ hi }));
+    this.sock.send(JSON.stringify({ hi, h264, jpeg }));
   }
   updateMeta() {
     if (!this.meta) return;

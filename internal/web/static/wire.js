@@ -1,44 +1,56 @@
 // wire.js: the gateway's WebSocket framing, a reconnecting socket, and a
 // canvas that shows JPEG frames newest-first.
 
-export const WIRE_VERSION = 1;
+export const WIRE_VERSION = 2;
 export const NAME_RE = /^[A-Za-z0-9_-]{1,64}$/;
 export const NAME_RULE = "1 to 64 characters of A-Z a-z 0-9 _ -";
-const FIXED = 23; // header bytes without the participant name
+const FIXED = 24; // header bytes without the participant name
+const FLAG_H264 = 1; // the body is an H.264 access unit (else a JPEG)
+const FLAG_KEY = 2; // a keyframe (every JPEG is one)
 
-// parseFrame reads one binary message (docs/browser.md has the layout).
+// parseFrame reads one binary message (docs/browser.md has the layout):
+// layer is hi, lo, h264 or h264lo; key is set on keyframes (and JPEG);
+// body is the JPEG or the H.264 access unit (Annex B).
 export function parseFrame(buf) {
   if (!(buf instanceof ArrayBuffer) || buf.byteLength < FIXED) return null;
   const dv = new DataView(buf);
   if (dv.getUint8(0) !== WIRE_VERSION) return null;
-  const layer = dv.getUint8(1) === 0 ? "hi" : "lo";
-  const n = dv.getUint8(2);
+  const small = dv.getUint8(1) === 1;
+  const flags = dv.getUint8(2);
+  const h264 = (flags & FLAG_H264) !== 0;
+  const layer = h264 ? (small ? "h264lo" : "h264") : small ? "lo" : "hi";
+  const n = dv.getUint8(3);
   if (buf.byteLength < FIXED + n) return null;
-  const name = String.fromCharCode(...new Uint8Array(buf, 3, n));
-  const o = 3 + n;
+  const name = String.fromCharCode(...new Uint8Array(buf, 4, n));
+  const o = 4 + n;
+  const timeNs = dv.getBigInt64(o + 8);
   return {
     name,
     layer,
+    codec: h264 ? "h264" : "jpeg",
+    key: (flags & FLAG_KEY) !== 0,
     seq: Number(dv.getBigUint64(o)),
-    time: Number(dv.getBigInt64(o + 8) / 1000n) / 1000, // Unix ms to the µs, publisher clock
+    time: Number(timeNs / 1000n) / 1000, // Unix ms to the µs, publisher clock
+    timeUs: Number(timeNs / 1000n), // Unix µs: a WebCodecs timestamp
     width: dv.getUint16(o + 16),
     height: dv.getUint16(o + 18),
-    jpeg: new Uint8Array(buf, o + 20),
+    body: new Uint8Array(buf, o + 20),
   };
 }
 
-// encodeFrame builds a message for a publishing socket: no name (the
-// URL names the publisher), seq 0 (the gateway numbers frames).
+// encodeFrame builds a JPEG message for a publishing socket: no name
+// (the URL names the publisher), seq 0 (the gateway numbers frames).
 export function encodeFrame(layer, timeMs, width, height, jpeg) {
   const out = new Uint8Array(FIXED + jpeg.length);
   const dv = new DataView(out.buffer);
   dv.setUint8(0, WIRE_VERSION);
   dv.setUint8(1, layer === "hi" ? 0 : 1);
-  dv.setUint8(2, 0);
-  dv.setBigUint64(3, 0n);
-  dv.setBigInt64(11, BigInt(Math.round(timeMs * 1000)) * 1000n);
-  dv.setUint16(19, width);
-  dv.setUint16(21, height);
+  dv.setUint8(2, FLAG_KEY);
+  dv.setUint8(3, 0);
+  dv.setBigUint64(4, 0n);
+  dv.setBigInt64(12, BigInt(Math.round(timeMs * 1000)) * 1000n);
+  dv.setUint16(20, width);
+  dv.setUint16(22, height);
   out.set(jpeg, FIXED);
   return out;
 }
@@ -124,7 +136,7 @@ export class FrameCanvas {
   }
   async draw(frame) {
     try {
-      const bmp = await createImageBitmap(new Blob([frame.jpeg], { type: "image/jpeg" }));
+      const bmp = await createImageBitmap(new Blob([frame.body], { type: "image/jpeg" }));
       if (this.canvas.width !== bmp.width || this.canvas.height !== bmp.height) {
         this.canvas.width = bmp.width;
         this.canvas.height = bmp.height;
