@@ -443,6 +443,11 @@ func TestStaticBuild(t *testing.T) {
 	if p := hubtest.Run(t, 30*time.Second, nil, bin, "publish", "--nats", url, "--room", "r", "--name", "n", "--source", "0"); !strings.Contains(p.Output(), "needs OpenCV") {
 		t.Errorf("camera in the static build: %s", p.Output())
 	}
+	// It has no H.264 encoder: JPEG is its default, and asking for H.264
+	// is a usage error that names the full build.
+	if p := hubtest.Run(t, 30*time.Second, nil, bin, "publish", "--nats", url, "--room", "r", "--name", "n", "--source", "pattern", "--codec", "h264"); p.Code() != 2 || !strings.Contains(p.Output(), "full build") {
+		t.Errorf("--codec h264 in the static build: exit %d, %s", p.Code(), p.Output())
+	}
 	if p := hubtest.Run(t, 30*time.Second, []string{"DISPLAY=:0"}, bin, "view", "--nats", url, "--room", "r"); !strings.Contains(p.Output(), "no OpenCV") {
 		t.Errorf("window in the static build: %s", p.Output())
 	}

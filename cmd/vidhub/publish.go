@@ -58,6 +58,9 @@ func (p *publishFlags) check(fs *flagSet, user string) error {
 	if _, err := publisher.ParseCodec(p.codec); err != nil {
 		return usageError{err}
 	}
+	if protocol.Codec(p.codec) == protocol.CodecH264 && publisher.DefaultCodec() != protocol.CodecH264 {
+		return usagef("--codec h264: %v", publisher.ErrNoH264)
+	}
 	if p.source == "" {
 		return usagef("--source is required: a camera (0 or /dev/video0), a file, a stream URL, gst:<pipeline> or pattern")
 	}
