@@ -162,7 +162,12 @@ func (t *Tile) countsLocked(s *TileStats) {
 func (t *Tile) takesH264(l protocol.Layer) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.h264 != nil || t.presence.Sends(l.As(protocol.CodecH264))
+	if !t.lastPresence.IsZero() {
+		// Its presence says: a publisher that restarted as JPEG only
+		// is taken as JPEG again.
+		return t.presence.Sends(l.As(protocol.CodecH264))
+	}
+	return t.h264 != nil
 }
 
 // startH264 gives the tile its H.264 state and decoder, once.

@@ -97,7 +97,16 @@ type chain struct {
 	layer   protocol.Layer
 	seq     uint64 // of the last frame offered
 	waitKey bool   // dropping until the next keyframe
+	// queue holds the frames not yet written, in order: a short queue
+	// rides out a writer that is late by a frame or two (scheduling, a
+	// busy machine), which a single slot would turn into a skip to the
+	// next keyframe. Only a browser maxQueued frames behind skips.
+	queue [][]byte
 }
+
+// maxQueued bounds the H.264 frames of one participant waiting for one
+// browser: about half a second at 30 fps.
+const maxQueued = 16
 
 // layerForLocked is the layer the viewer takes participant p in, if any.
 // v.mu is held.
@@ -184,22 +193,21 @@ func (v *viewer) offerH264(participant string, l protocol.Layer, meta protocol.F
 		// Another layer, or the publisher started again: a new stream,
 		// which starts at a keyframe.
 		c.layer, c.waitKey = l, true
+		clear(c.queue)
+		c.queue = c.queue[:0]
 	case meta.Seq != c.seq+1:
 		c.waitKey = true // a frame is missing: what follows refers to it
 	}
 	c.seq = meta.Seq
 	dropped := 0
-	if pend, ok := v.slots[participant]; ok && !meta.Key {
-		// The browser has not taken the frame before this one yet: it
-		// fell behind, and this one cannot follow the one it will get.
-		// A keyframe waiting stays (it can be decoded, and what comes
-		// next will be a keyframe again); a waiting delta goes too, so
-		// the browser's next frame is a keyframe, not a stale picture.
+	if len(c.queue) >= maxQueued && !meta.Key {
+		// The browser is maxQueued frames behind: it cannot catch up
+		// frame by frame. What waits goes, and it starts again at the
+		// next keyframe, not at a stale picture.
 		c.waitKey = true
-		if pend[2]&wireFlagKey == 0 {
-			delete(v.slots, participant)
-			dropped++
-		}
+		dropped += len(c.queue)
+		clear(c.queue)
+		c.queue = c.queue[:0]
 	}
 	if c.waitKey && !meta.Key {
 		v.mu.Unlock()
@@ -208,12 +216,17 @@ func (v *viewer) offerH264(participant string, l protocol.Layer, meta protocol.F
 		v.g.keys.ask(v.room, participant, l, now)
 		return
 	}
-	_, overwrote := v.slots[participant] // a keyframe replaces what waits
+	if meta.Key {
+		// A keyframe needs nothing before it: what waits is stale.
+		dropped += len(c.queue)
+		clear(c.queue)
+		c.queue = c.queue[:0]
+	}
 	c.waitKey = false
-	v.slots[participant] = msg
+	c.queue = append(c.queue, msg)
 	v.mu.Unlock()
-	if overwrote {
-		v.drop(1)
+	if dropped > 0 {
+		v.drop(dropped)
 	}
 	v.poke()
 }
@@ -318,6 +331,13 @@ func (v *viewer) flush(wctx, stop context.Context) error {
 		batch = append(batch, outMsg{websocket.MessageBinary, b})
 	}
 	clear(v.slots)
+	for _, c := range v.chains {
+		for i, b := range c.queue {
+			batch = append(batch, outMsg{websocket.MessageBinary, b})
+			c.queue[i] = nil
+		}
+		c.queue = c.queue[:0]
+	}
 	v.mu.Unlock()
 	if v.stall != nil {
 		v.stall.Reset(v.g.cfg.WriteTimeout)
