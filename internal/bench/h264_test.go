@@ -31,7 +31,7 @@ func TestH264Quick(t *testing.T) {
 	if h.NotMeasured != "" {
 		t.Fatalf("H.264 not measured in the full build: %s", h.NotMeasured)
 	}
-	if len(h.Quality) != 3 || h.Clip == "" {
+	if len(h.Quality) != 4 || h.Clip == "" {
 		t.Fatalf("quality: %d settings, clip %q", len(h.Quality), h.Clip)
 	}
 	for _, q := range h.Quality {
@@ -102,7 +102,7 @@ func TestH264Quick(t *testing.T) {
 		t.Fatal(err)
 	}
 	var back Report
-	if err := json.Unmarshal(b, &back); err != nil || back.H264 == nil || len(back.H264.Quality) != 3 {
+	if err := json.Unmarshal(b, &back); err != nil || back.H264 == nil || len(back.H264.Quality) != 4 {
 		t.Fatalf("results.json does not read back the H.264 figures: %v", err)
 	}
 	md := filepath.Join(dir, "BENCHMARKS.md")

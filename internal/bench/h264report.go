@@ -78,7 +78,7 @@ func h264Targets(h *H264Report) []Target {
 	jl, ok2 := h.latency("jpeg")
 	if ok1 && ok2 {
 		d := hl.SubP50 - jl.SubP50
-		out[3].Got = fmt.Sprintf("subscriber p50 %.1f ms against %.1f ms (+%.1f); renderer p50 %.1f against %.1f ms (+%.1f)",
+		out[3].Got = fmt.Sprintf("subscriber p50 %.1f ms against %.1f ms (%+.1f); renderer p50 %.1f against %.1f ms (%+.1f)",
 			hl.SubP50, jl.SubP50, d, hl.RenderP50, jl.RenderP50, hl.RenderP50-jl.RenderP50)
 		out[3].Status = status(d <= targetLatencyDelta)
 	}
@@ -109,9 +109,13 @@ func (h *H264Report) markdown(b *strings.Builder) {
 		b.WriteString("\n")
 	}
 	if len(h.Publisher) > 0 {
-		b.WriteString("| publisher (720p30 pattern) | layers watched | fps of each | CPU (cores) |\n|---|---|---|--:|\n")
+		b.WriteString("| publisher (720p30 pattern) | layers watched | fps of each | CPU (cores) | CPU ms per frame |\n|---|---|---|--:|--:|\n")
 		for _, p := range h.Publisher {
-			fmt.Fprintf(b, "| --codec %s | %s | %s | %s |\n", p.Codec, layerList(p.Watched), floatList(p.FPS), cores(p.Cores))
+			per := "-"
+			if p.Cores >= 0 && len(p.FPS) > 0 && p.FPS[0] > 0 {
+				per = fmt.Sprintf("%.1f", p.Cores*1000/p.FPS[0])
+			}
+			fmt.Fprintf(b, "| --codec %s | %s | %s | %s | %s |\n", p.Codec, layerList(p.Watched), floatList(p.FPS), cores(p.Cores), per)
 		}
 		b.WriteString("\n")
 	}
