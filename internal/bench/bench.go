@@ -4,8 +4,8 @@
 // sending the very same bytes, and the classic design vidhub replaces
 // (raw BGR frames, length-prefixed, to one TCP client).
 //
-// Run drives the scenarios (fan-out, room, ceiling, classic, encode, web
-// and the idle publisher) on a broker over loopback TCP and returns a
+// Run drives the scenarios (fan-out, room, ceiling, classic, encode, web,
+// the idle publisher, and H.264 against JPEG) on a broker over loopback TCP and returns a
 // Report; WriteResults writes it as a table, JSON and an SVG chart. With
 // a vidhub binary (Options.Exe) the broker, the publishers and the web
 // gateway run as their own processes so that each side's CPU and memory
@@ -39,10 +39,11 @@ const (
 	KindClassic = "classic"
 	KindWeb     = "web"
 	KindIdle    = "idle"
+	KindH264    = "h264"
 )
 
 // Kinds lists every scenario kind.
-var Kinds = []string{KindEncode, KindFanout, KindRoom, KindCeiling, KindClassic, KindWeb, KindIdle}
+var Kinds = []string{KindEncode, KindFanout, KindRoom, KindCeiling, KindClassic, KindWeb, KindIdle, KindH264}
 
 // ErrBadOptions is returned (wrapped) for Options that cannot work.
 var ErrBadOptions = errors.New("bad bench settings")
@@ -121,6 +122,8 @@ type Report struct {
 	Results  []Result       `json:"results"`
 	Ratios   []Ratio        `json:"ratios"`
 	Targets  []Target       `json:"targets"`
+	// H264 is the h264 scenario's figures, nil when it did not run.
+	H264 *H264Report `json:"h264,omitempty"`
 }
 
 // runEnv is what the scenarios share.
@@ -271,6 +274,11 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			}
 			add(r)
 			return nil
+		}},
+		{KindH264, func() error {
+			h, err := h264Scenario(ctx, env)
+			rep.H264 = h
+			return err
 		}},
 	}
 	for _, s := range steps {

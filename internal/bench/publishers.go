@@ -79,7 +79,7 @@ func capturePayloads(ctx context.Context, url string) (*payloads, error) {
 	}
 	defer sub.Unsubscribe()
 	pub, err := publisher.New(nc, publisher.Config{Room: "bench-capture", Name: "pattern", Source: "pattern",
-		Width: frameW, Height: frameH, FPS: 60})
+		Width: frameW, Height: frameH, FPS: 60, Codec: protocol.CodecJPEG})
 	if err != nil {
 		return nil, err
 	}
@@ -218,9 +218,9 @@ func (r *replayer) stop() {
 	r.nc.Close()
 }
 
-// livePublisher is vidhub's own publisher (pattern source, 720p30, hi and
-// lo encoded every frame), run as a child process when the bench has a
-// vidhub binary, so its CPU is its own, else in this process.
+// livePublisher is vidhub's own publisher (pattern source, 720p30), run
+// as a child process when the bench has a vidhub binary, so its CPU is its
+// own, else in this process.
 type livePublisher struct {
 	ch     *child
 	cancel context.CancelFunc
@@ -228,11 +228,33 @@ type livePublisher struct {
 	nc     *nats.Conn
 }
 
-// startLive starts a pattern publisher; enc says which layers it encodes.
+// liveConfig says how to run a live publisher.
+type liveConfig struct {
+	room, name string
+	enc        publisher.Encode
+	// codec is the publisher's codec: the JPEG scenarios say
+	// protocol.CodecJPEG, so that the command line's default (H.264 in
+	// the full build) never changes what they measure.
+	codec  protocol.Codec
+	keyInt time.Duration // 0: the publisher's default
+}
+
+// startLive starts a JPEG pattern publisher, hi and lo layers; enc says
+// which layers it encodes.
 func startLive(env *runEnv, room, name string, enc publisher.Encode) (*livePublisher, error) {
+	return startPublisher(env, liveConfig{room: room, name: name, enc: enc, codec: protocol.CodecJPEG})
+}
+
+// startPublisher starts a 720p30 pattern publisher as c says.
+func startPublisher(env *runEnv, c liveConfig) (*livePublisher, error) {
 	if env.exe != "" {
-		ch, err := startChild("publisher "+name, env.exe, "publish", "--nats", env.url, "--room", room, "--name", name,
-			"--source", "pattern", "--size", protocol.FormatSize(frameW, frameH), "--fps", strconv.Itoa(frameFPS), "--encode", string(enc), "--log-level", "warn")
+		args := []string{"publish", "--nats", env.url, "--room", c.room, "--name", c.name,
+			"--source", "pattern", "--size", protocol.FormatSize(frameW, frameH), "--fps", strconv.Itoa(frameFPS),
+			"--codec", string(c.codec), "--encode", string(c.enc), "--log-level", "warn"}
+		if c.keyInt > 0 {
+			args = append(args, "--keyint", c.keyInt.String())
+		}
+		ch, err := startChild("publisher "+c.name, env.exe, args...)
 		if err != nil {
 			return nil, err
 		}
@@ -246,7 +268,8 @@ func startLive(env *runEnv, room, name string, enc publisher.Encode) (*livePubli
 	if err != nil {
 		return nil, err
 	}
-	p, err := publisher.New(nc, publisher.Config{Room: room, Name: name, Source: "pattern", Width: frameW, Height: frameH, FPS: frameFPS, Encode: enc})
+	p, err := publisher.New(nc, publisher.Config{Room: c.room, Name: c.name, Source: "pattern", Width: frameW, Height: frameH,
+		FPS: frameFPS, Encode: c.enc, Codec: c.codec, KeyInt: c.keyInt})
 	if err != nil {
 		nc.Close()
 		return nil, err

@@ -64,6 +64,7 @@ func joinVidhub(url, room string, n int, layer subscriber.LayerMode, streams int
 		v.conns = append(v.conns, nc)
 		r, err := subscriber.Join(nc, subscriber.Config{
 			Room: room, Name: "bench-viewer-" + strconv.Itoa(i), Layer: layer, KeepFrames: true,
+			Codec: protocol.CodecJPEG, // the JPEG layers only, as protocol v1
 		})
 		if err != nil {
 			v.close()

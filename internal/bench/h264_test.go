@@ -1,0 +1,143 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vidhub/vidhub/internal/media"
+)
+
+// TestH264Quick is the smoke form of the h264 scenario, in this process:
+// every step produces its figures, the report carries them, and the
+// Markdown goes into the H.264 section alone. It never checks how fast
+// anything is, only that the figures exist and make sense.
+func TestH264Quick(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var progress bytes.Buffer
+	rep, err := Run(ctx, Options{Quick: true, Duration: 500 * time.Millisecond, Only: []string{KindH264}, Progress: &progress})
+	if err != nil {
+		t.Fatalf("Run: %v\n%s", err, progress.String())
+	}
+	t.Log(progress.String())
+	h := rep.H264
+	if h == nil {
+		t.Fatal("no H.264 report")
+	}
+	if !media.H264Available() {
+		// The static build measures nothing and says so, target by target.
+		if h.NotMeasured == "" || len(h.Quality) > 0 || len(h.Targets) != 5 {
+			t.Fatalf("static build: %+v", h)
+		}
+		for _, tg := range h.Targets {
+			if tg.Status != NotMeasured {
+				t.Errorf("static build: target %q is %s", tg.Name, tg.Status)
+			}
+		}
+		return
+	}
+	if h.NotMeasured != "" {
+		t.Fatalf("H.264 not measured in the full build: %s", h.NotMeasured)
+	}
+	if len(h.Quality) != 4 || h.Clip == "" {
+		t.Fatalf("quality: %d settings, clip %q", len(h.Quality), h.Clip)
+	}
+	for _, q := range h.Quality {
+		if q.Kbps <= 0 || q.Scored == 0 || q.SSIM <= 0.5 || q.SSIM > 1 || q.SSIMMin > q.SSIM {
+			t.Errorf("quality %s: %+v", q.Setting, q)
+		}
+	}
+	if len(h.Publisher) != 3 {
+		t.Errorf("publisher: %d cases, want 3", len(h.Publisher))
+	}
+	for _, p := range h.Publisher {
+		if len(p.FPS) != len(p.Watched) {
+			t.Errorf("publisher %s: %d rates for %v", p.Codec, len(p.FPS), p.Watched)
+		}
+		for i, f := range p.FPS {
+			if f <= 0 {
+				t.Errorf("publisher %s: layer %s got no frames", p.Codec, p.Watched[i])
+			}
+		}
+	}
+	if len(h.Join) != 2 {
+		t.Fatalf("late join: %d codecs, want 2", len(h.Join))
+	}
+	for _, j := range h.Join {
+		if len(j.Samples)+j.Failed != j.Joins || j.Failed > 0 || j.P50 < 0 || j.P95 < j.P50 {
+			t.Errorf("late join %s: %+v", j.Codec, j)
+		}
+	}
+	if len(h.Latency) != 2 {
+		t.Fatalf("latency: %d paths, want 2", len(h.Latency))
+	}
+	for _, l := range h.Latency {
+		if l.SubP50 <= 0 || l.RenderP50 <= 0 || l.FPS <= 0 {
+			t.Errorf("latency %s: %+v", l.Codec, l)
+		}
+	}
+	if len(h.Stall) != 2 {
+		t.Fatalf("stall: %d viewers, want 2", len(h.Stall))
+	}
+	for _, s := range h.Stall {
+		if s.LiveMS < 0 || s.FirstMS < 0 || s.FirstMS > s.LiveMS || s.CorruptShown != 0 {
+			t.Errorf("stall %s: %+v", s.Codec, s)
+		}
+	}
+	if len(h.Viewers) != 3 {
+		t.Fatalf("viewers: %d sets, want 3", len(h.Viewers))
+	}
+	for _, v := range h.Viewers {
+		if v.Viewers != 5 || v.FPSMedian <= 0 || v.CPU["process"] <= 0 {
+			t.Errorf("viewers %s %s: %+v", v.Codec, v.Layer, v)
+		}
+	}
+	if len(h.Targets) != 5 {
+		t.Errorf("%d H.264 targets, want 5", len(h.Targets))
+	}
+	for _, tg := range h.Targets {
+		if tg.Status != Met && tg.Status != Missed && tg.Status != NotMeasured {
+			t.Errorf("target %q: status %q", tg.Name, tg.Status)
+		}
+	}
+
+	dir := t.TempDir()
+	if err := WriteResults(dir, rep); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Report
+	if err := json.Unmarshal(b, &back); err != nil || back.H264 == nil || len(back.H264.Quality) != 4 {
+		t.Fatalf("results.json does not read back the H.264 figures: %v", err)
+	}
+	md := filepath.Join(dir, "BENCHMARKS.md")
+	orig := "# x\n\n" + MarkBegin + "\nold\n" + MarkEnd + "\n\n" + MarkH264Begin + "\nold h264\n" + MarkH264End + "\n"
+	if err := os.WriteFile(md, []byte(orig), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := UpdateMarkdown(md, rep); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(md)
+	s := string(got)
+	if !strings.Contains(s, "\nold\n") {
+		t.Errorf("a run of h264 alone rewrote the other figures:\n%s", s)
+	}
+	for _, want := range []string{"| jpeg q80", "| h264 at 1/10 of jpeg", "| late join", "| stall", "| viewers of one 720p30 publisher", "| target |"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("H.264 section lacks %q:\n%s", want, s)
+		}
+	}
+	if strings.Contains(s, "old h264") {
+		t.Errorf("H.264 section not replaced:\n%s", s)
+	}
+}
