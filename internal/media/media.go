@@ -56,9 +56,10 @@ type EncoderConfig struct {
 // DefaultBitrate is the bitrate an encoder targets for w x h at fps when
 // EncoderConfig.Bitrate is 0.
 func DefaultBitrate(w, h int, fps float64) int {
-	// About 0.05 bit per pixel per frame: ~1.4 Mbit/s for 720p30, where
-	// x264 (superfast, zero latency) matches JPEG quality 80's SSIM on a
-	// camera-like scene at a twentieth of its bitrate.
+	// About 0.05 bit per pixel per frame: ~1.4 Mbit/s for 720p30, a
+	// seventeenth of what JPEG quality 80 takes for the same scene. It
+	// buys a little less than JPEG's SSIM on a detailed, noisy one
+	// (BENCHMARKS.md, "H.264 against JPEG"): raise --bitrate for more.
 	b := int(float64(w*h) * fps * 0.05)
 	return max(b, 100_000)
 }
