@@ -14,7 +14,7 @@ what=${1:-run}
 pkgs=(pkg-config gcc libopencv-dev libavcodec-dev libavformat-dev libavutil-dev libswscale-dev gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-libav)
 case "$what" in
 run) ;;
-test) pkgs+=(xvfb xauth xdotool ffmpeg chromium fonts-dejavu-core systemd iproute2 gstreamer1.0-plugins-ugly gir1.2-gst-rtsp-server-1.0 python3-gi) ;;
+test) pkgs+=(xvfb xauth xdotool ffmpeg chromium fonts-dejavu-core systemd iproute2 gstreamer1.0-plugins-ugly gstreamer1.0-tools gir1.2-gst-rtsp-server-1.0 python3-gi) ;;
 *) echo "usage: $0 run|test" >&2; exit 2 ;;
 esac
 
