@@ -3,6 +3,8 @@
 package publisher_test
 
 import (
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -11,8 +13,22 @@ import (
 
 	"github.com/vidhub/vidhub/broker"
 	"github.com/vidhub/vidhub/internal/hubtest"
+	"github.com/vidhub/vidhub/protocol"
 	"github.com/vidhub/vidhub/publisher"
 )
+
+// h264Clip writes a short H.264 MP4 with stock ffmpeg.
+func h264Clip(t *testing.T) string {
+	t.Helper()
+	hubtest.NeedTools(t, "ffmpeg")
+	file := filepath.Join(t.TempDir(), "clip.mp4")
+	out, err := exec.Command("ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=30", "-t", "2",
+		"-c:v", "libx264", "-preset", "ultrafast", "-g", "30", "-bf", "0", "-pix_fmt", "yuv420p", file).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ffmpeg: %v\n%s", err, out)
+	}
+	return file
+}
 
 // TestMatsClosed runs every OpenCV-backed source and checks that no Mat is
 // left open once the publishers stop. Run with -tags matprofile.
@@ -26,6 +42,8 @@ func TestMatsClosed(t *testing.T) {
 		{Room: "mats", Name: "gst", Source: gstCamera, FPS: 30, Width: 640, Height: 480},
 		{Room: "mats", Name: "file", Source: clip, FPS: 30, Loop: true},
 		{Room: "mats", Name: "pattern", Source: "pattern", FPS: 30, Width: 320, Height: 180},
+		// An H.264 file passed through, decoded for its JPEG layers.
+		{Room: "mats", Name: "h264", Source: h264Clip(t), Codec: protocol.CodecH264, Encode: publisher.EncodeAll, Loop: true},
 	} {
 		nc := hubtest.Connect(t, b.ClientURL())
 		pub := hubtest.Publish(t, nc, cfg)
