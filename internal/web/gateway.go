@@ -447,6 +447,7 @@ func (g *Gateway) loop() {
 			g.checkConn()
 		case <-g.dir.changed:
 			g.pushStates()
+			g.pushWants()
 		case <-g.showsMoved:
 			g.beatShown(g.shows())
 		case now := <-t.C:
@@ -456,6 +457,7 @@ func (g *Gateway) loop() {
 			g.pruneEnded(now)
 			g.keys.prune(now)
 			g.pushStates()
+			g.pushWants()
 			g.mu.Lock()
 			vs := make([]*viewer, 0, len(g.viewers))
 			for v := range g.viewers {
