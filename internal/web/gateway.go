@@ -450,6 +450,7 @@ func (g *Gateway) loop() {
 			g.pushWants()
 		case <-g.showsMoved:
 			g.beatShown(g.shows())
+			g.pushWants()
 		case now := <-t.C:
 			g.checkConn()
 			g.dir.sweep(now)

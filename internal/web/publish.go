@@ -657,7 +657,9 @@ func (p *pubSocket) write(ctx context.Context) {
 		}
 		p.mu.Unlock()
 		for _, b := range msgs {
-			wctx, cancel := context.WithTimeout(ctx, p.g.cfg.WriteTimeout)
+			// Not ctx: a write cut short by the reader's end would close
+			// the connection before the close frame with its reason.
+			wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.g.cfg.WriteTimeout)
 			err := p.conn.Write(wctx, websocket.MessageText, b)
 			cancel()
 			if err != nil {
@@ -672,16 +674,33 @@ func (p *pubSocket) write(ctx context.Context) {
 }
 
 // jpegViewed lists the JPEG layers anyone in a's room but a itself
-// views, as their presence says: the layers a browser that sends H.264
-// encodes in JPEG too (as a publisher's default --encode auto does).
+// views: the layers a browser that sends H.264 encodes in JPEG too (as a
+// publisher's default --encode auto does). Everyone's presence says what
+// they view, but for this gateway's own, which announces what its
+// sockets without presence take as a whole: those sockets count one by
+// one here, so that the publishing page's own view of its room (which
+// takes JPEG lo while the room looks empty) makes it encode nothing.
 func (g *Gateway) jpegViewed(a protocol.Address) []protocol.Layer {
 	var hi, lo bool
+	note := func(ls []protocol.Layer) {
+		hi = hi || slices.Contains(ls, protocol.Hi)
+		lo = lo || slices.Contains(ls, protocol.Lo)
+	}
 	for _, m := range g.dir.room(a.Room()).Members {
-		if m.Name == a.Participant() {
-			continue
+		if m.Name != a.Participant() && m.Name != g.self {
+			note(m.Views)
 		}
-		hi = hi || slices.Contains(m.Views, protocol.Hi)
-		lo = lo || slices.Contains(m.Views, protocol.Lo)
+	}
+	g.mu.Lock()
+	var vs []*viewer
+	for v := range g.viewers {
+		if v.name == "" && v.room == a.Room() && v.self != a.Participant() {
+			vs = append(vs, v)
+		}
+	}
+	g.mu.Unlock()
+	for _, v := range vs {
+		note(v.layers())
 	}
 	out := []protocol.Layer{}
 	if hi {

@@ -5,18 +5,23 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	"github.com/coder/websocket"
 	"github.com/nats-io/nats.go"
 
 	"github.com/vidhub/vidhub/broker"
 	"github.com/vidhub/vidhub/internal/hubtest"
 	"github.com/vidhub/vidhub/protocol"
+	"github.com/vidhub/vidhub/subscriber"
 )
 
 // pubClient is a publishing socket driven by a test, as a page would.
@@ -342,5 +347,269 @@ func TestPublishH264Hostile(t *testing.T) {
 	defer mu.Unlock()
 	if len(leaked) > 0 {
 		t.Errorf("hostile sockets reached NATS: %q", leaked)
+	}
+}
+
+// auLog checks and counts the access units of one H.264 layer as a NATS
+// subscriber gets them.
+type auLog struct {
+	layer protocol.Layer
+	mu    sync.Mutex
+	n     int
+	bytes int
+	last  protocol.FrameMeta
+	keys  []time.Time // when each keyframe arrived
+	errs  []string
+}
+
+func (l *auLog) add(m *nats.Msg) {
+	now := time.Now()
+	meta, err := protocol.ParseLayerFrame(l.layer, m.Header, m.Data)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	fail := func(format string, args ...any) {
+		if len(l.errs) < 10 {
+			l.errs = append(l.errs, fmt.Sprintf("%s frame %d: ", l.layer, l.n+1)+fmt.Sprintf(format, args...))
+		}
+	}
+	switch {
+	case err != nil:
+		fail("%v", err)
+		return
+	case m.Header.Get(protocol.HeaderContentType) != protocol.ContentTypeH264:
+		fail("Content-Type %q", m.Header.Get(protocol.HeaderContentType))
+	case l.n == 0 && (!meta.Key || meta.Seq != 1):
+		fail("the first frame is seq %d, key %v: want seq 1, a keyframe", meta.Seq, meta.Key)
+	case l.n > 0 && meta.Seq != l.last.Seq+1:
+		fail("seq %d after %d", meta.Seq, l.last.Seq)
+	case meta.Key && protocol.CheckH264(m.Data, true) != nil:
+		fail("keyframe without SPS and PPS ahead of its IDR")
+	}
+	if meta.Key {
+		l.keys = append(l.keys, now)
+	}
+	l.n++
+	l.bytes += len(m.Data)
+	l.last = meta
+}
+
+func (l *auLog) state() (n int, last protocol.FrameMeta, keys []time.Time, errs []string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.n, l.last, slices.Clone(l.keys), slices.Clone(l.errs)
+}
+
+// pubLayerStats and pubStats are what the publish page measured
+// (window.vidhubPublisher.stats()).
+type pubLayerStats struct {
+	Codec     string `json:"codec"`
+	Size      string `json:"size"`
+	Bitrate   int    `json:"bitrate"`
+	Encoded   int    `json:"encoded"`
+	Sent      int    `json:"sent"`
+	Dropped   int    `json:"dropped"`
+	Skipped   int    `json:"skipped"`
+	Keys      int    `json:"keys"`
+	Asked     int    `json:"asked"`
+	Bytes     int    `json:"bytes"`
+	Errors    int    `json:"errors"`
+	LastError string `json:"lastError"`
+}
+
+type pubStats struct {
+	Mode     string         `json:"mode"`
+	FPS      int            `json:"fps"`
+	Captured int            `json:"captured"`
+	Seconds  float64        `json:"seconds"`
+	Want     []string       `json:"want"`
+	JPEGSent map[string]int `json:"jpegSent"`
+	H264     pubLayerStats  `json:"h264"`
+	H264Lo   pubLayerStats  `json:"h264lo"`
+}
+
+// TestBrowserPublishH264 publishes Chromium's fake camera from the
+// publish page, which encodes H.264 with WebCodecs: a NATS subscriber
+// gets both H.264 layers with protocol v2's headers, each starting at a
+// keyframe with SPS and PPS, numbered without gaps; presence announces
+// them with Constrained Baseline codec strings; a Go viewer decodes the
+// stream without a picture from a broken chain; a keyframe request on
+// the page's key subject brings a keyframe within a second; and the page
+// encodes JPEG hi only while someone views it.
+func TestBrowserPublishH264(t *testing.T) {
+	ctx := browser(t)
+	if !subscriber.DecodesH264() {
+		t.Fatal("this build of the subscriber does not decode H.264: build with cgo and FFmpeg's libraries")
+	}
+	h := startHub(t, broker.Config{}, Config{})
+	a, _ := protocol.NewAddress("studio", "webcam")
+	sub := hubtest.Connect(t, h.b.ClientURL())
+	logs := map[protocol.Layer]*auLog{protocol.H264: {layer: protocol.H264}, protocol.H264Lo: {layer: protocol.H264Lo}}
+	for l, lg := range logs {
+		if _, err := sub.Subscribe(a.FrameSubject(l), lg.add); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var jpegHi atomic.Int64
+	if _, err := sub.Subscribe(a.FrameSubject(protocol.Hi), func(m *nats.Msg) {
+		if _, err := protocol.ParseLayerFrame(protocol.Hi, m.Header, m.Data); err == nil {
+			jpegHi.Add(1)
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var pres presenceLog
+	if _, err := sub.Subscribe(a.PresenceSubject(), pres.add); err != nil {
+		t.Fatal(err)
+	}
+	_ = sub.Flush()
+
+	const fps = 15
+	nctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := chromedp.Do(nctx, chromedp.Navigate(h.url+fmt.Sprintf("/rooms/studio/publish?name=webcam&size=640x360&fps=%d&autostart=1", fps))); err != nil {
+		t.Fatal(err)
+	}
+	stats := func() pubStats { return eval[pubStats](t, ctx, `window.vidhubPublisher.stats() || {}`) }
+	lazy := hubtest.Lazy(func() any {
+		return fmt.Sprintf("page: %q %+v", eval[string](t, ctx, `document.getElementById('notice').textContent`), stats())
+	})
+	hubtest.Eventually(t, 60*time.Second, func() bool {
+		n1, _, _, _ := logs[protocol.H264].state()
+		n2, _, _, _ := logs[protocol.H264Lo].state()
+		return n1 >= 2*fps && n2 >= 2*fps
+	}, "no H.264 from the page on both layers: %v", lazy)
+	if s := stats(); s.Mode != "h264" {
+		t.Fatalf("the page publishes in mode %q, want h264", s.Mode)
+	}
+	for l, size := range map[protocol.Layer]string{protocol.H264: "640x360", protocol.H264Lo: "320x180"} {
+		n, last, keys, errs := logs[l].state()
+		for _, e := range errs {
+			t.Error(e)
+		}
+		if got := protocol.FormatSize(last.Width, last.Height); got != size {
+			t.Errorf("%s is %s, want %s", l, got, size)
+		}
+		t.Logf("%s: %d access units, %d keyframes so far", l, n, len(keys))
+	}
+	codecRE := regexp.MustCompile(`^avc1\.42E0[0-9A-F]{2}$`)
+	hubtest.Eventually(t, 10*time.Second, func() bool {
+		pr, _ := pres.last()
+		hi, ok1 := pr.Layer(protocol.H264)
+		lo, ok2 := pr.Layer(protocol.H264Lo)
+		return ok1 && ok2 && codecRE.MatchString(hi.Codec) && codecRE.MatchString(lo.Codec) && hi.Bitrate > 0 && lo.Bitrate > 0 &&
+			hi.Width == 640 && lo.Width == 320 && pr.Sends(protocol.Hi) && pr.Sends(protocol.Lo)
+	}, "presence does not announce h264 and h264lo with Constrained Baseline codec strings, and the JPEG layers: %v",
+		hubtest.Lazy(func() any { pr, _ := pres.last(); return pr }))
+
+	// A Go viewer decodes it.
+	room, err := subscriber.Join(hubtest.Connect(t, h.b.ClientURL()), subscriber.Config{Room: "studio", Name: "goviewer"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer room.Close()
+	tile := func() subscriber.TileStats {
+		for _, s := range room.Stats() {
+			if s.Participant == "webcam" {
+				return s
+			}
+		}
+		return subscriber.TileStats{}
+	}
+	hubtest.Eventually(t, 60*time.Second, func() bool { ts := tile(); return ts.Frames >= 2*fps && ts.Keyframes >= 1 },
+		"the Go viewer does not show the page's H.264: %v", hubtest.Lazy(func() any { return tile() }))
+
+	// Encoding rate and bitrate, over a few seconds of video.
+	s0, t0 := stats(), time.Now()
+	n0 := map[protocol.Layer]int{}
+	b0 := map[protocol.Layer]int{}
+	for l, lg := range logs {
+		lg.mu.Lock()
+		n0[l], b0[l] = lg.n, lg.bytes
+		lg.mu.Unlock()
+	}
+	hubtest.Eventually(t, 60*time.Second, func() bool { return stats().H264.Sent >= s0.H264.Sent+4*fps },
+		"the page stopped sending h264: %v", lazy)
+	s1, secs := stats(), time.Since(t0).Seconds()
+	for l, ls := range map[protocol.Layer][2]pubLayerStats{protocol.H264: {s0.H264, s1.H264}, protocol.H264Lo: {s0.H264Lo, s1.H264Lo}} {
+		d := s1.Seconds - s0.Seconds
+		encFPS := float64(ls[1].Encoded-ls[0].Encoded) / d
+		kbps := float64(ls[1].Bytes-ls[0].Bytes) * 8 / d / 1000
+		lg := logs[l]
+		lg.mu.Lock()
+		natsFPS, natsKbps := float64(lg.n-n0[l])/secs, float64(lg.bytes-b0[l])*8/secs/1000
+		lg.mu.Unlock()
+		t.Logf("%s in Chromium: %s %s, encoded %.1f fps (camera at %d), %.0f kbit/s (target %d); on NATS %.1f fps, %.0f kbit/s; dropped %d, skipped %d, keyframes %d",
+			l, ls[1].Codec, ls[1].Size, encFPS, fps, kbps, ls[1].Bitrate/1000, natsFPS, natsKbps, ls[1].Dropped, ls[1].Skipped, ls[1].Keys)
+		if encFPS < 0.5*fps {
+			t.Errorf("%s encodes at %.1f fps, want close to %d", l, encFPS, fps)
+		}
+		if ls[1].Errors > 0 {
+			t.Errorf("%s: %d encoder errors: %s", l, ls[1].Errors, ls[1].LastError)
+		}
+	}
+
+	// Keyframe requests: each brings a keyframe within a second. Each is
+	// sent right after a keyframe arrived, when the next periodic one is
+	// two seconds away.
+	ask := hubtest.Connect(t, h.b.ClientURL())
+	asked := stats().H264.Asked
+	var worst time.Duration
+	for range 3 {
+		_, _, before, _ := logs[protocol.H264].state()
+		at := time.Now()
+		if err := ask.Publish(a.KeySubject(), []byte(protocol.H264)); err != nil {
+			t.Fatal(err)
+		}
+		var got time.Time
+		hubtest.Eventually(t, 10*time.Second, func() bool {
+			_, _, keys, _ := logs[protocol.H264].state()
+			if len(keys) > len(before) {
+				got = keys[len(before)]
+				return true
+			}
+			return false
+		}, "no keyframe after a keyframe request: %v", lazy)
+		d := got.Sub(at)
+		worst = max(worst, d)
+		if d > time.Second {
+			t.Errorf("a keyframe came %v after the request, want within a second", d)
+		}
+	}
+	t.Logf("keyframe requests answered within %v", worst)
+	if s := stats(); s.H264.Asked < asked+3 {
+		t.Errorf("the page heard %d keyframe requests, want %d or more", s.H264.Asked-asked, 3)
+	}
+
+	// JPEG hi is encoded only while someone views it.
+	// Its own view of the room (which takes JPEG lo while the room looks
+	// empty) does not count, nor the Go viewer, which takes H.264.
+	if w := stats().Want; len(w) != 0 {
+		t.Fatalf("the page encodes JPEG %v while no one views it: %v", w, lazy)
+	}
+	jroom, err := subscriber.Join(hubtest.Connect(t, h.b.ClientURL()), subscriber.Config{Room: "studio", Name: "jpegviewer", Codec: protocol.CodecJPEG, Layer: subscriber.LayerHi})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hi0 := jpegHi.Load()
+	hubtest.Eventually(t, 20*time.Second, func() bool { return jpegHi.Load() >= hi0+fps },
+		"no JPEG hi while a JPEG viewer views it: %v", lazy)
+	jroom.Close()
+	hubtest.Eventually(t, 20*time.Second, func() bool { return !slices.Contains(stats().Want, "hi") },
+		"the page still encodes JPEG hi after its viewer left: %v", lazy)
+
+	// What the Go viewer showed: the page's codec, no picture from a
+	// broken chain.
+	ts := tile()
+	t.Logf("Go viewer: %+v", ts)
+	if !strings.HasPrefix(ts.Codec, "avc1.") || ts.Layer != protocol.H264 {
+		t.Errorf("the Go viewer shows codec %q layer %s, want avc1.* on h264", ts.Codec, ts.Layer)
+	}
+	if ts.CorruptShown != 0 || ts.DecodeErrors != 0 || ts.Bad != 0 {
+		t.Errorf("the Go viewer: %d pictures from a broken chain, %d decode errors, %d bad frames; want none", ts.CorruptShown, ts.DecodeErrors, ts.Bad)
+	}
+	for l, lg := range logs {
+		if _, _, _, errs := lg.state(); len(errs) > 0 {
+			t.Errorf("%s: %q", l, errs)
+		}
 	}
 }

@@ -332,7 +332,8 @@ class Session {
       const blobs = await Promise.all(jpeg.map((l) => toBlob(canvas[l][0], this.quality)));
       for (const [i, l] of jpeg.entries()) {
         const b = blobs[i];
-        if (!b || b.size > this.maxBytes || !this.canSend()) continue;
+        // The loop checked the socket before this capture: both layers go.
+        if (!b || b.size > this.maxBytes || !this.sock.open || !this.ready) continue;
         const body = new Uint8Array(await b.arrayBuffer());
         this.sock.send(encodeFrame(l, t, canvas[l][1], canvas[l][2], body));
         this.bytes += body.length;
