@@ -359,6 +359,7 @@ type auLog struct {
 	bytes int
 	last  protocol.FrameMeta
 	keys  []time.Time // when each keyframe arrived
+	times []time.Time // when each access unit arrived
 	errs  []string
 }
 
@@ -388,6 +389,7 @@ func (l *auLog) add(m *nats.Msg) {
 	if meta.Key {
 		l.keys = append(l.keys, now)
 	}
+	l.times = append(l.times, now)
 	l.n++
 	l.bytes += len(m.Data)
 	l.last = meta
@@ -397,6 +399,20 @@ func (l *auLog) state() (n int, last protocol.FrameMeta, keys []time.Time, errs 
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.n, l.last, slices.Clone(l.keys), slices.Clone(l.errs)
+}
+
+// longestGap is the longest time between two access units that arrived
+// after since.
+func (l *auLog) longestGap(since time.Time) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var d time.Duration
+	for i := 1; i < len(l.times); i++ {
+		if l.times[i].After(since) {
+			d = max(d, l.times[i].Sub(l.times[i-1]))
+		}
+	}
+	return d
 }
 
 // pubLayerStats and pubStats are what the publish page measured
@@ -578,6 +594,33 @@ func TestBrowserPublishH264(t *testing.T) {
 	t.Logf("keyframe requests answered within %v", worst)
 	if s := stats(); s.H264.Asked < asked+3 {
 		t.Errorf("the page heard %d keyframe requests, want %d or more", s.H264.Asked-asked, 3)
+	}
+
+	// A backed-up socket: what the page cannot send it drops, and every
+	// delta after it, up to a keyframe it forces at once. It never sends
+	// a delta after a gap (the gateway would drop it:
+	// published_h264_dropped). A keyframe came just now, so the next
+	// periodic one is two seconds away: the stream resumes well before,
+	// or the page did not force one.
+	before, holdAt := stats(), time.Now()
+	eval[any](t, ctx, `window.vidhubPublisher.hold(500)`)
+	hubtest.Eventually(t, 20*time.Second, func() bool {
+		s := stats()
+		return s.H264.Dropped > before.H264.Dropped && s.H264.Sent >= before.H264.Sent+2*fps
+	}, "the page dropped nothing while held, or did not resume: %v", lazy)
+	held := stats()
+	t.Logf("held 500 ms: h264 dropped %d, h264lo %d; then keyframes %d -> %d", held.H264.Dropped-before.H264.Dropped,
+		held.H264Lo.Dropped-before.H264Lo.Dropped, before.H264.Keys, held.H264.Keys)
+	if held.H264.Keys <= before.H264.Keys {
+		t.Errorf("no keyframe after the drop")
+	}
+	if d := logs[protocol.H264].longestGap(holdAt); d > 1200*time.Millisecond {
+		t.Errorf("h264 resumed %v after the last frame before the hold of 500 ms: the page did not force a keyframe", d)
+	} else {
+		t.Logf("h264 resumed %v after the last frame before the hold", d)
+	}
+	if n := h.g.m.pubWaited.Load(); n != 0 {
+		t.Errorf("the page sent %d deltas after a gap in its chain", n)
 	}
 
 	// JPEG hi is encoded only while someone views it.

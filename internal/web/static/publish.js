@@ -156,7 +156,7 @@ class H264Layer {
       this.codec = codec;
       this.s.declare();
     }
-    if ((this.broken && !key) || t === undefined || chunk.byteLength > this.s.maxBytes || !this.s.canSend()) {
+    if ((this.broken && !key) || t === undefined || chunk.byteLength > this.s.maxBytes || !this.s.canSend() || performance.now() < this.s.holdUntil) {
       this.dropped++;
       this.broken = this.needKey = true;
       return;
@@ -206,6 +206,7 @@ class Session {
     this.lastDeclared = "";
     this.jpegSent = { hi: 0, lo: 0 };
     this.started = performance.now();
+    this.holdUntil = 0; // see hold
     const path = "/ws/publish/" + encodeURIComponent(room) + "/" + encodeURIComponent(name) + "?fps=" + fps;
     this.sock = new Socket(path, {
       onOpen: () => {
@@ -344,6 +345,11 @@ class Session {
     this.rate.add(Date.now());
     this.size = hw + "×" + hh;
   }
+  // hold makes every access unit coded in the next ms milliseconds
+  // unsendable, as a backed-up socket does: for tests of what follows.
+  hold(ms) {
+    this.holdUntil = performance.now() + ms;
+  }
   // stats is what the page measured, for tests and the label.
   stats() {
     const secs = (performance.now() - this.started) / 1000;
@@ -425,5 +431,7 @@ const self0 = $("name").value.trim();
 view = new RoomView({ room, grid: $("grid"), empty: $("empty"), host: $("host"), self: NAME_RE.test(self0) ? self0 : "", presence: false });
 window.vidhubRoom = view;
 // window.vidhubPublisher.stats() is what the publishing session measured.
-window.vidhubPublisher = { stats: () => (session ? session.stats() : null) };
+// hold(ms) drops what is coded for ms milliseconds, as on a backed-up
+// socket (tests use it).
+window.vidhubPublisher = { stats: () => (session ? session.stats() : null), hold: (ms) => session && session.hold(ms) };
 if (params.get("autostart") === "1") start();
