@@ -275,9 +275,10 @@ func writeScreenshot(t *testing.T, ctx context.Context, path string) {
 }
 
 // TestBrowserPublish publishes Chromium's fake camera from the publish
-// page: a plain NATS subscriber gets valid JPEG frames with protocol
-// headers from that participant on both layers, and "vidhub rooms" lists
-// it as a publisher.
+// page with codec=jpeg (what a browser without WebCodecs' H.264 encoder
+// does): a plain NATS subscriber gets valid JPEG frames with protocol
+// headers from that participant on both layers, viewed or not, and
+// "vidhub rooms" lists it as a publisher.
 func TestBrowserPublish(t *testing.T) {
 	ctx := browser(t)
 	h := startHub(t, broker.Config{}, Config{})
@@ -293,7 +294,7 @@ func TestBrowserPublish(t *testing.T) {
 	_ = sub.Flush()
 	nctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := chromedp.Do(nctx, chromedp.Navigate(h.url+"/rooms/studio/publish?name=webcam&size=640x360&fps=10&autostart=1")); err != nil {
+	if err := chromedp.Do(nctx, chromedp.Navigate(h.url+"/rooms/studio/publish?name=webcam&size=640x360&fps=10&codec=jpeg&autostart=1")); err != nil {
 		t.Fatal(err)
 	}
 	check := func(ch chan *nats.Msg, layer protocol.Layer) {

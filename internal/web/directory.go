@@ -131,7 +131,9 @@ func (d *directory) update(room, name string, p protocol.Presence, now time.Time
 		e = &entry{}
 		members[name] = e
 	}
-	if !ok || e.p.Role != p.Role {
+	if !ok || e.p.Role != p.Role || !slices.Equal(e.p.Views, p.Views) {
+		// Who is in the room, or what JPEG layers a participant views
+		// (what a publishing browser encodes), changed.
 		d.signal()
 	}
 	e.p, e.seen = p, now

@@ -447,8 +447,10 @@ func (g *Gateway) loop() {
 			g.checkConn()
 		case <-g.dir.changed:
 			g.pushStates()
+			g.pushWants()
 		case <-g.showsMoved:
 			g.beatShown(g.shows())
+			g.pushWants()
 		case now := <-t.C:
 			g.checkConn()
 			g.dir.sweep(now)
@@ -456,6 +458,7 @@ func (g *Gateway) loop() {
 			g.pruneEnded(now)
 			g.keys.prune(now)
 			g.pushStates()
+			g.pushWants()
 			g.mu.Lock()
 			vs := make([]*viewer, 0, len(g.viewers))
 			for v := range g.viewers {

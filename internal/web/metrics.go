@@ -21,10 +21,11 @@ type metrics struct {
 	dropped    atomic.Uint64                 // never sent to a browser: a newer frame replaced it, or (H.264) it waited for a keyframe
 	h264Waited atomic.Uint64                 // H.264 frames dropped while a browser waited for a keyframe
 	keysMu     sync.Mutex
-	keys       map[string]uint64 // keyframe requests by result
-	bad        atomic.Uint64     // bad frames from the broker
-	pubFrames  [2]atomic.Uint64  // published for browsers, by layer
+	keys       map[string]uint64             // keyframe requests by result
+	bad        atomic.Uint64                 // bad frames from the broker
+	pubFrames  [len(allLayers)]atomic.Uint64 // published for browsers, by layer
 	pubBytes   atomic.Uint64
+	pubWaited  atomic.Uint64 // H.264 frames from browsers dropped: a break in their chain
 	badLog     rate.Sometimes
 	refuseLog  rate.Sometimes
 	refusedMu  sync.Mutex
@@ -99,8 +100,10 @@ func (g *Gateway) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	for i, l := range layers[:len(m.pubFrames)] {
 		fmt.Fprintf(&b, "vidhub_web_published_frames_total{layer=%q} %d\n", l, m.pubFrames[i].Load())
 	}
-	metric("vidhub_web_published_bytes_total", "counter", "JPEG bytes browsers published through the gateway.")
+	metric("vidhub_web_published_bytes_total", "counter", "Bytes (JPEG and H.264) browsers published through the gateway.")
 	fmt.Fprintf(&b, "vidhub_web_published_bytes_total %d\n", m.pubBytes.Load())
+	metric("vidhub_web_published_h264_dropped_total", "counter", "H.264 frames from publishing browsers not published: a delta after a break in the chain (a gap in the browser's numbering, a frame the broker did not take), until the next keyframe.")
+	fmt.Fprintf(&b, "vidhub_web_published_h264_dropped_total %d\n", m.pubWaited.Load())
 	metric("vidhub_web_presence_dropped_total", "counter", "Presence beats the room directory dropped: too many rooms, or participants, where no one publishes.")
 	fmt.Fprintf(&b, "vidhub_web_presence_dropped_total %d\n", g.dir.dropped.Load())
 	metric("vidhub_web_refused_total", "counter", "Requests and sockets refused, by reason.")

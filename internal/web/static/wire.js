@@ -38,20 +38,24 @@ export function parseFrame(buf) {
   };
 }
 
-// encodeFrame builds a JPEG message for a publishing socket: no name
-// (the URL names the publisher), seq 0 (the gateway numbers frames).
-export function encodeFrame(layer, timeMs, width, height, jpeg) {
-  const out = new Uint8Array(FIXED + jpeg.length);
+// encodeFrame builds a message for a publishing socket: no name (the
+// URL names the publisher). layer is hi or lo (body a JPEG) or h264 or
+// h264lo (body one Annex B access unit; key marks a keyframe). seq is the
+// page's own number of the layer's frame, 0 for none: the gateway numbers
+// frames itself, and drops an H.264 delta after a gap in the page's.
+export function encodeFrame(layer, timeMs, width, height, body, { key = true, seq = 0 } = {}) {
+  const h264 = layer === "h264" || layer === "h264lo";
+  const out = new Uint8Array(FIXED + body.length);
   const dv = new DataView(out.buffer);
   dv.setUint8(0, WIRE_VERSION);
-  dv.setUint8(1, layer === "hi" ? 0 : 1);
-  dv.setUint8(2, FLAG_KEY);
+  dv.setUint8(1, layer === "hi" || layer === "h264" ? 0 : 1);
+  dv.setUint8(2, h264 ? FLAG_H264 | (key ? FLAG_KEY : 0) : FLAG_KEY);
   dv.setUint8(3, 0);
-  dv.setBigUint64(4, 0n);
+  dv.setBigUint64(4, BigInt(seq));
   dv.setBigInt64(12, BigInt(Math.round(timeMs * 1000)) * 1000n);
   dv.setUint16(20, width);
   dv.setUint16(22, height);
-  out.set(jpeg, FIXED);
+  out.set(body, FIXED);
   return out;
 }
 
