@@ -307,6 +307,8 @@ func FuzzParseFrame(f *testing.F) {
 	f.Add("image/jpeg", "1", "1700000000000000000", "1280x720", []byte{0xFF, 0xD8, 0xFF, 0xD9})
 	f.Add("image/jpeg", "0", "-1", "0x0", []byte("garbage"))
 	f.Add("", "", "", "", []byte{})
+	f.Add("video/h264", "2", "1700000000000000000", "320x180", []byte{0, 0, 0, 1, 0x41, 0x9a, 0, 0, 1, 0x41, 0x40})
+	f.Add("video/h264", "1", "1700000000000000000", "320x180", []byte{0, 0, 0, 1, 0x67, 0x42, 0xc0, 0x1e, 0, 0, 0, 1, 0x68, 0xce, 0, 0, 1, 0x65, 0x88})
 	f.Fuzz(func(t *testing.T, ct, seq, tm, size string, body []byte) {
 		h := nats.Header{}
 		h.Set(HeaderContentType, ct)
@@ -326,6 +328,35 @@ func FuzzParseFrame(f *testing.F) {
 		again, err := ParseFrameHeader(FrameHeaders(m))
 		if err != nil || again != m {
 			t.Fatalf("re-encode of %+v: %+v, %v", m, again, err)
+		}
+	})
+}
+
+// FuzzSplitGOP: whatever a GOP reply body holds, SplitGOP returns access
+// units that each pass CheckH264 (the first a keyframe), or ErrBadFrame;
+// and what AppendGOP writes splits back as it was.
+func FuzzSplitGOP(f *testing.F) {
+	key := []byte{0, 0, 0, 1, 0x67, 0x42, 0xc0, 0x1e, 0, 0, 0, 1, 0x68, 0xce, 0, 0, 1, 0x65, 0x88}
+	delta := []byte{0, 0, 0, 1, 0x41, 0x9a}
+	f.Add(AppendGOP(AppendGOP(nil, 1, key), 2, delta), 2)
+	f.Add([]byte{0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff}, 1)
+	f.Fuzz(func(t *testing.T, body []byte, n int) {
+		aus, err := SplitGOP(body, n)
+		if err != nil {
+			if !errors.Is(err, ErrBadFrame) {
+				t.Fatalf("error %v is not ErrBadFrame", err)
+			}
+			return
+		}
+		var again []byte
+		for i, u := range aus {
+			if err := CheckH264(u.AU, i == 0); err != nil || u.Time <= 0 {
+				t.Fatalf("access unit %d accepted: %v, time %d", i, err, u.Time)
+			}
+			again = AppendGOP(again, u.Time, u.AU)
+		}
+		if !bytes.Equal(again, body) {
+			t.Fatal("AppendGOP does not give back the body SplitGOP split")
 		}
 	})
 }
