@@ -164,8 +164,8 @@ static void spans(int *lo, int *hi, int n, int src) {
 	}
 }
 
-// scale writes the w x h picture pix (BGR24 or RGBA) into e->rgb at the
-// encoder's size.
+// scale writes the w x h picture pix (BGR24 or RGBA) into e->rgb (R G B)
+// at the encoder's size.
 static void scale(vlite *e, const uint8_t *pix, int fmt, int w, int h, int stride) {
 	if (e->sw != w || e->sh != h) {
 		spans(e->x0, e->x1, e->w, w);
@@ -205,28 +205,46 @@ static void scale(vlite *e, const uint8_t *pix, int fmt, int w, int h, int strid
 	}
 }
 
-// to_i420 converts e->rgb into the I420 picture, BT.601 limited range;
-// each chroma sample is that of its 2 x 2 pixels' mean colour.
-static void to_i420(vlite *e) {
-	x264_image_t *img = &e->pic.img;
-	for (int y = 0; y < e->h; y++) {
-		const uint8_t *s = e->rgb + (size_t)y * e->w * 3;
-		uint8_t *d = img->plane[0] + (size_t)y * img->i_stride[0];
-		for (int x = 0; x < e->w; x++, s += 3) {
-			d[x] = (uint8_t)(((66 * s[0] + 129 * s[1] + 25 * s[2] + 128) >> 8) + 16);
+// to_i420 converts the w x h picture src (bpp bytes a pixel, red at byte
+// ri and blue at bi, green at 1) into the I420 picture img, BT.601
+// limited range; each chroma sample is that of its 2 x 2 pixels' mean
+// colour. It is inlined with constant bpp, ri and bi, once per layout.
+static inline __attribute__((always_inline)) void to_i420(x264_image_t *img, const uint8_t *src, size_t stride, int w,
+                                                          int h, const int bpp, const int ri, const int bi) {
+	for (int y = 0; y < h; y += 2) {
+		const uint8_t *s0 = src + (size_t)y * stride, *s1 = s0 + stride;
+		uint8_t *y0 = img->plane[0] + (size_t)y * img->i_stride[0], *y1 = y0 + img->i_stride[0];
+		uint8_t *u = img->plane[1] + (size_t)(y / 2) * img->i_stride[1];
+		uint8_t *v = img->plane[2] + (size_t)(y / 2) * img->i_stride[2];
+		for (int x = 0; x < w; x += 2, s0 += 2 * bpp, s1 += 2 * bpp) {
+			int r00 = s0[ri], g00 = s0[1], b00 = s0[bi];
+			int r01 = s0[bpp + ri], g01 = s0[bpp + 1], b01 = s0[bpp + bi];
+			int r10 = s1[ri], g10 = s1[1], b10 = s1[bi];
+			int r11 = s1[bpp + ri], g11 = s1[bpp + 1], b11 = s1[bpp + bi];
+			y0[x] = (uint8_t)(((66 * r00 + 129 * g00 + 25 * b00 + 128) >> 8) + 16);
+			y0[x + 1] = (uint8_t)(((66 * r01 + 129 * g01 + 25 * b01 + 128) >> 8) + 16);
+			y1[x] = (uint8_t)(((66 * r10 + 129 * g10 + 25 * b10 + 128) >> 8) + 16);
+			y1[x + 1] = (uint8_t)(((66 * r11 + 129 * g11 + 25 * b11 + 128) >> 8) + 16);
+			int r = (r00 + r01 + r10 + r11 + 2) >> 2;
+			int g = (g00 + g01 + g10 + g11 + 2) >> 2;
+			int b = (b00 + b01 + b10 + b11 + 2) >> 2;
+			u[x / 2] = (uint8_t)(((-38 * r - 74 * g + 112 * b + 128) >> 8) + 128);
+			v[x / 2] = (uint8_t)(((112 * r - 94 * g - 18 * b + 128) >> 8) + 128);
 		}
 	}
-	for (int y = 0; y < e->h / 2; y++) {
-		const uint8_t *s0 = e->rgb + (size_t)(2 * y) * e->w * 3, *s1 = s0 + (size_t)e->w * 3;
-		uint8_t *u = img->plane[1] + (size_t)y * img->i_stride[1];
-		uint8_t *v = img->plane[2] + (size_t)y * img->i_stride[2];
-		for (int x = 0; x < e->w / 2; x++, s0 += 6, s1 += 6) {
-			int r = (s0[0] + s0[3] + s1[0] + s1[3] + 2) >> 2;
-			int g = (s0[1] + s0[4] + s1[1] + s1[4] + 2) >> 2;
-			int b = (s0[2] + s0[5] + s1[2] + s1[5] + 2) >> 2;
-			u[x] = (uint8_t)(((-38 * r - 74 * g + 112 * b + 128) >> 8) + 128);
-			v[x] = (uint8_t)(((112 * r - 94 * g - 18 * b + 128) >> 8) + 128);
-		}
+}
+
+// convert fills the encoder's picture from pix: straight from it at the
+// encoder's size, else through the scaler.
+static void convert(vlite *e, const uint8_t *pix, int fmt, int w, int h, int stride) {
+	x264_image_t *img = &e->pic.img;
+	if (w != e->w || h != e->h) {
+		scale(e, pix, fmt, w, h, stride);
+		to_i420(img, e->rgb, (size_t)e->w * 3, e->w, e->h, 3, 0, 2);
+	} else if (fmt == VM_RGBA) {
+		to_i420(img, pix, (size_t)stride, w, h, 4, 0, 2);
+	} else {
+		to_i420(img, pix, (size_t)stride, w, h, 3, 2, 0);
 	}
 }
 
@@ -238,8 +256,7 @@ int vlite_encode(vlite *e, const uint8_t *pix, int fmt, int w, int h, int stride
 	if (fmt != VM_BGR24 && fmt != VM_RGBA) {
 		return fail(msg, -1, "unknown pixel format");
 	}
-	scale(e, pix, fmt, w, h, stride);
-	to_i420(e);
+	convert(e, pix, fmt, w, h, stride);
 	e->pic.i_pts = e->pts++;
 	e->pic.i_type = force_key ? X264_TYPE_IDR : X264_TYPE_AUTO;
 	x264_nal_t *nal;

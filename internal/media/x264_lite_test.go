@@ -146,7 +146,8 @@ func TestLiteEncodeInputs(t *testing.T) {
 	inputs := []struct {
 		fmt          PixFmt
 		w, h, stride int
-	}{{RGBA, 320, 180, 320 * 4}, {BGR24, 641, 361, 641*3 + 13}, {RGBA, 100, 50, 400}, {BGR24, 320, 180, 320 * 3}, {BGR24, 1280, 720, 1280 * 3}}
+	}{{RGBA, 320, 180, 320 * 4}, {BGR24, 641, 361, 641*3 + 13}, {RGBA, 100, 50, 400}, {BGR24, 320, 180, 320 * 3}, {BGR24, 1280, 720, 1280 * 3},
+		{BGR24, 320, 180, 320*3 + 7}, {RGBA, 320, 180, 320*4 + 12}}
 	var stream []byte
 	for i, in := range inputs {
 		img := Image{Fmt: in.fmt, Width: in.w, Height: in.h, Stride: in.stride, Pix: make([]byte, in.stride*in.h)}
