@@ -49,10 +49,11 @@ bench: deps ## run the benchmark suite (vidhub vs raw NATS vs classic; bench-res
 	cp bench-results/chart.svg docs/bench-chart.svg
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 200ms ./... | tee bench-results/go-bench.txt
 
-lint: deps ## gofmt, go vet (both builds), staticcheck, go mod tidy
+lint: deps ## gofmt, go vet (every build), staticcheck, go mod tidy
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt: run gofmt -w ."; exit 1; }
 	$(GO) vet ./...
 	CGO_ENABLED=0 $(GO) vet ./...
+	$(GO) vet -tags vidhub_lite ./...
 	$(GO) tool staticcheck ./...
 	$(GO) mod tidy -diff
 
@@ -90,15 +91,46 @@ COMPOSE   ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker comp
 PROFILE   ?=
 .PHONY: image up down
 
-image: ## build the static binary and the FROM-scratch image IMAGE (default vidhub:latest)
+# The image holds the lite build where this host can make it: cgo with
+# libx264 linked in statically (build tag vidhub_lite; no OpenCV, no
+# FFmpeg), so its publishers send H.264. It needs gcc, glibc's static
+# libraries (libc6-dev) and libx264.a with x264.h (libx264-dev): "make deps"
+# installs them. netgo and osusergo keep glibc's resolver and user lookup
+# (which want shared NSS modules at run time) out of the static binary. The
+# linker warns that x264's OpenCL loader calls dlopen: harmless, vidhub
+# never turns OpenCL on. Without those, the image holds the static build
+# (CGO_ENABLED=0), whose publishers send JPEG only, and "make image" says
+# so. IMAGE_BUILD=lite or IMAGE_BUILD=static picks one (lite then fails
+# where it cannot be built).
+IMAGE_BUILD ?=
+LITE_TAGS   := vidhub_lite netgo osusergo
+LITE_PROBE  := printf '\043include <stdint.h>\n\043include <x264.h>\nint main(void) { x264_param_t p; return x264_param_default_preset(&p, 0, 0); }\n' | \
+	$${CC:-gcc} -x c -static -o /dev/null - -lx264 -lm -lpthread -ldl >/dev/null 2>&1
+
+image: ## build vidhub (the lite build where the host can, else the static one) and the FROM-scratch image IMAGE (default vidhub:latest)
 	@mkdir -p $(IMAGE_DIR)
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(IMAGE_DIR)/vidhub ./cmd/vidhub
-	@if [ -r /etc/ssl/certs/ca-certificates.crt ]; then cp /etc/ssl/certs/ca-certificates.crt $(IMAGE_DIR)/; else : > $(IMAGE_DIR)/ca-certificates.crt; fi
+	@build='$(IMAGE_BUILD)'; \
+	if [ -z "$$build" ]; then \
+		if $(LITE_PROBE); then build=lite; else \
+			build=static; \
+			echo "image: no static libx264 here (gcc, libc6-dev and libx264-dev: make deps): falling back to the static build, whose publishers send JPEG only"; \
+		fi; \
+	fi; \
+	case "$$build" in \
+	lite) echo "image: the lite build (static, libx264 linked in: publishes H.264)"; \
+		set -x; CGO_ENABLED=1 $(GO) build -trimpath -tags '$(LITE_TAGS)' -ldflags '$(LDFLAGS) -linkmode external -extldflags -static' -o $(IMAGE_DIR)/vidhub ./cmd/vidhub ;; \
+	static) echo "image: the static build (CGO_ENABLED=0: publishes JPEG only)"; \
+		set -x; CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(IMAGE_DIR)/vidhub ./cmd/vidhub ;; \
+	*) echo "image: IMAGE_BUILD=$$build: want lite or static" >&2; exit 2 ;; \
+	esac && { set +x; } 2>/dev/null && \
+	if [ -r /etc/ssl/certs/ca-certificates.crt ]; then cp /etc/ssl/certs/ca-certificates.crt $(IMAGE_DIR)/; else : > $(IMAGE_DIR)/ca-certificates.crt; fi && \
 	docker build -f deploy/Dockerfile -t $(IMAGE) \
 		--build-arg VERSION=$(VERSION) \
 		--build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null || echo unknown) \
 		--build-arg CREATED=$$(date -u +%Y-%m-%dT%H:%M:%SZ) \
-		$(IMAGE_DIR)
+		--build-arg BUILD=$$build \
+		$(IMAGE_DIR) && \
+	echo "image: $(IMAGE), $$build build, $$(docker image inspect --format '{{.Size}}' $(IMAGE) | awk '{printf "%.1f MB", $$1/1e6}')"
 
 up: image ## build the image and start the compose stack (PROFILE=cluster for three brokers); web on http://localhost:8080
 	VIDHUB_IMAGE=$(IMAGE) $(COMPOSE) $(if $(PROFILE),--profile $(PROFILE)) up -d

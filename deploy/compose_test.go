@@ -210,7 +210,8 @@ func httpGet(url string) (int, string) {
 
 // checkFrames subscribes to a room's hi frames on nc and checks a few are
 // complete vidhub frames: valid headers, a JPEG that decodes to the
-// announced size.
+// announced size. The demo publishers send JPEG only while a viewer asks
+// for it: the caller has one in the room.
 func checkFrames(t *testing.T, nc *nats.Conn, room string) {
 	t.Helper()
 	sub, err := nc.SubscribeSync(protocol.RoomFrames(room, protocol.Hi))
@@ -221,11 +222,11 @@ func checkFrames(t *testing.T, nc *nats.Conn, room string) {
 	for range 3 {
 		m, err := sub.NextMsg(10 * time.Second)
 		if err != nil {
-			t.Fatalf("no frame in room %s: %v", room, err)
+			t.Fatalf("no JPEG frame in room %s: %v", room, err)
 		}
-		meta, err := protocol.ParseFrame(m.Header, m.Data)
+		meta, err := protocol.ParseLayerFrame(protocol.Hi, m.Header, m.Data)
 		if err != nil {
-			t.Fatalf("room %s: not a vidhub frame: %v", room, err)
+			t.Fatalf("room %s: not a vidhub JPEG frame: %v", room, err)
 		}
 		img, err := jpeg.Decode(bytes.NewReader(m.Data))
 		if err != nil {
@@ -233,6 +234,56 @@ func checkFrames(t *testing.T, nc *nats.Conn, room string) {
 		}
 		if b := img.Bounds(); b.Dx() != meta.Width || b.Dy() != meta.Height {
 			t.Fatalf("room %s: JPEG of %dx%d, header says %dx%d", room, b.Dx(), b.Dy(), meta.Width, meta.Height)
+		}
+	}
+}
+
+// demoW and demoH are the demo publishers' picture size in
+// docker-compose.yml.
+const demoW, demoH = 640, 360
+
+// checkH264Frames subscribes to a room's h264 layer on nc and checks
+// what the demo publisher sends there: Content-Type video/h264, v2's
+// headers, access units that pass CheckH264, the demo size, numbers
+// without gaps, and a keyframe (with SPS and PPS) within two seconds'
+// worth, whose codec string is Constrained Baseline.
+func checkH264Frames(t *testing.T, nc *nats.Conn, room string) {
+	t.Helper()
+	sub, err := nc.SubscribeSync(protocol.RoomFrames(room, protocol.H264))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	var last uint64
+	for i := 0; ; i++ {
+		m, err := sub.NextMsg(10 * time.Second)
+		if err != nil {
+			t.Fatalf("no H.264 frame in room %s (on %s): %v", room, protocol.RoomFrames(room, protocol.H264), err)
+		}
+		if ct := m.Header.Get(protocol.HeaderContentType); ct != protocol.ContentTypeH264 {
+			t.Fatalf("room %s: frame on %s with Content-Type %q, want %q", room, m.Subject, ct, protocol.ContentTypeH264)
+		}
+		meta, err := protocol.ParseLayerFrame(protocol.H264, m.Header, m.Data)
+		if err != nil {
+			t.Fatalf("room %s: not a vidhub H.264 frame: %v", room, err)
+		}
+		if meta.Width != demoW || meta.Height != demoH {
+			t.Fatalf("room %s: H.264 frame of %dx%d, want the demo's %dx%d", room, meta.Width, meta.Height, demoW, demoH)
+		}
+		if last != 0 && meta.Seq != last+1 {
+			t.Errorf("room %s: H.264 frame %d after %d: the sequence has a gap", room, meta.Seq, last)
+		}
+		last = meta.Seq
+		if meta.Key {
+			if c, err := protocol.H264CodecString(m.Data); err != nil || !strings.HasPrefix(c, "avc1.42C0") {
+				t.Errorf("room %s: keyframe's codec string %q (%v), want Constrained Baseline avc1.42C0xx", room, c, err)
+			}
+			return
+		}
+		// Two seconds between keyframes at the demo's 15 fps, and a
+		// margin.
+		if i > 45 {
+			t.Fatalf("room %s: no H.264 keyframe in %d frames", room, i+1)
 		}
 	}
 }
@@ -300,6 +351,8 @@ func upAndCheck(t *testing.T, s *stack, profileArgs ...string) time.Duration {
 		t.Errorf("the web page at / is %d, not a page", code)
 	}
 
+	// The demo publishers send H.264: a viewer of the full build (this
+	// test's) takes and decodes it.
 	nc := hubtest.Connect(t, s.natsURL("VIDHUB_NATS_PORT"))
 	lobby := mustJoin(t, s.natsURL("VIDHUB_NATS_PORT"), "lobby")
 	studio := mustJoin(t, s.natsURL("VIDHUB_NATS_PORT"), "studio")
@@ -314,6 +367,29 @@ func upAndCheck(t *testing.T, s *stack, profileArgs ...string) time.Duration {
 			t.Errorf("room %s: %d bad frames", v.room.Name(), v.room.Bad())
 		}
 	}
+	for v, who := range map[*viewer]string{lobby: "demo-1", studio: "demo-2"} {
+		// The layer and the codec string (from presence) show in the
+		// stats of the next interval.
+		hubtest.Eventually(t, 10*time.Second, func() bool {
+			ts, _ := v.tile(who)
+			return ts.Keyframes > 0 && ts.Layer == protocol.H264 && strings.HasPrefix(ts.Codec, "avc1.42C0")
+		}, "%s's viewer does not take %s's h264 layer (Constrained Baseline, a keyframe decoded)", v.room.Name(), who)
+		if ts, _ := v.tile(who); ts.DecodeErrors != 0 || ts.CorruptShown != 0 {
+			t.Errorf("%s's viewer: %d decode errors, %d corrupt pictures shown of %s", v.room.Name(), ts.DecodeErrors, ts.CorruptShown, who)
+		}
+	}
+	checkH264Frames(t, nc, "lobby")
+	checkH264Frames(t, nc, "studio")
+
+	// JPEG, on demand: a viewer that takes JPEG only (a static or lite
+	// build's, or protocol v1's) gets it.
+	lobbyJPEG := mustJoinCodec(t, s.natsURL("VIDHUB_NATS_PORT"), "lobby", protocol.CodecJPEG)
+	studioJPEG := mustJoinCodec(t, s.natsURL("VIDHUB_NATS_PORT"), "studio", protocol.CodecJPEG)
+	hubtest.Eventually(t, 30*time.Second, func() bool {
+		a, _ := lobbyJPEG.frames("demo-1")
+		b, _ := studioJPEG.frames("demo-2")
+		return a >= 3 && b >= 3
+	}, "no JPEG frames of demo-1 and demo-2 for viewers that ask for JPEG")
 	checkFrames(t, nc, "lobby")
 	checkFrames(t, nc, "studio")
 
@@ -352,15 +428,35 @@ func TestComposeDefaultStack(t *testing.T) {
 	t.Logf("default stack serving frames %v after compose up", upTime.Round(time.Millisecond))
 	waitHealthy(t, s, "broker", "web", "pattern-lobby", "pattern-studio")
 
-	// The image: scratch, non-root, labelled, with a healthcheck.
+	// The image: scratch, non-root, labelled as the lite build, with a
+	// healthcheck, and small.
 	out, errOut, code := runCmd(t, time.Minute, nil, "docker", "image", "inspect", "--format",
-		"{{.Config.User}}|{{index .Config.Labels \"org.opencontainers.image.title\"}}|{{json .Config.Healthcheck.Test}}|{{json .Config.ExposedPorts}}", imageTag)
+		"{{.Config.User}}|{{index .Config.Labels \"org.opencontainers.image.title\"}}|{{index .Config.Labels \"io.vidhub.build\"}}|{{json .Config.Healthcheck.Test}}|{{json .Config.ExposedPorts}}|{{len .RootFS.Layers}}|{{.Size}}", imageTag)
 	if code != 0 {
 		t.Fatalf("docker image inspect: %s", errOut)
 	}
-	for _, want := range []string{"65532:65532|", "|vidhub|", `"/vidhub","health"`, `"4222/tcp"`, `"8222/tcp"`, `"8080/tcp"`} {
+	for _, want := range []string{"65532:65532|", "|vidhub|", "|lite|", `"/vidhub","health"`, `"4222/tcp"`, `"8222/tcp"`, `"8080/tcp"`, "|2|"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("image config %s lacks %s", out, want)
+		}
+	}
+	fields := strings.Split(strings.TrimSpace(out), "|")
+	size, err := strconv.ParseInt(fields[len(fields)-1], 10, 64)
+	if err != nil || size > 40e6 {
+		t.Errorf("image size %q (%v): want at most 40 MB (a static binary and a CA bundle)", fields[len(fields)-1], err)
+	}
+	t.Logf("image %s: %.1f MB", imageTag, float64(size)/1e6)
+	// Its binary is the lite build, and runs read-only, without
+	// capabilities, as 65532.
+	out, errOut, code = runCmd(t, time.Minute, nil, "docker", "run", "--rm", "--read-only", "--cap-drop", "ALL",
+		"--security-opt", "no-new-privileges:true", imageTag, "version")
+	if code != 0 || !strings.Contains(out, "lite build") {
+		t.Errorf("vidhub version in the image: exit %d, %s%s; want the lite build", code, out, errOut)
+	}
+	for _, svc := range []string{"pattern-lobby", "web"} {
+		out, _, _ := runCmd(t, time.Minute, nil, "docker", "inspect", "--format", "{{.Config.User}}|{{.HostConfig.ReadonlyRootfs}}", s.container(svc))
+		if strings.TrimSpace(out) != "65532:65532|true" {
+			t.Errorf("service %s runs as user|read-only %q, want 65532:65532|true", svc, strings.TrimSpace(out))
 		}
 	}
 	downClean(t, s)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/vidhub/vidhub/internal/hubtest"
 	"github.com/vidhub/vidhub/internal/natsconn"
+	"github.com/vidhub/vidhub/protocol"
 	"github.com/vidhub/vidhub/subscriber"
 )
 
@@ -24,8 +25,9 @@ func repoRoot(t testing.TB) string {
 	return filepath.Dir(filepath.Dir(file))
 }
 
-// vidhubBin builds the static vidhub binary (what the image holds); a
-// test that needs it is skipped with -short.
+// vidhubBin builds the static vidhub binary (CGO_ENABLED=0; the image
+// holds the lite build, whose broker, health and rooms commands are the
+// same); a test that needs it is skipped with -short.
 func vidhubBin(t testing.TB) string {
 	t.Helper()
 	if testing.Short() {
@@ -51,12 +53,19 @@ type viewer struct {
 // join joins room through urls (a comma-separated list), as name.
 func join(t testing.TB, urls, room, name string, opts ...nats.Option) (*viewer, error) {
 	t.Helper()
+	return joinCodec(t, urls, room, name, "", opts...)
+}
+
+// joinCodec is join taking codec's layers only (empty: H.264 where a
+// publisher sends it, as this full build decodes it).
+func joinCodec(t testing.TB, urls, room, name string, codec protocol.Codec, opts ...nats.Option) (*viewer, error) {
+	t.Helper()
 	nc, err := natsconn.Connect(natsconn.Config{URL: urls, Name: "test viewer", Options: opts})
 	if err != nil {
 		return nil, err
 	}
 	t.Cleanup(nc.Close)
-	r, err := subscriber.Join(nc, subscriber.Config{Room: room, Name: name, Layer: subscriber.LayerHi})
+	r, err := subscriber.Join(nc, subscriber.Config{Room: room, Name: name, Layer: subscriber.LayerHi, Codec: codec})
 	if err != nil {
 		return nil, err
 	}
@@ -71,6 +80,26 @@ func mustJoin(t testing.TB, urls, room string, opts ...nats.Option) *viewer {
 		t.Fatalf("joining %s through %s: %v", room, urls, err)
 	}
 	return v
+}
+
+// mustJoinCodec is mustJoin taking codec's layers only.
+func mustJoinCodec(t testing.TB, urls, room string, codec protocol.Codec) *viewer {
+	t.Helper()
+	v, err := joinCodec(t, urls, room, "", codec)
+	if err != nil {
+		t.Fatalf("joining %s through %s for %s: %v", room, urls, codec, err)
+	}
+	return v
+}
+
+// tile is the stats of participant's tile, if the viewer has one.
+func (v *viewer) tile(participant string) (subscriber.TileStats, bool) {
+	for _, s := range v.room.Stats() {
+		if s.Participant == participant {
+			return s, true
+		}
+	}
+	return subscriber.TileStats{}, false
 }
 
 // frames counts participant's frames, and bad frames of the room.

@@ -37,7 +37,7 @@ func ParseCodec(s string) (protocol.Codec, error) {
 
 // DefaultCodec is H.264 where this build can encode it, else JPEG.
 func DefaultCodec() protocol.Codec {
-	if media.H264Available() {
+	if media.CanEncodeH264() {
 		return protocol.CodecH264
 	}
 	return protocol.CodecJPEG

@@ -1,4 +1,4 @@
-//go:build matprofile && cgo
+//go:build matprofile && cgo && !vidhub_lite
 
 package publisher_test
 

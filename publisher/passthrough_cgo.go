@@ -1,4 +1,4 @@
-//go:build cgo
+//go:build cgo && !vidhub_lite
 
 package publisher
 
@@ -50,8 +50,8 @@ type passthrough struct {
 	gopSeq   uint64 // number of gop[0]
 	gopTime  int64  // capture time of gop[0]
 
-	dec     media.Decoder // while decoding
-	decWait bool          // decoding starts at the next keyframe
+	dec    media.Decoder // while decoding
+	capSeq uint64        // numbers the pictures decoded for the other layers
 }
 
 // passthroughCandidate reports whether src may be an H.264 file or
@@ -316,8 +316,8 @@ func (p *Publisher) passDecode(au media.AU, now time.Time) {
 		_ = m.Close()
 		return
 	}
-	p.capSeq++
-	if old, replaced := p.box.put(captured{f: &matFrame{m: m}, seq: p.capSeq, at: now}); replaced {
+	pt.capSeq++
+	if old, replaced := p.box.put(captured{f: &matFrame{m: m}, seq: pt.capSeq, at: now}); replaced {
 		old.f.release()
 		p.droppedBusy.Add(1)
 	}

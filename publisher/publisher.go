@@ -147,10 +147,8 @@ type Publisher struct {
 	encodeErrLog, bigLog   rate.Sometimes
 
 	// pass, for an H.264 source passed through, publishes its access
-	// units on the h264 layer (h264[0] is nil then); capSeq numbers the
-	// pictures it decodes for the other layers.
+	// units on the h264 layer (h264[0] is nil then).
 	pass       *passthrough
-	capSeq     uint64
 	gopReplies atomic.Uint64
 
 	closeOnce sync.Once

@@ -34,7 +34,7 @@ func (p *publishFlags) register(fs *flagSet) {
 	fs.IntVar(&p.quality, "quality", publisher.DefaultQuality, "JPEG quality, 1 to 100")
 	fs.BoolVar(&p.loop, "loop", false, "restart a file source at its end")
 	fs.StringVar(&p.encode, "encode", string(publisher.EncodeAuto), "which layers to encode: auto (H.264 always, JPEG while some viewer's presence asks for it; with --codec jpeg, all), all, or watched (only layers some viewer's presence asks for: an idle publisher costs next to nothing, but viewers that announce no presence, such as nats sub, get nothing)")
-	fs.StringVar(&p.codec, "codec", string(publisher.DefaultCodec()), "h264 (H.264 layers, and JPEG ones on demand) or jpeg (JPEG layers only, as protocol v1); h264 needs the full build")
+	fs.StringVar(&p.codec, "codec", string(publisher.DefaultCodec()), "h264 (H.264 layers, and JPEG ones on demand) or jpeg (JPEG layers only, as protocol v1); h264 needs the full or lite build")
 	fs.IntVar(&p.bitrate, "bitrate", 0, "H.264 target in bits per second (e.g. 1500000); 0 picks one from size and fps (about 1.4 Mbit/s for 720p30)")
 	fs.DurationVar(&p.keyint, "keyint", publisher.DefaultKeyInt, "longest time between two H.264 keyframes (viewers that join or lose a frame ask for one sooner)")
 }

@@ -1,4 +1,4 @@
-//go:build cgo
+//go:build cgo && !vidhub_lite
 
 package media
 
@@ -10,33 +10,11 @@ import "C"
 
 import (
 	"fmt"
-	"math"
 	"sync"
 	"unsafe"
 
 	"github.com/vidhub/vidhub/protocol"
 )
-
-// Encoder settings, chosen by measurement (BenchmarkEncode720p): on a
-// noisy 720p30 camera-like picture at the default bitrate, x264's
-// superfast preset matches veryfast's PSNR (33.2 dB both) for 3% more
-// bits at 60% of its CPU time. Constrained Baseline (no CABAC, no
-// B-frames) decodes in every browser's WebCodecs and costs little more
-// than Main at these settings.
-const (
-	encPreset  = "superfast"
-	encProfile = "baseline"
-)
-
-// encThreads is how many sliced threads x264 uses for w x h: one slice
-// for small pictures (cheapest, best compression), two from 720p up, so
-// that a picture's latency halves when the second core is free.
-func encThreads(w, h int) int {
-	if w*h >= 1280*720 {
-		return 2
-	}
-	return 1
-}
 
 type encoder struct {
 	mu    sync.Mutex
@@ -55,20 +33,9 @@ var _ Encoder = (*encoder)(nil)
 // one-second VBV buffer whose rate is the bitrate.
 func NewEncoder(cfg EncoderConfig) (Encoder, error) {
 	setup()
-	if cfg.Width <= 0 || cfg.Height <= 0 || cfg.Width%2 != 0 || cfg.Height%2 != 0 || cfg.Width > 8192 || cfg.Height > 8192 {
-		return nil, fmt.Errorf("H.264 encoder: size %dx%d: want even sizes from 2x2 to 8192x8192", cfg.Width, cfg.Height)
-	}
-	if cfg.FPS <= 0 || cfg.FPS > 1000 || math.IsNaN(cfg.FPS) {
-		return nil, fmt.Errorf("H.264 encoder: frame rate %v: want more than 0 and at most 1000", cfg.FPS)
-	}
-	if cfg.Bitrate < 0 || cfg.KeyInt < 0 {
-		return nil, fmt.Errorf("H.264 encoder: bitrate %d and key interval %d: want 0 (a default) or more", cfg.Bitrate, cfg.KeyInt)
-	}
-	if cfg.Bitrate == 0 {
-		cfg.Bitrate = DefaultBitrate(cfg.Width, cfg.Height, cfg.FPS)
-	}
-	if cfg.KeyInt == 0 {
-		cfg.KeyInt = max(1, int(math.Round(2*cfg.FPS)))
+	cfg, err := checkConfig(cfg)
+	if err != nil {
+		return nil, err
 	}
 	num, den := fpsRational(cfg.FPS)
 	preset := C.CString(encPreset)
@@ -92,18 +59,6 @@ func NewEncoder(cfg EncoderConfig) (Encoder, error) {
 		e.codec, _ = protocol.H264CodecString(C.GoBytes(unsafe.Pointer(p), n))
 	}
 	return e, nil
-}
-
-// fpsRational turns a frame rate into a fraction: 30 is 30/1, 29.97 is
-// 30000/1001.
-func fpsRational(fps float64) (num, den int) {
-	if r := math.Round(fps); math.Abs(fps-r) < 1e-6 {
-		return int(r), 1
-	}
-	if r := math.Round(fps * 1.001); math.Abs(fps*1.001-r) < 1e-3 {
-		return int(r) * 1000, 1001
-	}
-	return int(math.Round(fps * 1000)), 1000
 }
 
 // Encode codes img (scaled to the encoder's size) and returns its access

@@ -1,4 +1,4 @@
-//go:build cgo
+//go:build cgo && !vidhub_lite
 
 package media
 
@@ -9,9 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/vidhub/vidhub/protocol"
 )
@@ -167,55 +165,6 @@ func TestEncodeInputs(t *testing.T) {
 	}
 }
 
-// TestEncodeBitrate checks that the rate control hits its target on a
-// picture that is hard to code.
-func TestEncodeBitrate(t *testing.T) {
-	for _, target := range []int{400_000, 1_500_000} {
-		const n = 90
-		cfg := EncoderConfig{Width: 640, Height: 360, FPS: 30, Bitrate: target}
-		bytes := 0
-		for _, au := range encodeAll(t, cfg, n, busyScene) {
-			bytes += len(au.Data)
-		}
-		got := float64(bytes*8) / (n / cfg.FPS)
-		t.Logf("target %d bit/s, got %.0f (%+.1f%%)", target, got, 100*(got/float64(target)-1))
-		if got < 0.6*float64(target) || got > 1.4*float64(target) {
-			t.Errorf("target %d bit/s, got %.0f: more than 40%% off", target, got)
-		}
-	}
-}
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// BenchmarkEncode720p encodes a camera-like 720p picture (a still
-// background with sensor noise and a moving box) at the default bitrate,
-// and reports the share of one core a 30 fps encode takes.
-func BenchmarkEncode720p(b *testing.B) {
-	imgs := cameraScenes(1280, 720, 30)
-	enc, err := NewEncoder(EncoderConfig{Width: 1280, Height: 720, FPS: 30})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer enc.Close()
-	bytes := 0
-	c0 := cpuTime()
-	b.ResetTimer()
-	for i := 0; b.Loop(); i++ {
-		au, err := enc.Encode(imgs[i%len(imgs)], false)
-		if err != nil {
-			b.Fatal(err)
-		}
-		bytes += len(au.Data)
-	}
-	cpu := cpuTime() - c0
-	b.ReportMetric(100*cpu.Seconds()/float64(b.N)*30, "%core@30fps")
-	b.ReportMetric(float64(bytes*8)/float64(b.N)*30/1000, "kbit/s")
-}
-
 // BenchmarkDecode720p decodes 720p access units, two seconds' worth
 // (a keyframe and 59 P-frames) over and over.
 func BenchmarkDecode720p(b *testing.B) {
@@ -231,40 +180,4 @@ func BenchmarkDecode720p(b *testing.B) {
 			b.Fatal(ok, err)
 		}
 	}
-}
-
-var cameraCache = map[[3]int][]Image{}
-
-// cameraScenes returns n frames of a camera-like picture: scene's first
-// frame as a still background with sensor noise (-1 to +2), and the
-// moving box.
-func cameraScenes(w, h, n int) []Image {
-	k := [3]int{w, h, n}
-	if imgs, ok := cameraCache[k]; ok {
-		return imgs
-	}
-	bg := scene(w, h, 0)
-	imgs := make([]Image, n)
-	for f := range imgs {
-		img := scene(w, h, f)
-		bw, bh := w/6, h/5
-		bx := (f * 8) % (w - bw)
-		seed := uint32(f * 7919)
-		for y := range h {
-			for x := range w {
-				if x >= bx && x < bx+bw && y >= (h-bh)/2 && y < (h+bh)/2 {
-					continue
-				}
-				seed = seed*1664525 + 1013904223
-				nz := int(seed>>30) - 1
-				for c := range 3 {
-					i := y*img.Stride + x*3 + c
-					img.Pix[i] = byte(min(255, max(0, int(bg.Pix[i])+nz)))
-				}
-			}
-		}
-		imgs[f] = img
-	}
-	cameraCache[k] = imgs
-	return imgs
 }

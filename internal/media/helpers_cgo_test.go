@@ -108,3 +108,39 @@ func encodeAll(t testing.TB, cfg EncoderConfig, n int, pic func(w, h, i int) Ima
 	}
 	return aus
 }
+
+var cameraCache = map[[3]int][]Image{}
+
+// cameraScenes returns n frames of a camera-like picture: scene's first
+// frame as a still background with sensor noise (-1 to +2), and the
+// moving box.
+func cameraScenes(w, h, n int) []Image {
+	k := [3]int{w, h, n}
+	if imgs, ok := cameraCache[k]; ok {
+		return imgs
+	}
+	bg := scene(w, h, 0)
+	imgs := make([]Image, n)
+	for f := range imgs {
+		img := scene(w, h, f)
+		bw, bh := w/6, h/5
+		bx := (f * 8) % (w - bw)
+		seed := uint32(f * 7919)
+		for y := range h {
+			for x := range w {
+				if x >= bx && x < bx+bw && y >= (h-bh)/2 && y < (h+bh)/2 {
+					continue
+				}
+				seed = seed*1664525 + 1013904223
+				nz := int(seed>>30) - 1
+				for c := range 3 {
+					i := y*img.Stride + x*3 + c
+					img.Pix[i] = byte(min(255, max(0, int(bg.Pix[i])+nz)))
+				}
+			}
+		}
+		imgs[f] = img
+	}
+	cameraCache[k] = imgs
+	return imgs
+}

@@ -2,9 +2,13 @@
 // encoding, decoding and demuxing through FFmpeg's libraries (libavcodec
 // with libx264, libavformat, libswscale) over a small cgo layer.
 //
-// The full build (cgo) has all of it. The static build (CGO_ENABLED=0)
-// has none: every constructor returns ErrUnavailable, which says so
-// plainly, and H264Available reports false, so callers fall back to JPEG.
+// The full build (cgo) has all of it. The lite build (cgo, build tag
+// vidhub_lite: a static binary for the container image) has only the
+// encoder, over libx264's own API: NewDecoder and OpenH264 return
+// ErrUnavailable. The static build (CGO_ENABLED=0) has none: every
+// constructor returns ErrUnavailable, which says so plainly.
+// CanEncodeH264 and CanDecodeH264 say what a build has, so that callers
+// fall back to JPEG where it lacks a part.
 package media
 
 import (
@@ -14,7 +18,11 @@ import (
 
 // ErrUnavailable is returned (wrapped) by every constructor of a build
 // without native media code.
-var ErrUnavailable = errors.New("this build of vidhub has no H.264 codec (it was built with CGO_ENABLED=0, without FFmpeg); use the full build, or --codec jpeg")
+var ErrUnavailable = errors.New("this build of vidhub lacks that part of H.264 (the static build, built with CGO_ENABLED=0, has no H.264 codec; the lite build only encodes, without FFmpeg); use the full build, or --codec jpeg")
+
+// H264Available reports whether this build can both encode and decode
+// H.264: only the full build can.
+func H264Available() bool { return CanEncodeH264() && CanDecodeH264() }
 
 // ErrNotH264 is returned (wrapped) by OpenH264 for a source whose video is
 // not H.264: it cannot be passed through.

@@ -1,4 +1,4 @@
-//go:build cgo
+//go:build cgo && !vidhub_lite
 
 #include "media_cgo.h"
 
@@ -73,9 +73,9 @@ static enum AVPixelFormat pixfmt(int fmt) {
 	return AV_PIX_FMT_NONE;
 }
 
-int vm_h264_available(void) {
-	return avcodec_find_encoder_by_name("libx264") != NULL && avcodec_find_decoder(AV_CODEC_ID_H264) != NULL;
-}
+int vm_h264_encoder_available(void) { return avcodec_find_encoder_by_name("libx264") != NULL; }
+
+int vm_h264_decoder_available(void) { return avcodec_find_decoder(AV_CODEC_ID_H264) != NULL; }
 
 /* Encoder */
 

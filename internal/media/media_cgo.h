@@ -29,7 +29,8 @@ enum { VM_EOF = -0x20464f45 };
 #define VM_MSG 320
 
 void vm_init(void);
-int vm_h264_available(void);
+int vm_h264_encoder_available(void);
+int vm_h264_decoder_available(void);
 
 typedef struct venc venc;
 typedef struct {

@@ -1,0 +1,221 @@
+//go:build cgo && vidhub_lite
+
+package media
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/vidhub/vidhub/protocol"
+)
+
+// TestLiteAvailable checks what the lite build says it can do: encode,
+// but neither decode nor demux.
+func TestLiteAvailable(t *testing.T) {
+	if !CanEncodeH264() {
+		t.Error("CanEncodeH264 is false in the lite build, which links libx264")
+	}
+	if CanDecodeH264() || H264Available() {
+		t.Errorf("CanDecodeH264 %v, H264Available %v in the lite build: want false, it has no decoder", CanDecodeH264(), H264Available())
+	}
+	if _, err := NewDecoder(); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("NewDecoder: %v, want ErrUnavailable", err)
+	}
+	if _, err := OpenH264("in.mp4"); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("OpenH264: %v, want ErrUnavailable", err)
+	}
+}
+
+// ffmpegDecode decodes an Annex B stream with the stock ffmpeg command
+// into BGR24 pictures of w x h.
+func ffmpegDecode(t *testing.T, stream []byte, w, h int) []Image {
+	t.Helper()
+	needTools(t, "ffmpeg")
+	cmd := exec.Command("ffmpeg", "-v", "error", "-f", "h264", "-i", "-", "-f", "rawvideo", "-pix_fmt", "bgr24", "-")
+	cmd.Stdin = bytes.NewReader(stream)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	raw, err := cmd.Output()
+	if err != nil || stderr.Len() > 0 {
+		t.Fatalf("ffmpeg decoding the stream: %v\n%s", err, stderr.Bytes())
+	}
+	size := w * h * 3
+	if len(raw)%size != 0 {
+		t.Fatalf("ffmpeg wrote %d bytes, not a whole number of %dx%d pictures", len(raw), w, h)
+	}
+	var imgs []Image
+	for ; len(raw) > 0; raw = raw[size:] {
+		imgs = append(imgs, Image{Fmt: BGR24, Width: w, Height: h, Stride: w * 3, Pix: raw[:size]})
+	}
+	return imgs
+}
+
+// TestLiteEncode encodes a moving picture, checks the access units the
+// way a viewer does, and has the stock ffprobe and ffmpeg read and decode
+// what it wrote.
+func TestLiteEncode(t *testing.T) {
+	needTools(t, "ffprobe", "ffmpeg")
+	for _, size := range [][2]int{{1280, 720}, {320, 180}} {
+		w, h := size[0], size[1]
+		t.Run(fmt.Sprintf("%dx%d", w, h), func(t *testing.T) {
+			const n, keyInt, forced = 75, 30, 40
+			cfg := EncoderConfig{Width: w, Height: h, FPS: 30, KeyInt: keyInt}
+			aus := encodeAll(t, cfg, n, scene, forced)
+			var keys []int
+			var stream []byte
+			for i, au := range aus {
+				if err := protocol.CheckH264(au.Data, au.Key); err != nil {
+					t.Fatalf("frame %d: %v", i, err)
+				}
+				if au.Key != protocol.IsKeyframe(au.Data) {
+					t.Errorf("frame %d: Key is %v, but its NAL units say %v", i, au.Key, protocol.IsKeyframe(au.Data))
+				}
+				if au.Key {
+					keys = append(keys, i)
+				}
+				stream = append(stream, au.Data...)
+			}
+			// A forced IDR restarts the GOP: the next one comes KeyInt
+			// frames after it.
+			if want := []int{0, 30, forced, forced + keyInt}; !slices.Equal(keys, want) {
+				t.Errorf("keyframes at %v, want %v", keys, want)
+			}
+			c, err := protocol.H264CodecString(aus[0].Data)
+			if err != nil || !strings.HasPrefix(c, "avc1.42C0") {
+				t.Errorf("codec string %q (%v), want Constrained Baseline avc1.42C0xx", c, err)
+			}
+
+			file := filepath.Join(t.TempDir(), "out.h264")
+			if err := os.WriteFile(file, stream, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			probe, err := exec.Command("ffprobe", "-v", "error", "-count_frames", "-show_entries",
+				"stream=codec_name,profile,width,height,pix_fmt,nb_read_frames", "-of", "default=noprint_wrappers=1", file).CombinedOutput()
+			if err != nil {
+				t.Fatalf("ffprobe: %v\n%s", err, probe)
+			}
+			want := fmt.Sprintf("codec_name=h264\nprofile=Constrained Baseline\nwidth=%d\nheight=%d\npix_fmt=yuv420p\nnb_read_frames=%d\n", w, h, n)
+			if string(probe) != want {
+				t.Errorf("ffprobe says\n%s\nwant\n%s", probe, want)
+			}
+
+			// The pictures come back: the colour conversion and the rate
+			// control work.
+			out := ffmpegDecode(t, stream, w, h)
+			if len(out) != n {
+				t.Fatalf("ffmpeg decoded %d pictures, want %d", len(out), n)
+			}
+			var sum float64
+			for i, img := range out {
+				p := psnr(img, scene(w, h, i))
+				if p < 27 {
+					t.Errorf("frame %d decodes to %.1f dB PSNR, want 27 or more", i, p)
+				}
+				sum += p
+			}
+			t.Logf("mean %.1f dB", sum/n)
+			if mean := sum / n; mean < 30 {
+				t.Errorf("mean PSNR %.1f dB, want 30 or more", mean)
+			}
+		})
+	}
+}
+
+// TestLiteEncodeInputs feeds RGBA, padded rows and other sizes (scaled
+// down and up), and bad images and configurations.
+func TestLiteEncodeInputs(t *testing.T) {
+	const w, h = 320, 180
+	enc, err := NewEncoder(EncoderConfig{Width: w, Height: h, FPS: 25})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer enc.Close()
+	if ew, eh := enc.Size(); ew != w || eh != h {
+		t.Errorf("Size %dx%d, want %dx%d", ew, eh, w, h)
+	}
+	if !strings.HasPrefix(enc.Codec(), "avc1.42C0") {
+		t.Errorf("Codec before the first frame is %q, want avc1.42C0xx", enc.Codec())
+	}
+	inputs := []struct {
+		fmt          PixFmt
+		w, h, stride int
+	}{{RGBA, 320, 180, 320 * 4}, {BGR24, 641, 361, 641*3 + 13}, {RGBA, 100, 50, 400}, {BGR24, 320, 180, 320 * 3}, {BGR24, 1280, 720, 1280 * 3},
+		{BGR24, 320, 180, 320*3 + 7}, {RGBA, 320, 180, 320*4 + 12}}
+	var stream []byte
+	for i, in := range inputs {
+		img := Image{Fmt: in.fmt, Width: in.w, Height: in.h, Stride: in.stride, Pix: make([]byte, in.stride*in.h)}
+		drawSmooth(img)
+		// Every picture a keyframe, so that each stands on its own.
+		au, err := enc.Encode(img, true)
+		if err != nil {
+			t.Fatalf("input %d: %v", i, err)
+		}
+		if !au.Key {
+			t.Errorf("input %d: a forced keyframe came out as a P-frame", i)
+		}
+		stream = append(stream, au.Data...)
+	}
+	out := ffmpegDecode(t, stream, w, h)
+	if len(out) != len(inputs) {
+		t.Fatalf("ffmpeg decoded %d pictures, want %d", len(out), len(inputs))
+	}
+	ref := Image{Fmt: BGR24, Width: w, Height: h, Stride: w * 3, Pix: make([]byte, w*h*3)}
+	drawSmooth(ref)
+	for i, in := range inputs {
+		t.Logf("input %d: %.1f dB", i, psnr(out[i], ref))
+		if p := psnr(out[i], ref); p < 28 {
+			t.Errorf("input %d (%v %dx%d) comes back at %.1f dB PSNR, want 28 or more", i, in.fmt, in.w, in.h, p)
+		}
+	}
+	for _, bad := range []Image{
+		{Fmt: BGR24, Width: 10, Height: 10, Stride: 30, Pix: make([]byte, 299)},
+		{Fmt: RGBA, Width: 10, Height: 10, Stride: 30, Pix: make([]byte, 1000)},
+		{Fmt: 7, Width: 10, Height: 10, Stride: 30, Pix: make([]byte, 1000)},
+		{Fmt: BGR24, Width: 0, Height: 10, Stride: 30, Pix: make([]byte, 1000)},
+	} {
+		if _, err := enc.Encode(bad, false); err == nil {
+			t.Errorf("Encode(%v %dx%d stride %d, %d bytes) succeeded, want an error", bad.Fmt, bad.Width, bad.Height, bad.Stride, len(bad.Pix))
+		}
+	}
+	for _, cfg := range []EncoderConfig{{Width: 321, Height: 180, FPS: 30}, {Width: 320, Height: 180}, {Width: 0, Height: 0, FPS: 30}, {Width: 320, Height: 180, FPS: 30, Bitrate: -1}} {
+		if e, err := NewEncoder(cfg); err == nil {
+			e.Close()
+			t.Errorf("NewEncoder(%+v) succeeded, want an error", cfg)
+		}
+	}
+	enc.Close()
+	enc.Close()
+	if _, err := enc.Encode(scene(w, h, 0), false); err == nil {
+		t.Error("Encode after Close succeeded")
+	}
+}
+
+// drawSmooth draws a picture that looks the same at any size, so that a
+// scaled one can be compared with one drawn at the encoder's size:
+// gradients, and a box a fifth of the picture across.
+func drawSmooth(img Image) {
+	w, h := img.Width, img.Height
+	for y := range h {
+		row := img.Pix[y*img.Stride:]
+		for x := range w {
+			fx, fy := (float64(x)+0.5)/float64(w), (float64(y)+0.5)/float64(h)
+			b, g, r := byte(fx*255), byte(fy*255), byte((fx+fy)*127)
+			if fx >= 0.4 && fx < 0.6 && fy >= 0.4 && fy < 0.6 {
+				b, g, r = 240, 40, 40
+			}
+			switch img.Fmt {
+			case BGR24:
+				row[x*3], row[x*3+1], row[x*3+2] = b, g, r
+			case RGBA:
+				row[x*4], row[x*4+1], row[x*4+2], row[x*4+3] = r, g, b, 255
+			}
+		}
+	}
+}
