@@ -3,7 +3,6 @@ package bench
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"fmt"
 	"io"
 	"strings"
@@ -141,14 +140,11 @@ func (s *webSock) read(ctx context.Context) {
 		}
 		now := time.Now().UnixNano()
 		b := buf.Bytes()
-		// The layout of web.WireFrame: version, layer, name length, name,
-		// seq, time, ...
-		if len(b) < 3 || b[0] != web.WireVersion || len(b) < 3+int(b[2])+16 {
+		f, err := web.ParseWire(b)
+		if err != nil {
 			continue
 		}
-		p := b[3+int(b[2]):]
-		seq := binary.BigEndian.Uint64(p)
-		at := int64(binary.BigEndian.Uint64(p[8:]))
+		seq, at := f.Meta.Seq, f.Meta.Time
 		s.mu.Lock()
 		if s.last != 0 && seq > s.last+1 {
 			s.gaps += seq - s.last - 1
