@@ -70,7 +70,7 @@ func TestCaptureHandoffAllocs(t *testing.T) {
 	s := newPatternSource("bench", 320, 180)
 	var m mailbox[captured]
 	m.init()
-	got := testing.AllocsPerRun(allocRuns, func() {
+	got := allocsPerCall(func() {
 		f, err := s.Read(context.Background())
 		if err != nil {
 			t.Fatal(err)

@@ -165,7 +165,7 @@ func TestPatternRenderNoAllocs(t *testing.T) {
 		p := newPatternRenderer("alice", sz.w, sz.h)
 		n := uint64(0)
 		now := patternTestTime
-		allocs := testing.AllocsPerRun(allocRuns, func() {
+		allocs := allocsPerCall(func() {
 			n++
 			now = now.Add(33 * time.Millisecond)
 			p.Render(n, now)
