@@ -67,6 +67,9 @@ func BenchmarkHotEncodeLayers(b *testing.B) {
 // the pattern source reuses pooled frames and the mailbox allocates
 // nothing, so a steady publisher's garbage is the encoder's alone.
 func TestCaptureHandoffAllocs(t *testing.T) {
+	if !inCleanProcess(t) {
+		return
+	}
 	s := newPatternSource("bench", 320, 180)
 	var m mailbox[captured]
 	m.init()
