@@ -109,6 +109,11 @@ func TestOneSubscriptionPerRoomAndLayer(t *testing.T) {
 	startPattern(t, h.b.ClientURL(), "r1", "alice", 10, 320, 180)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	// The directory subscribes to a new publisher's frames until its first
+	// one arrives; count from after that, or its going looks like a viewer's.
+	hubtest.Eventually(t, 15*time.Second, func() bool {
+		return h.g.dir.has("r1", "alice", protocol.RolePublisher) && len(h.g.dir.probing()) == 0
+	}, "alice's first frame never reached the directory")
 	base := h.nc.NumSubscriptions()
 	var conns []*websocket.Conn
 	for range 5 {
