@@ -57,6 +57,10 @@ type h264Layer struct {
 	// the layer was idle): the next must be a keyframe.
 	needKey    bool
 	lastForced time.Time
+	// coded is the capture time of the last picture the encoder took:
+	// while it is the frame at hand, the small layer codes the full one's
+	// I420 picture (enc.Input) instead of converting the frame again.
+	coded time.Time
 }
 
 // openH264 opens the encoders of both H.264 layers and learns their codec
@@ -154,7 +158,14 @@ func (p *Publisher) sendH264(c captured, i int) {
 	if p.keyWanted[i].Load() && c.at.Sub(hl.lastForced) >= KeyRequestEvery {
 		force = true
 	}
-	au, err := hl.enc.Encode(c.f.picture(), force)
+	src := c.f.picture()
+	if full := p.h264[0]; i == 1 && full != nil && full.coded.Equal(c.at) {
+		src = full.enc.Input()
+	}
+	au, err := hl.enc.Encode(src, force)
+	if err == nil {
+		hl.coded = c.at
+	}
 	if err != nil {
 		p.encodeErrLog.Do(func() { p.log.Warn("H.264 encoding failed", "layer", hl.layer, "err", err) })
 		hl.needKey = true

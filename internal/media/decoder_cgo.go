@@ -95,8 +95,12 @@ func (d *decoder) Size() (w, h int) {
 	return d.w, d.h
 }
 
-// Picture converts the last picture into dst, scaling it to dst's size.
+// Picture converts the last picture into dst (BGR24 or RGBA), scaling it
+// to dst's size.
 func (d *decoder) Picture(dst Image) error {
+	if dst.Fmt == I420 {
+		return fmt.Errorf("H.264 decoder: pictures come out as media.BGR24 or media.RGBA, not I420")
+	}
 	if err := checkImage(dst); err != nil {
 		return fmt.Errorf("H.264 decoder: %w", err)
 	}

@@ -35,6 +35,11 @@ type PixFmt int
 const (
 	BGR24 PixFmt = iota + 1 // 3 bytes per pixel, B G R: OpenCV's Mat
 	RGBA                    // 4 bytes per pixel, R G B A: Go's image.RGBA
+	// I420 is YUV 4:2:0 in three planes one after another: luma (Height
+	// rows Stride bytes apart), then U and V (Height/2 rows Stride/2
+	// bytes apart). Width and Height are even. Encoders take it; it is
+	// what Encoder.Input gives.
+	I420
 )
 
 // Image is a picture in memory that media reads or writes. Pix may point
@@ -92,6 +97,10 @@ type Encoder interface {
 	Codec() string
 	// Size is the coded picture's size.
 	Size() (w, h int)
+	// Input is the I420 picture the last Encode coded, at the encoder's
+	// size (a zero Image before the first): valid until the next Encode
+	// or Close. A smaller encoder codes it for less than the source.
+	Input() Image
 	Close()
 }
 

@@ -15,13 +15,6 @@ var initOnce sync.Once
 // setup routes FFmpeg's log into the errors media returns, once.
 func setup() { initOnce.Do(func() { C.vm_init() }) }
 
-// CanEncodeH264 reports whether this build can encode H.264: FFmpeg's
-// libavcodec has the libx264 encoder.
-func CanEncodeH264() bool {
-	setup()
-	return C.vm_h264_encoder_available() != 0
-}
-
 // CanDecodeH264 reports whether this build can decode H.264 and pass it
 // through: FFmpeg's libavcodec has the h264 decoder.
 func CanDecodeH264() bool {

@@ -1,8 +1,9 @@
 //go:build cgo
 
-// The C half of package media: thin wrappers over libavcodec (libx264 and
-// the h264 decoder), libavformat and libswscale that keep every FFmpeg
-// object in C memory, so that Go holds only opaque pointers.
+// The C half of package media: thin wrappers over libavcodec's h264
+// decoder, libavformat and libswscale (the full build), and over libx264
+// (both native builds, encoder.h), that keep every native object in C memory,
+// so that Go holds only opaque pointers.
 
 #ifndef VIDHUB_MEDIA_H
 #define VIDHUB_MEDIA_H
@@ -10,7 +11,7 @@
 #include <stdint.h>
 
 // Pixel formats, as media.PixFmt numbers them.
-enum { VM_BGR24 = 1, VM_RGBA = 2 };
+enum { VM_BGR24 = 1, VM_RGBA = 2, VM_I420 = 3 };
 
 // Error codes of our own, beside FFmpeg's negative AVERROR codes.
 enum {
@@ -29,22 +30,7 @@ enum { VM_EOF = -0x20464f45 };
 #define VM_MSG 320
 
 void vm_init(void);
-int vm_h264_encoder_available(void);
 int vm_h264_decoder_available(void);
-
-typedef struct venc venc;
-typedef struct {
-	int width, height;
-	int fps_num, fps_den;
-	int bitrate, vbv_bufsize, keyint, threads;
-	const char *preset, *profile;
-} venc_config;
-venc *venc_open(const venc_config *cfg, char *msg);
-int venc_encode(venc *e, const uint8_t *pix, int fmt, int w, int h, int stride, int force_key, char *msg);
-// venc_packet returns the packet of the last successful venc_encode.
-const uint8_t *venc_packet(venc *e, int *size, int *key);
-const uint8_t *venc_extradata(venc *e, int *size);
-void venc_close(venc *e);
 
 typedef struct vdec vdec;
 vdec *vdec_open(char *msg);

@@ -1,37 +1,21 @@
-//go:build cgo && vidhub_lite
+//go:build cgo
 
 package media
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/vidhub/vidhub/protocol"
 )
-
-// TestLiteAvailable checks what the lite build says it can do: encode,
-// but neither decode nor demux.
-func TestLiteAvailable(t *testing.T) {
-	if !CanEncodeH264() {
-		t.Error("CanEncodeH264 is false in the lite build, which links libx264")
-	}
-	if CanDecodeH264() || H264Available() {
-		t.Errorf("CanDecodeH264 %v, H264Available %v in the lite build: want false, it has no decoder", CanDecodeH264(), H264Available())
-	}
-	if _, err := NewDecoder(); !errors.Is(err, ErrUnavailable) {
-		t.Errorf("NewDecoder: %v, want ErrUnavailable", err)
-	}
-	if _, err := OpenH264("in.mp4"); !errors.Is(err, ErrUnavailable) {
-		t.Errorf("OpenH264: %v, want ErrUnavailable", err)
-	}
-}
 
 // ffmpegDecode decodes an Annex B stream with the stock ffmpeg command
 // into BGR24 pictures of w x h.
@@ -57,10 +41,14 @@ func ffmpegDecode(t *testing.T, stream []byte, w, h int) []Image {
 	return imgs
 }
 
-// TestLiteEncode encodes a moving picture, checks the access units the
-// way a viewer does, and has the stock ffprobe and ffmpeg read and decode
-// what it wrote.
-func TestLiteEncode(t *testing.T) {
+// These tests run in both native builds, which share the encoder; the
+// stock ffmpeg decodes what it writes, since the lite build has no
+// decoder of its own.
+
+// TestEncode encodes a moving picture, checks the access units the way a
+// viewer does, and has the stock ffprobe and ffmpeg read and decode what
+// it wrote.
+func TestEncode(t *testing.T) {
 	needTools(t, "ffprobe", "ffmpeg")
 	for _, size := range [][2]int{{1280, 720}, {320, 180}} {
 		w, h := size[0], size[1]
@@ -128,9 +116,9 @@ func TestLiteEncode(t *testing.T) {
 	}
 }
 
-// TestLiteEncodeInputs feeds RGBA, padded rows and other sizes (scaled
-// down and up), and bad images and configurations.
-func TestLiteEncodeInputs(t *testing.T) {
+// TestEncodeInputs feeds RGBA, padded rows and other sizes (scaled down
+// and up), and bad images and configurations.
+func TestEncodeInputs(t *testing.T) {
 	const w, h = 320, 180
 	enc, err := NewEncoder(EncoderConfig{Width: w, Height: h, FPS: 25})
 	if err != nil {
@@ -197,6 +185,59 @@ func TestLiteEncodeInputs(t *testing.T) {
 	}
 }
 
+// TestEncodeFromInput codes what a bigger encoder took (Input, I420) at
+// smaller sizes: halved, quartered and by a ratio that is not whole, the
+// way the publisher makes its small layer from its full one.
+func TestEncodeFromInput(t *testing.T) {
+	const W, H = 1280, 720
+	big, err := NewEncoder(EncoderConfig{Width: W, Height: H, FPS: 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer big.Close()
+	if in := big.Input(); in.Pix != nil {
+		t.Errorf("Input before the first Encode has %d bytes, want none", len(in.Pix))
+	}
+	src := Image{Fmt: RGBA, Width: W, Height: H, Stride: W * 4, Pix: make([]byte, W*H*4)}
+	drawSmooth(src)
+	if _, err := big.Encode(src, true); err != nil {
+		t.Fatal(err)
+	}
+	in := big.Input()
+	if in.Fmt != I420 || in.Width != W || in.Height != H || len(in.Pix) != W*H*3/2 {
+		t.Fatalf("Input is %v %dx%d with %d bytes, want I420 %dx%d with %d", in.Fmt, in.Width, in.Height, len(in.Pix), W, H, W*H*3/2)
+	}
+	for _, size := range [][2]int{{W, H}, {640, 360}, {320, 180}, {426, 240}, {500, 282}} {
+		w, h := size[0], size[1]
+		small, err := NewEncoder(EncoderConfig{Width: w, Height: h, FPS: 30})
+		if err != nil {
+			t.Fatal(err)
+		}
+		au, err := small.Encode(in, true)
+		small.Close()
+		if err != nil {
+			t.Fatalf("%dx%d: %v", w, h, err)
+		}
+		out := ffmpegDecode(t, au.Data, w, h)
+		ref := Image{Fmt: BGR24, Width: w, Height: h, Stride: w * 3, Pix: make([]byte, w*h*3)}
+		drawSmooth(ref)
+		p := psnr(out[0], ref)
+		t.Logf("%dx%d from I420 %dx%d: %.1f dB", w, h, W, H, p)
+		if p < 28 {
+			t.Errorf("%dx%d from I420 %dx%d comes back at %.1f dB PSNR, want 28 or more", w, h, W, H, p)
+		}
+	}
+	for _, bad := range []Image{
+		{Fmt: I420, Width: 11, Height: 10, Stride: 12, Pix: make([]byte, 1000)},
+		{Fmt: I420, Width: 10, Height: 10, Stride: 8, Pix: make([]byte, 1000)},
+		{Fmt: I420, Width: 10, Height: 10, Stride: 10, Pix: make([]byte, 149)},
+	} {
+		if _, err := big.Encode(bad, false); err == nil {
+			t.Errorf("Encode(I420 %dx%d stride %d, %d bytes) succeeded, want an error", bad.Width, bad.Height, bad.Stride, len(bad.Pix))
+		}
+	}
+}
+
 // drawSmooth draws a picture that looks the same at any size, so that a
 // scaled one can be compared with one drawn at the encoder's size:
 // gradients, and a box a fifth of the picture across.
@@ -218,4 +259,53 @@ func drawSmooth(img Image) {
 			}
 		}
 	}
+}
+
+// TestEncodeBitrate checks that the rate control hits its target on a
+// picture that is hard to code.
+func TestEncodeBitrate(t *testing.T) {
+	for _, target := range []int{400_000, 1_500_000} {
+		const n = 90
+		cfg := EncoderConfig{Width: 640, Height: 360, FPS: 30, Bitrate: target}
+		bytes := 0
+		for _, au := range encodeAll(t, cfg, n, busyScene) {
+			bytes += len(au.Data)
+		}
+		got := float64(bytes*8) / (n / cfg.FPS)
+		t.Logf("target %d bit/s, got %.0f (%+.1f%%)", target, got, 100*(got/float64(target)-1))
+		if got < 0.6*float64(target) || got > 1.4*float64(target) {
+			t.Errorf("target %d bit/s, got %.0f: more than 40%% off", target, got)
+		}
+	}
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkEncode720p encodes a camera-like 720p picture (a still
+// background with sensor noise and a moving box) at the default bitrate,
+// and reports the share of one core a 30 fps encode takes.
+func BenchmarkEncode720p(b *testing.B) {
+	imgs := cameraScenes(1280, 720, 30)
+	enc, err := NewEncoder(EncoderConfig{Width: 1280, Height: 720, FPS: 30})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer enc.Close()
+	bytes := 0
+	c0 := cpuTime()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		au, err := enc.Encode(imgs[i%len(imgs)], false)
+		if err != nil {
+			b.Fatal(err)
+		}
+		bytes += len(au.Data)
+	}
+	cpu := cpuTime() - c0
+	b.ReportMetric(100*cpu.Seconds()/float64(b.N)*30, "%core@30fps")
+	b.ReportMetric(float64(bytes*8)/float64(b.N)*30/1000, "kbit/s")
 }

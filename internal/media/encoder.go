@@ -1,11 +1,12 @@
-//go:build cgo && vidhub_lite
+//go:build cgo
 
 package media
 
 /*
+#cgo CFLAGS: -O3
 #cgo LDFLAGS: -lx264 -lm -lpthread -ldl
 #include <stdlib.h>
-#include "x264_lite.h"
+#include "encoder.h"
 */
 import "C"
 
@@ -17,27 +18,30 @@ import (
 	"github.com/vidhub/vidhub/protocol"
 )
 
-// CanEncodeH264 reports whether this build can encode H.264: the lite
-// build links libx264 in, so it always can.
+// CanEncodeH264 reports whether this build can encode H.264: both native
+// builds link libx264, so they always can.
 func CanEncodeH264() bool { return true }
 
-// liteEncoder is the lite build's Encoder: libx264 through its own API.
-type liteEncoder struct {
+// encoder is the Encoder of both native builds: libx264 through its own
+// API. It converts and scales pictures itself: libswscale took as much
+// CPU as libx264 at 720p (BENCHMARKS.md), and the lite build has no
+// FFmpeg.
+type encoder struct {
 	mu    sync.Mutex
-	c     *C.vlite
+	c     *C.vx264
 	w, h  int
 	codec string
 	buf   []byte
+	coded bool // Input holds a picture
 	msg   msgBuf
 }
 
-var _ Encoder = (*liteEncoder)(nil)
+var _ Encoder = (*encoder)(nil)
 
 // NewEncoder opens a libx264 encoder with live settings: zero latency (an
 // access unit out for every picture in), no B-frames, no lookahead, no
 // scene cuts, Constrained Baseline, SPS and PPS before every IDR, ABR
-// with a one-second VBV buffer whose rate is the bitrate. These are the
-// full build's settings; only the way to libx264 differs.
+// with a one-second VBV buffer whose rate is the bitrate.
 func NewEncoder(cfg EncoderConfig) (Encoder, error) {
 	cfg, err := checkConfig(cfg)
 	if err != nil {
@@ -48,33 +52,35 @@ func NewEncoder(cfg EncoderConfig) (Encoder, error) {
 	defer C.free(unsafe.Pointer(preset))
 	profile := C.CString(encProfile)
 	defer C.free(unsafe.Pointer(profile))
-	ccfg := C.vlite_config{
+	ccfg := C.vx264_config{
 		width: C.int(cfg.Width), height: C.int(cfg.Height),
 		fps_num: C.int(num), fps_den: C.int(den),
 		bitrate: C.int(cfg.Bitrate), vbv_bufsize: C.int(cfg.Bitrate), keyint: C.int(cfg.KeyInt),
-		threads: C.int(encThreads(cfg.Width, cfg.Height)), preset: preset, profile: profile,
+		threads: encThreads, preset: preset, profile: profile,
 	}
-	e := &liteEncoder{w: cfg.Width, h: cfg.Height}
-	e.c = C.vlite_open(&ccfg, e.msg.ptr())
+	e := &encoder{w: cfg.Width, h: cfg.Height}
+	e.c = C.vx264_open(&ccfg, e.msg.ptr())
 	if e.c == nil {
 		return nil, fmt.Errorf("H.264 encoder: %s", e.msg.String())
 	}
 	var n C.int
-	p := C.vlite_headers(e.c, &n, e.msg.ptr())
+	p := C.vx264_headers(e.c, &n, e.msg.ptr())
 	if p == nil {
-		C.vlite_close(e.c)
+		C.vx264_close(e.c)
 		return nil, fmt.Errorf("H.264 encoder: %s", e.msg.String())
 	}
 	if e.codec, err = protocol.H264CodecString(C.GoBytes(unsafe.Pointer(p), n)); err != nil {
-		C.vlite_close(e.c)
+		C.vx264_close(e.c)
 		return nil, fmt.Errorf("H.264 encoder: reading the codec string from libx264's SPS: %w", err)
 	}
 	return e, nil
 }
 
 // Encode codes img (scaled to the encoder's size) and returns its access
-// unit; forceKey makes it an IDR.
-func (e *liteEncoder) Encode(img Image, forceKey bool) (AU, error) {
+// unit; forceKey makes it an IDR. A BGR24 or RGBA picture is converted to
+// I420 (BT.601, limited range); one of another size is box-filtered to
+// the encoder's.
+func (e *encoder) Encode(img Image, forceKey bool) (AU, error) {
 	if err := checkImage(img); err != nil {
 		return AU{}, fmt.Errorf("H.264 encoder: %w", err)
 	}
@@ -87,11 +93,12 @@ func (e *liteEncoder) Encode(img Image, forceKey bool) (AU, error) {
 	if forceKey {
 		force = 1
 	}
-	if C.vlite_encode(e.c, pixPtr(img), C.int(img.Fmt), C.int(img.Width), C.int(img.Height), C.int(img.Stride), force, e.msg.ptr()) < 0 {
+	if C.vx264_encode(e.c, pixPtr(img), C.int(img.Fmt), C.int(img.Width), C.int(img.Height), C.int(img.Stride), force, e.msg.ptr()) < 0 {
 		return AU{}, fmt.Errorf("H.264 encoder: %s", e.msg.String())
 	}
+	e.coded = true
 	var n, key C.int
-	p := C.vlite_packet(e.c, &n, &key)
+	p := C.vx264_packet(e.c, &n, &key)
 	e.buf = append(e.buf[:0], unsafe.Slice((*byte)(unsafe.Pointer(p)), int(n))...)
 	au := AU{Data: e.buf, Key: key != 0}
 	if au.Key {
@@ -102,20 +109,33 @@ func (e *liteEncoder) Encode(img Image, forceKey bool) (AU, error) {
 	return au, nil
 }
 
+// Input is the I420 picture the last Encode coded, at the encoder's size,
+// in C memory: valid until the next Encode or Close. A smaller encoder
+// codes it for a fraction of the cost of converting the source again.
+func (e *encoder) Input() Image {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.c == nil || !e.coded {
+		return Image{}
+	}
+	n := e.w * e.h * 3 / 2
+	return Image{Fmt: I420, Width: e.w, Height: e.h, Stride: e.w, Pix: unsafe.Slice((*byte)(unsafe.Pointer(C.vx264_picture(e.c))), n)}
+}
+
 // Codec is the codec string from the encoder's SPS, e.g. "avc1.42C01F".
-func (e *liteEncoder) Codec() string {
+func (e *encoder) Codec() string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.codec
 }
 
 // Size is the coded picture's size.
-func (e *liteEncoder) Size() (w, h int) { return e.w, e.h }
+func (e *encoder) Size() (w, h int) { return e.w, e.h }
 
 // Close frees the encoder; it is safe to call twice.
-func (e *liteEncoder) Close() {
+func (e *encoder) Close() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	C.vlite_close(e.c)
+	C.vx264_close(e.c)
 	e.c = nil
 }
