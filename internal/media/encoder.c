@@ -110,8 +110,8 @@ void vx264_close(vx264 *e) {
 vx264 *vx264_open(const vx264_config *cfg, char *msg) {
 	last_log[0] = 0;
 	x264_param_t p;
-	if (x264_param_default_preset(&p, cfg->preset, "zerolatency") < 0) {
-		fail(msg, -1, "libx264 does not know the preset or the zerolatency tune");
+	if (x264_param_default_preset(&p, cfg->preset, cfg->tune) < 0) {
+		fail(msg, -1, "libx264 does not know the preset or the tune");
 		return NULL;
 	}
 	p.pf_log = log_cb;
@@ -128,6 +128,10 @@ vx264 *vx264_open(const vx264_config *cfg, char *msg) {
 	p.b_sliced_threads = 1;
 	p.i_sync_lookahead = 0;
 	p.i_bframe = 0;
+	// Two reference pictures instead of superfast's one: on the panned,
+	// noisy clip of BENCHMARKS.md, SSIM 0.9594 against 0.9533 at the same
+	// bitrate, for about a millisecond more per 720p picture.
+	p.i_frame_reference = 2;
 	p.i_keyint_max = cfg->keyint;
 	p.i_scenecut_threshold = 0;
 	p.b_repeat_headers = 1;

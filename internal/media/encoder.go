@@ -52,11 +52,13 @@ func NewEncoder(cfg EncoderConfig) (Encoder, error) {
 	defer C.free(unsafe.Pointer(preset))
 	profile := C.CString(encProfile)
 	defer C.free(unsafe.Pointer(profile))
+	tune := C.CString(encTune)
+	defer C.free(unsafe.Pointer(tune))
 	ccfg := C.vx264_config{
 		width: C.int(cfg.Width), height: C.int(cfg.Height),
 		fps_num: C.int(num), fps_den: C.int(den),
 		bitrate: C.int(cfg.Bitrate), vbv_bufsize: C.int(cfg.Bitrate), keyint: C.int(cfg.KeyInt),
-		threads: encThreads, preset: preset, profile: profile,
+		threads: encThreads, preset: preset, tune: tune, profile: profile,
 	}
 	e := &encoder{w: cfg.Width, h: cfg.Height}
 	e.c = C.vx264_open(&ccfg, e.msg.ptr())

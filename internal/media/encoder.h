@@ -17,7 +17,7 @@ typedef struct {
 	int width, height;
 	int fps_num, fps_den;
 	int bitrate, vbv_bufsize, keyint, threads; // bits per second; bits
-	const char *preset, *profile;
+	const char *preset, *tune, *profile;
 } vx264_config;
 vx264 *vx264_open(const vx264_config *cfg, char *msg);
 // vx264_headers returns SPS and PPS in Annex B.
