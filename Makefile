@@ -31,7 +31,7 @@ static: ## build bin/vidhub-static (CGO_ENABLED=0: no OpenCV, runs anywhere)
 
 test: deps-test ## run every test, with the race detector
 	$(GO) test -race -count=1 -timeout 30m ./...
-	$(GO) test -race -count=1 -tags matprofile -run MatsClosed ./publisher ./subscriber
+	$(GO) test -race -count=1 -tags matprofile -run MatsClosed ./internal/media ./publisher ./subscriber
 
 test-short: ## run the quick tests only
 	$(GO) test -short -count=1 ./...

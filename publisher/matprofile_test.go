@@ -5,14 +5,12 @@ package publisher_test
 import (
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
-	"gocv.io/x/gocv"
-
 	"github.com/vidhub/vidhub/broker"
 	"github.com/vidhub/vidhub/internal/hubtest"
+	"github.com/vidhub/vidhub/internal/media"
 	"github.com/vidhub/vidhub/protocol"
 	"github.com/vidhub/vidhub/publisher"
 )
@@ -33,7 +31,7 @@ func h264Clip(t *testing.T) string {
 // TestMatsClosed runs every OpenCV-backed source and checks that no Mat is
 // left open once the publishers stop. Run with -tags matprofile.
 func TestMatsClosed(t *testing.T) {
-	before := gocv.MatProfile.Count()
+	before := media.MatCount()
 	b := hubtest.Broker(t, broker.Config{})
 	viewer := hubtest.Connect(t, b.ClientURL())
 	rec := record(t, viewer, "vidhub.mats.>")
@@ -53,9 +51,7 @@ func TestMatsClosed(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := gocv.MatProfile.Count() - before; n != 0 {
-		var sb strings.Builder
-		gocv.MatProfile.WriteTo(&sb, 1)
-		t.Fatalf("%d Mats left open:\n%s", n, sb.String())
+	if n := media.MatCount() - before; n != 0 {
+		t.Fatalf("%d Mats left open:\n%s", n, media.MatProfile())
 	}
 }

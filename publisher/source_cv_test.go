@@ -4,18 +4,15 @@ package publisher_test
 
 import (
 	"errors"
-	"image"
-	"image/color"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"gocv.io/x/gocv"
-
 	"github.com/vidhub/vidhub/broker"
 	"github.com/vidhub/vidhub/internal/hubtest"
+	"github.com/vidhub/vidhub/internal/media/mediatest"
 	"github.com/vidhub/vidhub/protocol"
 	"github.com/vidhub/vidhub/publisher"
 )
@@ -54,24 +51,7 @@ func TestGStreamerSource(t *testing.T) {
 // writeClip writes n frames of w x h video, each frame a different grey.
 func writeClip(t *testing.T, n, w, h int) string {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "clip.avi")
-	vw, err := gocv.VideoWriterFile(path, "MJPG", 30, w, h, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := gocv.NewMatWithSize(h, w, gocv.MatTypeCV8UC3)
-	for i := range n {
-		m.SetTo(gocv.NewScalar(float64(i*20), 100, 200, 0))
-		gocv.PutText(&m, "frame", image.Pt(5, h/2), gocv.FontHersheySimplex, 0.5, color.RGBA{255, 255, 255, 0}, 1)
-		if err := vw.Write(m); err != nil {
-			t.Fatal(err)
-		}
-	}
-	m.Close()
-	if err := vw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return mediatest.WriteClip(t, n, w, h)
 }
 
 func TestFileSource(t *testing.T) {

@@ -7,16 +7,15 @@ import (
 	"context"
 	"os"
 	"runtime"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"gocv.io/x/gocv"
 
 	"github.com/vidhub/vidhub/broker"
 	"github.com/vidhub/vidhub/internal/hubtest"
+	"github.com/vidhub/vidhub/internal/media"
 	"github.com/vidhub/vidhub/protocol"
 	"github.com/vidhub/vidhub/publisher"
 	"github.com/vidhub/vidhub/subscriber"
@@ -34,7 +33,7 @@ func TestMatsClosed(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv("XDG_RUNTIME_DIR", rundir)
-	before := gocv.MatProfile.Count()
+	before := media.MatCount()
 
 	url := hubtest.Broker(t, broker.Config{}).ClientURL()
 	alice := publish(t, url, publisher.Config{Room: "mats", Name: "alice", Source: "pattern"})
@@ -88,10 +87,8 @@ func TestMatsClosed(t *testing.T) {
 	if err := cam.Stop(); err != nil {
 		t.Error(err)
 	}
-	if n := gocv.MatProfile.Count() - before; n != 0 {
-		var sb strings.Builder
-		gocv.MatProfile.WriteTo(&sb, 1)
-		t.Fatalf("%d Mats left open:\n%s", n, sb.String())
+	if n := media.MatCount() - before; n != 0 {
+		t.Fatalf("%d Mats left open:\n%s", n, media.MatProfile())
 	}
 }
 

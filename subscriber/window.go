@@ -1,5 +1,3 @@
-//go:build cgo && !vidhub_lite
-
 package subscriber
 
 import (
@@ -12,7 +10,7 @@ import (
 	"runtime"
 	"time"
 
-	"gocv.io/x/gocv"
+	"github.com/vidhub/vidhub/internal/media"
 )
 
 // WindowConfig says how to show a room.
@@ -35,14 +33,20 @@ var (
 
 // gridCell is what one tile contributes to the canvas.
 type gridCell struct {
-	img     *gocv.Mat // BGR; nil when there is no picture yet
+	img     media.Picture // nil when there is no picture yet
 	label   string
 	self    bool
 	stalled bool
 }
 
+// errNoOpenCV is what a window does in a build without OpenCV.
+var errNoOpenCV = fmt.Errorf("%w: this build of vidhub has no OpenCV (built with CGO_ENABLED=0); use --headless for stats in the terminal, watch in a browser through vidhub web, or use the full build", ErrNoWindow)
+
 // WindowAvailable reports why a window cannot be opened, or nil.
 func WindowAvailable(getenv func(string) string) error {
+	if !media.OpenCVAvailable() {
+		return errNoOpenCV
+	}
 	// macOS and Windows always have their own window system; elsewhere a
 	// window needs X11 or Wayland.
 	if runtime.GOOS != "darwin" && runtime.GOOS != "windows" && getenv("DISPLAY") == "" && getenv("WAYLAND_DISPLAY") == "" {
@@ -51,18 +55,14 @@ func WindowAvailable(getenv func(string) string) error {
 	return nil
 }
 
-// framePicture is f's picture as a BGR Mat: a JPEG decoded here, or an
+// framePicture is f's picture: a JPEG decoded here, or a copy of an
 // H.264 picture the tile's decoder already made.
-func framePicture(f *Frame) (gocv.Mat, error) {
+func framePicture(f *Frame) (media.Picture, error) {
 	if f.BGR != nil {
-		m, err := gocv.NewMatFromBytes(f.Meta.Height, f.Meta.Width, gocv.MatTypeCV8UC3, f.BGR)
-		if err != nil {
-			return m, err
-		}
-		defer func() { _ = m.Close() }()
-		return m.Clone(), nil // NewMatFromBytes shares Go memory: own a copy
+		w, h := f.Meta.Width, f.Meta.Height
+		return media.PictureFrom(media.Image{Fmt: media.BGR24, Width: w, Height: h, Stride: 3 * w, Pix: f.BGR})
 	}
-	return gocv.IMDecode(f.JPEG, gocv.IMReadColor)
+	return media.DecodeJPEG(f.JPEG)
 }
 
 // RunWindow shows room in a desktop window until q or Esc is pressed, the
@@ -82,16 +82,21 @@ func RunWindow(ctx context.Context, room *Room, cfg WindowConfig) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	win := gocv.NewWindow(cfg.Title)
+	win, err := media.NewWindow(cfg.Title, cfg.Width, cfg.Height)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrNoWindow, err)
+	}
 	defer win.Close()
-	win.ResizeWindow(cfg.Width, cfg.Height)
-	canvas := gocv.NewMatWithSize(cfg.Height, cfg.Width, gocv.MatTypeCV8UC3)
+	canvas, err := media.NewCanvas(cfg.Width, cfg.Height)
+	if err != nil {
+		return fmt.Errorf("window canvas: %w", err)
+	}
 	defer canvas.Close()
-	pictures := map[string]*gocv.Mat{}
+	pictures := map[string]media.Picture{}
 	undecodable := map[string]time.Time{} // when each was last logged
 	defer func() {
 		for _, m := range pictures {
-			_ = m.Close()
+			m.Close()
 		}
 	}()
 	log.Info("window open", "title", cfg.Title)
@@ -104,8 +109,7 @@ func RunWindow(ctx context.Context, room *Room, cfg WindowConfig) error {
 			alive[t.Name()] = true
 			if f := t.Take(); f != nil {
 				m, err := framePicture(f)
-				if err != nil || m.Empty() {
-					_ = m.Close()
+				if err != nil {
 					t.CountBad()
 					if now := time.Now(); now.Sub(undecodable[t.Name()]) > 10*time.Second {
 						undecodable[t.Name()] = now
@@ -113,9 +117,9 @@ func RunWindow(ctx context.Context, room *Room, cfg WindowConfig) error {
 					}
 				} else {
 					if old := pictures[t.Name()]; old != nil {
-						_ = old.Close()
+						old.Close()
 					}
-					pictures[t.Name()] = &m
+					pictures[t.Name()] = m
 				}
 			}
 			st := t.Stats()
@@ -131,12 +135,12 @@ func RunWindow(ctx context.Context, room *Room, cfg WindowConfig) error {
 		}
 		for name, m := range pictures {
 			if !alive[name] {
-				_ = m.Close()
+				m.Close()
 				delete(pictures, name)
 			}
 		}
-		composeGrid(&canvas, cells, "waiting for publishers in room "+room.Name())
-		win.IMShow(canvas)
+		composeGrid(canvas, cells, "waiting for publishers in room "+room.Name())
+		win.Show(canvas)
 		if cfg.OnFrame != nil {
 			cfg.OnFrame(withPicture)
 		}
@@ -145,7 +149,7 @@ func RunWindow(ctx context.Context, room *Room, cfg WindowConfig) error {
 			log.Info("window closed by key")
 			return nil
 		}
-		if shown > 0 && win.GetWindowProperty(gocv.WindowPropertyVisible) < 1 {
+		if shown > 0 && !win.Visible() {
 			log.Info("window closed")
 			return nil
 		}
@@ -155,29 +159,26 @@ func RunWindow(ctx context.Context, room *Room, cfg WindowConfig) error {
 
 // composeGrid draws cells into canvas as a grid: each picture letterboxed
 // in its cell, labelled, the viewer's own tile framed.
-func composeGrid(canvas *gocv.Mat, cells []gridCell, empty string) {
-	canvas.SetTo(gocv.NewScalar(float64(background.B), float64(background.G), float64(background.R), 0))
-	bounds := image.Rect(0, 0, canvas.Cols(), canvas.Rows())
+func composeGrid(canvas media.Canvas, cells []gridCell, empty string) {
+	canvas.Fill(background)
+	w, h := canvas.Size()
+	bounds := image.Rect(0, 0, w, h)
 	if len(cells) == 0 {
 		drawLabel(canvas, empty, image.Pt(bounds.Dx()/2-len(empty)*6, bounds.Dy()/2), labelFG)
 		return
 	}
-	scaled := gocv.NewMat()
-	defer scaled.Close()
 	for i, r := range gridCells(len(cells), bounds, 4) {
 		c := cells[i]
 		// The label sits at the foot of the picture, or of the cell when
 		// there is no picture yet.
 		foot := r
 		if c.img != nil {
-			foot = fitRect(c.img.Cols(), c.img.Rows(), r)
-			gocv.Resize(*c.img, &scaled, foot.Size(), 0, 0, gocv.InterpolationArea)
-			region := canvas.Region(foot)
-			scaled.CopyTo(&region)
-			_ = region.Close()
+			iw, ih := c.img.Size()
+			foot = fitRect(iw, ih, r)
+			canvas.Draw(c.img, foot)
 		}
 		if c.self {
-			gocv.Rectangle(canvas, foot.Inset(1), selfColor, 3)
+			canvas.Rect(foot.Inset(1), selfColor, 3)
 		}
 		fg := labelFG
 		label := c.label
@@ -189,12 +190,13 @@ func composeGrid(canvas *gocv.Mat, cells []gridCell, empty string) {
 }
 
 // drawLabel writes text with a dark box behind it, baseline at at.
-func drawLabel(canvas *gocv.Mat, text string, at image.Point, fg color.RGBA) {
+func drawLabel(canvas media.Canvas, text string, at image.Point, fg color.RGBA) {
 	const scale, thick = 0.6, 1
-	size, base := gocv.GetTextSizeWithBaseline(text, gocv.FontHersheySimplex, scale, thick)
-	box := image.Rect(at.X-4, at.Y-size.Y-4, at.X+size.X+4, at.Y+base+2).Intersect(image.Rect(0, 0, canvas.Cols(), canvas.Rows()))
+	size, base := canvas.TextSize(text, scale, thick)
+	w, h := canvas.Size()
+	box := image.Rect(at.X-4, at.Y-size.Y-4, at.X+size.X+4, at.Y+base+2).Intersect(image.Rect(0, 0, w, h))
 	if !box.Empty() {
-		gocv.Rectangle(canvas, box, labelBG, -1)
+		canvas.Rect(box, labelBG, -1)
 	}
-	gocv.PutTextWithParams(canvas, text, at, gocv.FontHersheySimplex, scale, fg, thick, gocv.LineAA, false)
+	canvas.Text(text, at, scale, fg, thick)
 }

@@ -4,31 +4,37 @@ package subscriber
 
 import (
 	"image"
+	"image/color"
 	"testing"
 
-	"gocv.io/x/gocv"
+	"github.com/vidhub/vidhub/internal/media"
 )
 
-func solid(w, h int, b, g, r float64) gocv.Mat {
-	m := gocv.NewMatWithSize(h, w, gocv.MatTypeCV8UC3)
-	m.SetTo(gocv.NewScalar(b, g, r, 0))
-	return m
+// newCanvas is a new w x h canvas filled with c, closed when the test ends.
+func newCanvas(t *testing.T, w, h int, c color.RGBA) media.Canvas {
+	t.Helper()
+	cv, err := media.NewCanvas(w, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cv.Close)
+	cv.Fill(c)
+	return cv
 }
 
 // bgrAt reads one pixel of a BGR canvas.
-func bgrAt(m gocv.Mat, p image.Point) [3]uint8 {
-	return [3]uint8{m.GetUCharAt(p.Y, p.X*3), m.GetUCharAt(p.Y, p.X*3+1), m.GetUCharAt(p.Y, p.X*3+2)}
+func bgrAt(p media.Picture, at image.Point) [3]uint8 {
+	img := p.Image()
+	i := at.Y*img.Stride + at.X*3
+	return [3]uint8{img.Pix[i], img.Pix[i+1], img.Pix[i+2]}
 }
 
 func TestComposeGrid(t *testing.T) {
-	canvas := gocv.NewMatWithSize(360, 1280, gocv.MatTypeCV8UC3)
-	defer canvas.Close()
-	red := solid(320, 180, 0, 0, 255)
-	defer red.Close()
-	blue := solid(640, 360, 255, 0, 0)
-	defer blue.Close()
+	canvas := newCanvas(t, 1280, 360, color.RGBA{})
+	red := newCanvas(t, 320, 180, color.RGBA{R: 255})
+	blue := newCanvas(t, 640, 360, color.RGBA{B: 255})
 
-	composeGrid(&canvas, []gridCell{{img: &red, label: "red"}, {img: &blue, label: "blue", self: true}, {label: "waiting"}}, "empty")
+	composeGrid(canvas, []gridCell{{img: red, label: "red"}, {img: blue, label: "blue", self: true}, {label: "waiting"}}, "empty")
 	// Three tiles: a 2x2 grid; red top left, blue top right, the third
 	// (no picture yet) bottom left, background elsewhere.
 	cells := gridCells(3, image.Rect(0, 0, 1280, 360), 4)
@@ -64,9 +70,8 @@ func TestComposeGrid(t *testing.T) {
 }
 
 func TestComposeGridEmpty(t *testing.T) {
-	canvas := gocv.NewMatWithSize(180, 320, gocv.MatTypeCV8UC3)
-	defer canvas.Close()
-	composeGrid(&canvas, nil, "waiting for publishers")
+	canvas := newCanvas(t, 320, 180, color.RGBA{})
+	composeGrid(canvas, nil, "waiting for publishers")
 	bg := [3]uint8{background.B, background.G, background.R}
 	text := 0
 	for y := 0; y < 180; y++ {

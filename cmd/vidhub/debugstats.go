@@ -7,6 +7,8 @@ import (
 	"runtime"
 	"sync"
 	"time"
+
+	"github.com/vidhub/vidhub/internal/media"
 )
 
 // debugStatsEnv names the environment variable that turns on debug stats:
@@ -26,8 +28,8 @@ type debugStats struct {
 	PID        int       `json:"pid"`
 	Goroutines int       `json:"goroutines"`
 	Heap       uint64    `json:"heap"` // bytes of live heap objects
-	// Mats is the number of open gocv Mats: -1 unless built with
-	// -tags matprofile (and cgo).
+	// Mats is the number of open OpenCV Mats (media.MatCount): -1
+	// unless built with -tags matprofile (and OpenCV).
 	Mats  int  `json:"mats"`
 	Final bool `json:"final,omitempty"`
 }
@@ -53,7 +55,7 @@ func startDebugStats(getenv func(string) string) (stop func()) {
 		runtime.ReadMemStats(&ms)
 		_ = enc.Encode(debugStats{
 			Time: time.Now(), PID: os.Getpid(), Goroutines: runtime.NumGoroutine(),
-			Heap: ms.HeapAlloc, Mats: matCount(), Final: final,
+			Heap: ms.HeapAlloc, Mats: media.MatCount(), Final: final,
 		})
 	}
 	write(false)

@@ -3,12 +3,14 @@ package bench
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"image"
 	"image/jpeg"
 	"time"
 
 	"golang.org/x/image/draw"
 
+	"github.com/vidhub/vidhub/internal/media"
 	"github.com/vidhub/vidhub/protocol"
 )
 
@@ -64,6 +66,71 @@ type encoder struct {
 	enc  func(img *image.RGBA, q int) (int, error)
 }
 
+// publisherEncoder is the encoder vidhub's publisher uses in this build:
+// OpenCV's where the build has it, else the standard library's.
+var publisherEncoder = func() string {
+	if media.OpenCVAvailable() {
+		return "gocv"
+	}
+	return "stdlib"
+}()
+
+// encoders are the encoders of this build: OpenCV's (libjpeg-turbo),
+// where the build has it, and the standard library's.
+func encoders() []encoder {
+	if !media.OpenCVAvailable() {
+		return []encoder{stdlibEncoder()}
+	}
+	return []encoder{{"gocv", func(img *image.RGBA, q int) (int, error) {
+		n := 0
+		err := encodeCV(img, q, func(b []byte) error { n = len(b); return nil })
+		return n, err
+	}}, stdlibEncoder()}
+}
+
+// encodeCV does what the publisher does with a Go image in a build with
+// OpenCV: convert RGBA to BGR, encode with libjpeg-turbo. use gets the
+// JPEG, valid during the call.
+func encodeCV(img *image.RGBA, q int, use func([]byte) error) error {
+	b := img.Bounds()
+	p, err := media.PictureFrom(media.Image{Fmt: media.RGBA, Width: b.Dx(), Height: b.Dy(), Stride: img.Stride, Pix: img.Pix})
+	if err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	defer p.Close()
+	return p.EncodeJPEG(b.Dx(), b.Dy(), q, use)
+}
+
+// encodeJPEG encodes img at quality q as the publisher does in this
+// build, and returns the JPEG.
+func encodeJPEG(img *image.RGBA, q int) ([]byte, error) {
+	if !media.OpenCVAvailable() {
+		var buf bytes.Buffer
+		err := jpeg.Encode(&buf, img, &jpeg.Options{Quality: q})
+		return buf.Bytes(), err
+	}
+	var out []byte
+	err := encodeCV(img, q, func(b []byte) error { out = append([]byte(nil), b...); return nil })
+	return out, err
+}
+
+// decodeJPEG decodes a JPEG as a viewer of this build does: as the
+// desktop window does (OpenCV, into BGR) where the build has OpenCV,
+// else with the standard library.
+func decodeJPEG(b []byte) error {
+	if !media.OpenCVAvailable() {
+		_, err := jpeg.Decode(bytes.NewReader(b))
+		return err
+	}
+	p, err := media.DecodeJPEG(b)
+	if err != nil {
+		return err
+	}
+	p.Close()
+	return nil
+}
+
+// stdlibEncoder is the standard library's encoder.
 func stdlibEncoder() encoder {
 	var buf bytes.Buffer
 	return encoder{"stdlib", func(img *image.RGBA, q int) (int, error) {

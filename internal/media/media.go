@@ -1,14 +1,20 @@
-// Package media is vidhub's one home for native media code: H.264
+// Package media is vidhub's one home for native (cgo) media code: H.264
 // encoding, decoding and demuxing through FFmpeg's libraries (libavcodec
-// with libx264, libavformat, libswscale) over a small cgo layer.
+// with libx264, libavformat, libswscale) over a small cgo layer, and
+// OpenCV through gocv: capture from cameras, files, streams and GStreamer
+// pipelines (Capture), BGR pictures with JPEG coding and scaling by
+// libjpeg-turbo (Picture), drawing (Canvas) and the desktop window
+// (Window). Every other package of vidhub is pure Go.
 //
 // The full build (cgo) has all of it. The lite build (cgo, build tag
 // vidhub_lite: a static binary for the container image) has only the
 // encoder, over libx264's own API: NewDecoder and OpenH264 return
-// ErrUnavailable. The static build (CGO_ENABLED=0) has none: every
-// constructor returns ErrUnavailable, which says so plainly.
-// CanEncodeH264 and CanDecodeH264 say what a build has, so that callers
-// fall back to JPEG where it lacks a part.
+// ErrUnavailable, and it has no OpenCV. The static build (CGO_ENABLED=0)
+// has none: every constructor returns ErrUnavailable, which says so
+// plainly (ErrNoOpenCV, an ErrUnavailable, for OpenCV's). CanEncodeH264,
+// CanDecodeH264 and OpenCVAvailable say what a build has, so that
+// callers fall back to JPEG, the standard library's codec or the
+// headless viewer where it lacks a part.
 package media
 
 import (

@@ -2,7 +2,10 @@
 
 package media
 
-import "fmt"
+import (
+	"context"
+	"fmt"
+)
 
 // CanDecodeH264 reports whether this build can decode H.264 and pass it
 // through: neither the static build nor the lite build (which has no
@@ -18,3 +21,6 @@ func NewDecoder() (Decoder, error) {
 func OpenH264(url string) (Demuxer, error) {
 	return nil, fmt.Errorf("opening %s: %w", url, ErrUnavailable)
 }
+
+// OpenH264Context returns ErrUnavailable: this build has no demuxer.
+func OpenH264Context(_ context.Context, url string) (Demuxer, error) { return OpenH264(url) }

@@ -1,12 +1,9 @@
-//go:build cgo && !vidhub_lite
-
 package publisher
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"image"
 	"io"
 	"log/slog"
 	"os"
@@ -15,27 +12,30 @@ import (
 	"strings"
 	"time"
 
-	"gocv.io/x/gocv"
-
 	"github.com/vidhub/vidhub/internal/media"
 )
 
-// cvSource captures through OpenCV: cameras, files, stream URLs and
-// GStreamer pipelines.
+// cvSource captures through OpenCV (media.Capture): cameras, files,
+// stream URLs and GStreamer pipelines.
 type cvSource struct {
 	desc  string // what it is, for messages
 	live  bool
 	loop  bool
-	open  func() (*gocv.VideoCapture, error)
-	vc    *gocv.VideoCapture
-	first *matFrame // read at open to prove the source works
+	open  func() (media.Capture, error)
+	vc    media.Capture
+	first *pictureFrame // read at open to prove the source works
 	w, h  int
 	log   *slog.Logger
 }
 
 var _ frameSource = (*cvSource)(nil)
 
+// openCVSource opens a source other than the pattern: in a build without
+// OpenCV, it says so.
 func openCVSource(cfg Config) (frameSource, error) {
+	if !media.OpenCVAvailable() {
+		return nil, fmt.Errorf("source %q: %w", cfg.Source, ErrNeedsOpenCV)
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -46,10 +46,9 @@ func openCVSource(cfg Config) (frameSource, error) {
 	case strings.HasPrefix(src, "gst:"):
 		pipeline := strings.TrimPrefix(src, "gst:")
 		s.desc, s.live = fmt.Sprintf("GStreamer pipeline %q", pipeline), true
-		s.open = func() (*gocv.VideoCapture, error) {
-			vc, err := gocv.VideoCaptureFileWithAPI(pipeline, gocv.VideoCaptureGstreamer)
-			if err != nil || !vc.IsOpened() {
-				closeVC(vc)
+		s.open = func() (media.Capture, error) {
+			vc, err := media.OpenGStreamer(pipeline)
+			if err != nil {
 				return nil, fmt.Errorf("%w: cannot open %s: check that it runs with gst-launch-1.0 and ends in appsink", ErrSource, s.desc)
 			}
 			return vc, nil
@@ -60,41 +59,31 @@ func openCVSource(cfg Config) (frameSource, error) {
 			return nil, err
 		}
 		s.desc, s.live = "camera "+cam.desc(), true
-		s.open = func() (*gocv.VideoCapture, error) {
-			vc, err := cam.open()
+		s.open = func() (media.Capture, error) {
+			// media keeps the driver's queue short: old frames are stale.
+			vc, err := cam.open(media.CaptureConfig{Width: cfg.Width, Height: cfg.Height, FPS: cfg.FPS})
 			if err != nil {
 				return nil, fmt.Errorf("%w: cannot open %s: %w", ErrSource, s.desc, err)
-			}
-			// Keep the driver's queue short: old frames are stale frames.
-			vc.Set(gocv.VideoCaptureBufferSize, 1)
-			if cfg.Width > 0 {
-				vc.Set(gocv.VideoCaptureFrameWidth, float64(cfg.Width))
-				vc.Set(gocv.VideoCaptureFrameHeight, float64(cfg.Height))
-			}
-			if cfg.FPS > 0 {
-				vc.Set(gocv.VideoCaptureFPS, cfg.FPS)
 			}
 			return vc, nil
 		}
 	case strings.Contains(src, "://"):
 		s.desc, s.live = "stream "+src, true
-		s.open = func() (*gocv.VideoCapture, error) {
-			vc, err := gocv.VideoCaptureFile(src)
-			if err != nil || !vc.IsOpened() {
-				closeVC(vc)
+		s.open = func() (media.Capture, error) {
+			vc, err := media.OpenVideo(src)
+			if err != nil {
 				return nil, fmt.Errorf("%w: cannot open %s: is the URL right and the stream up?", ErrSource, s.desc)
 			}
 			return vc, nil
 		}
 	default:
 		s.desc = "file " + src
-		s.open = func() (*gocv.VideoCapture, error) {
+		s.open = func() (media.Capture, error) {
 			if _, err := os.Stat(src); err != nil {
 				return nil, fmt.Errorf("%w: cannot open %s: %w (a source is pattern, a camera like 0 or /dev/video0, a file, a URL or gst:<pipeline>)", ErrSource, s.desc, err)
 			}
-			vc, err := gocv.VideoCaptureFile(src)
-			if err != nil || !vc.IsOpened() {
-				closeVC(vc)
+			vc, err := media.OpenVideo(src)
+			if err != nil {
 				return nil, fmt.Errorf("%w: cannot open %s: not a video OpenCV can read", ErrSource, s.desc)
 			}
 			return vc, nil
@@ -107,13 +96,13 @@ func openCVSource(cfg Config) (frameSource, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, ok := readMat(vc)
+	f, ok := readFrame(vc)
 	if !ok {
-		closeVC(vc)
+		_ = vc.Close()
 		return nil, fmt.Errorf("%w: %s opened but delivered no frame", ErrSource, s.desc)
 	}
 	s.vc, s.first = vc, f
-	s.w, s.h = f.m.Cols(), f.m.Rows()
+	s.w, s.h = f.p.Size()
 	return s, nil
 }
 
@@ -154,12 +143,11 @@ func (c camera) desc() string {
 	return strconv.Itoa(c.index)
 }
 
-// open opens the camera, or says what to check.
-func (c camera) open() (*gocv.VideoCapture, error) {
+// open opens the camera, asking it for cfg, or says what to check.
+func (c camera) open(cfg media.CaptureConfig) (media.Capture, error) {
 	if c.dev == "" {
-		vc, err := gocv.VideoCaptureDeviceWithAPI(c.index, gocv.VideoCaptureAny)
-		if err != nil || !vc.IsOpened() {
-			closeVC(vc)
+		vc, err := media.OpenCamera(c.index, cfg)
+		if err != nil {
 			return nil, errors.New("it does not open; is a camera attached, not in use, and may this program use it (the system's camera privacy settings)?")
 		}
 		return vc, nil
@@ -167,27 +155,27 @@ func (c camera) open() (*gocv.VideoCapture, error) {
 	if _, err := os.Stat(c.dev); err != nil {
 		return nil, fmt.Errorf("%w; is a camera attached? (ls /dev/video*)", err)
 	}
-	vc, err := gocv.VideoCaptureFileWithAPI(c.dev, gocv.VideoCaptureV4L2)
-	if err != nil || !vc.IsOpened() {
-		closeVC(vc)
+	vc, err := media.OpenV4L2(c.dev, cfg)
+	if err != nil {
 		return nil, errors.New("it exists but does not open; is it in use, or is this user not in the video group?")
 	}
 	return vc, nil
 }
 
-func closeVC(vc *gocv.VideoCapture) {
+// closeVC closes vc if there is one.
+func closeVC(vc media.Capture) {
 	if vc != nil {
 		_ = vc.Close()
 	}
 }
 
-func readMat(vc *gocv.VideoCapture) (*matFrame, bool) {
-	m := gocv.NewMat()
-	if !vc.Read(&m) || m.Empty() {
-		_ = m.Close()
+// readFrame reads the next frame of vc.
+func readFrame(vc media.Capture) (*pictureFrame, bool) {
+	p, ok := vc.Read()
+	if !ok {
 		return nil, false
 	}
-	return &matFrame{m: m}, true
+	return &pictureFrame{p: p}, true
 }
 
 func (s *cvSource) Read(ctx context.Context) (frame, error) {
@@ -196,7 +184,7 @@ func (s *cvSource) Read(ctx context.Context) (frame, error) {
 		return f, nil
 	}
 	if s.vc != nil {
-		if f, ok := readMat(s.vc); ok {
+		if f, ok := readFrame(s.vc); ok {
 			return f, nil
 		}
 	}
@@ -211,7 +199,7 @@ func (s *cvSource) Read(ctx context.Context) (frame, error) {
 			return nil, err
 		}
 		s.vc = vc
-		if f, ok := readMat(vc); ok {
+		if f, ok := readFrame(vc); ok {
 			return f, nil
 		}
 		return nil, fmt.Errorf("%w: %s delivered no frame after rewinding", ErrSource, s.desc)
@@ -235,7 +223,7 @@ func (s *cvSource) Read(ctx context.Context) (frame, error) {
 			s.log.Debug("reopen failed", "source", s.desc, "err", err)
 			continue
 		}
-		if f, ok := readMat(vc); ok {
+		if f, ok := readFrame(vc); ok {
 			s.vc = vc
 			s.log.Info("source is back", "source", s.desc)
 			return f, nil
@@ -260,77 +248,41 @@ func (s *cvSource) Close() error {
 	return nil
 }
 
-// matFrame is a BGR frame in OpenCV memory.
-type matFrame struct{ m gocv.Mat }
+// pictureFrame is a BGR frame in OpenCV memory.
+type pictureFrame struct{ p media.Picture }
 
-var _ frame = (*matFrame)(nil)
+var _ frame = (*pictureFrame)(nil)
 
-func (f *matFrame) encode(w, h, q int, use func([]byte) error) error {
-	if f.m.Cols() == w && f.m.Rows() == h {
-		return encodeMat(f.m, q, use)
-	}
-	interp := gocv.InterpolationArea
-	if w > f.m.Cols() {
-		interp = gocv.InterpolationLinear
-	}
-	scaled := gocv.NewMat()
-	defer scaled.Close()
-	gocv.Resize(f.m, &scaled, image.Pt(w, h), 0, 0, interp)
-	return encodeMat(scaled, q, use)
+func (f *pictureFrame) encode(w, h, q int, use func([]byte) error) error {
+	return f.p.EncodeJPEG(w, h, q, use)
 }
 
-func (f *matFrame) release() { _ = f.m.Close() }
+func (f *pictureFrame) release() { f.p.Close() }
 
-func (f *matFrame) picture() media.Image {
-	pix, err := f.m.DataPtrUint8() // no copy; fails for a Mat that is not continuous
-	if err != nil {
-		pix = f.m.ToBytes()
-	}
-	return media.Image{Fmt: media.BGR24, Width: f.m.Cols(), Height: f.m.Rows(), Stride: f.m.Step(), Pix: pix}
-}
+func (f *pictureFrame) picture() media.Image { return f.p.Image() }
 
-// encodeMat encodes a BGR Mat with libjpeg(-turbo) through OpenCV.
-func encodeMat(m gocv.Mat, q int, use func([]byte) error) error {
-	// gocv: an empty params slice panics, and the error is always nil.
-	buf, err := gocv.IMEncodeWithParams(gocv.JPEGFileExt, m, []int{gocv.IMWriteJpegQuality, q})
-	if err != nil {
-		return fmt.Errorf("JPEG encoding: %w", err)
-	}
-	defer buf.Close()
-	if buf.Len() == 0 {
-		return fmt.Errorf("JPEG encoding of a %dx%d frame produced nothing", m.Cols(), m.Rows())
-	}
-	return use(buf.GetBytes())
-}
-
-// nativeImage holds an imageFrame converted to a BGR Mat once, so each
-// layer is scaled by OpenCV from it: several times faster than Go.
-type nativeImage struct {
-	bgr gocv.Mat
-	ok  bool
-}
+// nativeImage holds an imageFrame converted to a BGR picture once, so
+// that in a build with OpenCV each layer is scaled and encoded by OpenCV
+// from it: several times faster than Go.
+type nativeImage struct{ bgr media.Picture }
 
 func (n *nativeImage) reset() {
-	if n.ok {
-		_ = n.bgr.Close()
-		n.ok = false
+	if n.bgr != nil {
+		n.bgr.Close()
+		n.bgr = nil
 	}
 }
 
 func (f *imageFrame) encode(w, h, q int, use func([]byte) error) error {
-	b := f.img.Bounds()
-	if f.img.Stride != 4*b.Dx() {
+	if !media.OpenCVAvailable() || f.img.Stride != 4*f.img.Bounds().Dx() {
 		return f.encodeGo(w, h, q, use)
 	}
-	if !f.native.ok {
-		rgba, err := gocv.NewMatFromBytes(b.Dy(), b.Dx(), gocv.MatTypeCV8UC4, f.img.Pix)
+	if f.native.bgr == nil {
+		bgr, err := media.PictureFrom(f.picture())
 		if err != nil {
-			return fmt.Errorf("wrapping a frame for OpenCV: %w", err)
+			return fmt.Errorf("converting a frame for OpenCV: %w", err)
 		}
-		f.native.bgr = gocv.NewMat()
-		gocv.CvtColor(rgba, &f.native.bgr, gocv.ColorRGBAToBGR)
-		_ = rgba.Close()
-		f.native.ok = true
+		f.native.bgr = bgr
 	}
-	return (&matFrame{m: f.native.bgr}).encode(w, h, q, use)
+	return f.native.bgr.EncodeJPEG(w, h, q, use)
 }

@@ -1,5 +1,3 @@
-//go:build cgo && !vidhub_lite
-
 package publisher
 
 import (
@@ -12,7 +10,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"gocv.io/x/gocv"
 
 	"github.com/vidhub/vidhub/internal/media"
 	"github.com/vidhub/vidhub/protocol"
@@ -62,6 +59,8 @@ func passthroughCandidate(src string) bool {
 
 // openPassthrough opens src for passthrough if it is H.264; ok is false
 // (and err nil) when it is something else, to be decoded and encoded.
+// Builds without FFmpeg (static, lite) cannot demux, so they never pass
+// a source through.
 func openPassthrough(cfg Config) (pt *passthrough, ok bool, err error) {
 	if cfg.Codec != protocol.CodecH264 || !passthroughCandidate(cfg.Source) {
 		return nil, false, nil
@@ -306,18 +305,16 @@ func (p *Publisher) passDecode(au media.AU, now time.Time) {
 	if err != nil || !ok {
 		return // the decoder waits for a keyframe by itself
 	}
-	w, h := pt.dec.Size()
-	m := gocv.NewMatWithSize(h, w, gocv.MatTypeCV8UC3)
-	pix, err := m.DataPtrUint8()
-	if err == nil {
-		err = pt.dec.Picture(media.Image{Fmt: media.BGR24, Width: w, Height: h, Stride: 3 * w, Pix: pix})
-	}
+	pic, err := media.NewPicture(pt.dec.Size())
 	if err != nil {
-		_ = m.Close()
+		return
+	}
+	if err := pt.dec.Picture(pic.Image()); err != nil {
+		pic.Close()
 		return
 	}
 	pt.capSeq++
-	if old, replaced := p.box.put(captured{f: &matFrame{m: m}, seq: pt.capSeq, at: now}); replaced {
+	if old, replaced := p.box.put(captured{f: &pictureFrame{p: pic}, seq: pt.capSeq, at: now}); replaced {
 		old.f.release()
 		p.droppedBusy.Add(1)
 	}

@@ -1,5 +1,0 @@
-//go:build !cgo
-
-package main
-
-func opencvVersion() string { return "static build, no OpenCV" }
