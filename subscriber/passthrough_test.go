@@ -134,7 +134,7 @@ func TestPassthroughRTSP(t *testing.T) {
 		return st.Frames >= 45 && strings.HasPrefix(st.Codec, "avc1.") && st.Width > 0
 	}, "no decoded frames from the RTSP camera: %+v", hubtest.Lazy(func() any { return st }))
 	if st.CorruptShown != 0 || st.DecodeErrors != 0 || st.Width != 640 || st.Height != 360 {
-		t.Errorf("viewer %+v: want 640x360 and no corruption", st)
+		t.Errorf("viewer %#v: want 640x360 and no corruption", st)
 	}
 
 	jr := join(t, b.ClientURL(), subscriber.Config{Room: "cam", Layer: subscriber.LayerLo, Codec: protocol.CodecJPEG, StatsEvery: 200 * time.Millisecond})
