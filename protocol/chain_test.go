@@ -18,10 +18,12 @@ func TestChain(t *testing.T) {
 		seq           uint64
 		pass, restart bool
 	}
-	k := func(seq uint64, pass, restart bool) step { return step{key: true, seq: seq, pass: pass, restart: restart} }
+	k := func(seq uint64, pass, restart bool) step {
+		return step{key: true, seq: seq, pass: pass, restart: restart}
+	}
 	d := func(seq uint64, pass, restart bool) step { return step{seq: seq, pass: pass, restart: restart} }
 	on := func(l Layer, s step) step { s.l = l; return s }
-	const max = math.MaxUint64
+	const top = math.MaxUint64
 	for _, tc := range []struct {
 		name  string
 		steps []step
@@ -38,7 +40,7 @@ func TestChain(t *testing.T) {
 		{"older frame", []step{k(1, true, true), d(2, true, false), d(3, true, false), d(2, false, true), d(3, false, false)}, H264, 3},
 		{"publisher starts again at a keyframe", []step{k(1, true, true), d(2, true, false), d(3, true, false), k(1, true, true), d(2, true, false)}, H264, 2},
 		{"publisher starts again mid-GOP", []step{k(7, true, true), d(8, true, false), d(1, false, true), d(2, false, false), k(3, true, false)}, H264, 3},
-		{"numbers run out", []step{k(max-1, true, true), d(max, true, false), d(1, false, true), k(2, true, false)}, H264, 2},
+		{"numbers run out", []step{k(top-1, true, true), d(top, true, false), d(1, false, true), k(2, true, false)}, H264, 2},
 		{"another layer", []step{
 			k(1, true, true), d(2, true, false),
 			on(H264Lo, d(3, false, true)), on(H264Lo, d(4, false, false)), on(H264Lo, k(5, true, false)), on(H264Lo, d(6, true, false)),
