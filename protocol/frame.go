@@ -116,17 +116,26 @@ func ParseFrameHeader(h nats.Header) (FrameMeta, error) {
 	default:
 		return FrameMeta{}, fmt.Errorf("%w: %s is %q, want %q or %q", ErrBadFrame, HeaderContentType, ct, ContentTypeJPEG, ContentTypeH264)
 	}
-	var err error
-	if m.Seq, err = strconv.ParseUint(h.Get(HeaderSeq), 10, 64); err != nil || m.Seq == 0 {
-		return FrameMeta{}, fmt.Errorf("%w: %s is %q, want a number from 1", ErrBadFrame, HeaderSeq, h.Get(HeaderSeq))
-	}
-	if m.Time, err = strconv.ParseInt(h.Get(HeaderTime), 10, 64); err != nil || m.Time <= 0 {
-		return FrameMeta{}, fmt.Errorf("%w: %s is %q, want Unix nanoseconds", ErrBadFrame, HeaderTime, h.Get(HeaderTime))
-	}
-	if m.Width, m.Height, err = ParseSize(h.Get(HeaderSize)); err != nil {
-		return FrameMeta{}, fmt.Errorf("%w: %s: %w", ErrBadFrame, HeaderSize, err)
+	if err := parseStamp(h, &m); err != nil {
+		return FrameMeta{}, err
 	}
 	return m, nil
+}
+
+// parseStamp reads and checks the headers that frames and GOP replies
+// share: HeaderSeq, HeaderTime and HeaderSize.
+func parseStamp(h nats.Header, m *FrameMeta) error {
+	var err error
+	if m.Seq, err = strconv.ParseUint(h.Get(HeaderSeq), 10, 64); err != nil || m.Seq == 0 {
+		return fmt.Errorf("%w: %s is %q, want a number from 1", ErrBadFrame, HeaderSeq, h.Get(HeaderSeq))
+	}
+	if m.Time, err = strconv.ParseInt(h.Get(HeaderTime), 10, 64); err != nil || m.Time <= 0 {
+		return fmt.Errorf("%w: %s is %q, want Unix nanoseconds", ErrBadFrame, HeaderTime, h.Get(HeaderTime))
+	}
+	if m.Width, m.Height, err = ParseSize(h.Get(HeaderSize)); err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrBadFrame, HeaderSize, err)
+	}
+	return nil
 }
 
 // CheckJPEG checks that b looks like one complete JPEG: it starts with the

@@ -4,6 +4,10 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"math"
+	"strconv"
+
+	"github.com/nats-io/nats.go"
 )
 
 // H.264 NAL unit types that vidhub reads (ITU-T H.264 table 7-1).
@@ -199,3 +203,43 @@ func SplitGOP(body []byte, n int) ([]GOPUnit, error) {
 
 // MaxGOP bounds the access units of one GOP reply.
 const MaxGOP = 600
+
+// GOPFrame is one access unit of a GOP reply, with what the reply says
+// of it.
+type GOPFrame struct {
+	Meta FrameMeta
+	AU   []byte
+}
+
+// ParseGOP checks a GOP reply, its headers h and its body, and returns its
+// access units, which alias body, each with its metadata: numbered on from
+// the reply's HeaderSeq, its own capture time, the reply's size, the first
+// a keyframe.
+func ParseGOP(h nats.Header, body []byte) ([]GOPFrame, error) {
+	if ct := h.Get(HeaderContentType); ct != ContentTypeGOP {
+		return nil, fmt.Errorf("%w: GOP reply with %s %q", ErrBadFrame, HeaderContentType, ct)
+	}
+	n, err := strconv.Atoi(h.Get(HeaderCount))
+	if err != nil {
+		return nil, fmt.Errorf("%w: GOP reply with %s %q", ErrBadFrame, HeaderCount, h.Get(HeaderCount))
+	}
+	units, err := SplitGOP(body, n)
+	if err != nil {
+		return nil, err
+	}
+	m := FrameMeta{Codec: CodecH264}
+	if err := parseStamp(h, &m); err != nil {
+		return nil, err
+	}
+	if m.Seq > math.MaxUint64-uint64(n) {
+		return nil, fmt.Errorf("%w: GOP reply numbers overflow: %s %d and %d access units", ErrBadFrame, HeaderSeq, m.Seq, n)
+	}
+	out := make([]GOPFrame, n)
+	for i, u := range units {
+		out[i].Meta, out[i].AU = m, u.AU
+		out[i].Meta.Seq += uint64(i)
+		out[i].Meta.Time = u.Time
+		out[i].Meta.Key = i == 0
+	}
+	return out, nil
+}

@@ -3,9 +3,13 @@ package protocol
 import (
 	"encoding/json"
 	"errors"
+	"math"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 )
 
 var (
@@ -134,5 +138,60 @@ func TestGOP(t *testing.T) {
 		if _, err := SplitGOP(tc.body, tc.n); !errors.Is(err, ErrBadFrame) {
 			t.Errorf("SplitGOP(%d bytes, %d) = %v, want ErrBadFrame", len(tc.body), tc.n, err)
 		}
+	}
+}
+
+// gopHeader is a GOP reply's headers: count access units from seq, the
+// first captured at 1, 64x48.
+func gopHeader(count, seq string) nats.Header {
+	return nats.Header{
+		HeaderContentType: {ContentTypeGOP},
+		HeaderCount:       {count},
+		HeaderSeq:         {seq},
+		HeaderTime:        {"1"},
+		HeaderSize:        {"64x48"},
+	}
+}
+
+func TestParseGOP(t *testing.T) {
+	key, delta := cat(spsNAL, ppsNAL, idrNAL), sliceNAL
+	body := AppendGOP(AppendGOP(AppendGOP(nil, 10, key), 20, delta), 30, delta)
+	gop, err := ParseGOP(gopHeader("3", "41"), body)
+	if err != nil || len(gop) != 3 {
+		t.Fatalf("ParseGOP = %+v, %v", gop, err)
+	}
+	for i, g := range gop {
+		want := FrameMeta{Seq: 41 + uint64(i), Time: int64(10 * (i + 1)), Width: 64, Height: 48, Codec: CodecH264, Key: i == 0}
+		if g.Meta != want || !slices.Equal(g.AU, [][]byte{key, delta, delta}[i]) {
+			t.Errorf("access unit %d: %+v, want %+v", i, g.Meta, want)
+		}
+	}
+	with := func(k, v string) nats.Header {
+		h := gopHeader("3", "41")
+		h.Set(k, v)
+		return h
+	}
+	for _, tc := range []struct {
+		name string
+		h    nats.Header
+		body []byte
+	}{
+		{"a frame's content type", with(HeaderContentType, ContentTypeH264), body},
+		{"no count", with(HeaderCount, ""), body},
+		{"count not a number", with(HeaderCount, "three"), body},
+		{"count wrong", gopHeader("2", "41"), body},
+		{"no seq", with(HeaderSeq, ""), body},
+		{"seq 0", with(HeaderSeq, "0"), body},
+		{"numbers overflow", with(HeaderSeq, strconv.FormatUint(math.MaxUint64-1, 10)), body},
+		{"no time", with(HeaderTime, ""), body},
+		{"bad size", with(HeaderSize, "64"), body},
+		{"not starting at a keyframe", gopHeader("1", "41"), AppendGOP(nil, 10, delta)},
+	} {
+		if gop, err := ParseGOP(tc.h, tc.body); !errors.Is(err, ErrBadFrame) {
+			t.Errorf("%s: ParseGOP = %d access units, %v; want ErrBadFrame", tc.name, len(gop), err)
+		}
+	}
+	if gop, err := ParseGOP(with(HeaderSeq, strconv.FormatUint(math.MaxUint64-3, 10)), body); err != nil || gop[2].Meta.Seq != math.MaxUint64-1 {
+		t.Errorf("numbers near the last: %v", err)
 	}
 }

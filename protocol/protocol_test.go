@@ -3,6 +3,7 @@ package protocol
 import (
 	"bytes"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -334,7 +335,8 @@ func FuzzParseFrame(f *testing.F) {
 
 // FuzzSplitGOP: whatever a GOP reply body holds, SplitGOP returns access
 // units that each pass CheckH264 (the first a keyframe), or ErrBadFrame;
-// and what AppendGOP writes splits back as it was.
+// what AppendGOP writes splits back as it was; and ParseGOP, given the
+// body with good headers, takes what SplitGOP takes and numbers it.
 func FuzzSplitGOP(f *testing.F) {
 	key := []byte{0, 0, 0, 1, 0x67, 0x42, 0xc0, 0x1e, 0, 0, 0, 1, 0x68, 0xce, 0, 0, 1, 0x65, 0x88}
 	delta := []byte{0, 0, 0, 1, 0x41, 0x9a}
@@ -342,11 +344,22 @@ func FuzzSplitGOP(f *testing.F) {
 	f.Add([]byte{0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff}, 1)
 	f.Fuzz(func(t *testing.T, body []byte, n int) {
 		aus, err := SplitGOP(body, n)
+		h := gopHeader(strconv.Itoa(n), "7")
+		gop, perr := ParseGOP(h, body)
+		if (err == nil) != (perr == nil) {
+			t.Fatalf("SplitGOP: %v, but ParseGOP: %v", err, perr)
+		}
 		if err != nil {
-			if !errors.Is(err, ErrBadFrame) {
-				t.Fatalf("error %v is not ErrBadFrame", err)
+			if !errors.Is(err, ErrBadFrame) || !errors.Is(perr, ErrBadFrame) {
+				t.Fatalf("errors %v, %v are not ErrBadFrame", err, perr)
 			}
 			return
+		}
+		for i, g := range gop {
+			want := FrameMeta{Seq: 7 + uint64(i), Time: aus[i].Time, Width: 64, Height: 48, Codec: CodecH264, Key: i == 0}
+			if g.Meta != want || !bytes.Equal(g.AU, aus[i].AU) {
+				t.Fatalf("ParseGOP's access unit %d: %+v, want %+v and SplitGOP's bytes", i, g.Meta, want)
+			}
 		}
 		var again []byte
 		for i, u := range aus {

@@ -41,7 +41,7 @@ func TestMatsClosed(t *testing.T) {
 		{Room: "mats", Name: "file", Source: clip, FPS: 30, Loop: true},
 		{Room: "mats", Name: "pattern", Source: "pattern", FPS: 30, Width: 320, Height: 180},
 		// An H.264 file passed through, decoded for its JPEG layers.
-		{Room: "mats", Name: "h264", Source: h264Clip(t), Codec: protocol.CodecH264, Encode: publisher.EncodeAll, Loop: true},
+		{Room: "mats", Name: "h264", Source: hubtest.H264Clip(t, hubtest.Clip{Width: 320, Height: 180, Seconds: 2, Keyint: 30}), Codec: protocol.CodecH264, Encode: publisher.EncodeAll, Loop: true},
 	} {
 		nc := hubtest.Connect(t, b.ClientURL())
 		pub := hubtest.Publish(t, nc, cfg)

@@ -46,10 +46,10 @@ type h264Tile struct {
 	// since is when the room was joined: first_frame_ms counts from it.
 	since time.Time
 
-	mu      sync.Mutex
-	layer   protocol.Layer
-	lastSeq uint64
-	waitKey bool // dropping until the next keyframe
+	mu sync.Mutex
+	// chain gates the access units offered: after a gap, or on joining,
+	// it drops them until the next keyframe.
+	chain protocol.Chain
 	// pending keeps the newest access units dropped while waiting, in
 	// order: a GOP reply that ends just before them joins up with them.
 	pending  []*Frame
@@ -69,7 +69,7 @@ type h264Tile struct {
 }
 
 func newH264Tile(since time.Time, ask func(protocol.Layer)) *h264Tile {
-	h := &h264Tile{ask: ask, since: since, waitKey: true, queue: make(chan *Frame, auQueue), done: make(chan struct{})}
+	h := &h264Tile{ask: ask, since: since, queue: make(chan *Frame, auQueue), done: make(chan struct{})}
 	h.firstFrame.Store(-1)
 	return h
 }
@@ -79,21 +79,11 @@ func newH264Tile(since time.Time, ask func(protocol.Layer)) *h264Tile {
 func (h *h264Tile) offer(f *Frame, now time.Time) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	m := f.Meta
-	switch {
-	case f.Layer != h.layer || m.Seq <= h.lastSeq:
-		// Another layer, or the publisher restarted: a new stream that
-		// starts at a keyframe.
-		h.layer, h.waitKey = f.Layer, true
-	case m.Seq != h.lastSeq+1:
-		h.waitKey = true // a frame is missing: what follows refers to it
-	}
-	h.lastSeq = m.Seq
-	if h.waitKey && !m.Key {
+	if pass, _ := h.chain.Offer(f.Layer, f.Meta); !pass {
 		h.askLocked(f.Layer, now)
 		if gateGaps {
 			h.waited.Add(1)
-			if n := len(h.pending); n > 0 && h.pending[n-1].Meta.Seq+1 != m.Seq {
+			if n := len(h.pending); n > 0 && h.pending[n-1].Meta.Seq+1 != f.Meta.Seq {
 				h.pending = h.pending[:0] // not a run: useless after a GOP
 			}
 			if len(h.pending) == maxPending {
@@ -106,9 +96,6 @@ func (h *h264Tile) offer(f *Frame, now time.Time) bool {
 	h.pending = h.pending[:0]
 	select {
 	case h.queue <- f:
-		if m.Key {
-			h.waitKey = false
-		}
 		return true
 	default:
 		// The decoder is a second behind: drop what waits and skip to
@@ -118,7 +105,7 @@ func (h *h264Tile) offer(f *Frame, now time.Time) bool {
 			h.waited.Add(1)
 		}
 		h.waited.Add(1)
-		h.waitKey = true
+		h.chain.Break()
 		h.askLocked(f.Layer, now)
 		return false
 	}
@@ -134,7 +121,7 @@ const maxPending = 64
 func (h *h264Tile) offerGOP(gop []*Frame) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if !h.waitKey || len(gop) == 0 || gop[0].Layer != h.layer {
+	if !h.chain.NeedKey() || len(gop) == 0 || gop[0].Layer != h.chain.Layer() {
 		return false
 	}
 	run := gop
@@ -149,13 +136,14 @@ func (h *h264Tile) offerGOP(gop []*Frame) bool {
 			return false // live frames went on beyond what joins up: wait for the next
 		}
 	}
-	if last < h.lastSeq {
+	if last < h.chain.Seq() {
 		return false // stale: frames after it were lost
 	}
-	catch := &Frame{Participant: gop[0].Participant, Layer: h.layer, Meta: run[len(run)-1].Meta, Received: run[len(run)-1].Received, gop: run}
+	catch := &Frame{Participant: gop[0].Participant, Layer: h.chain.Layer(), Meta: run[len(run)-1].Meta, Received: run[len(run)-1].Received, gop: run}
 	select {
 	case h.queue <- catch:
-		h.waitKey, h.pending = false, h.pending[:0]
+		h.chain.Mend()
+		h.pending = h.pending[:0]
 		h.gops.Add(1)
 		return true
 	default:
@@ -174,7 +162,7 @@ func (h *h264Tile) askLocked(l protocol.Layer, now time.Time) {
 // decoded until a keyframe.
 func (h *h264Tile) broken(l protocol.Layer) {
 	h.mu.Lock()
-	h.waitKey = true
+	h.chain.Break()
 	h.askLocked(l, time.Now())
 	h.mu.Unlock()
 }
@@ -185,9 +173,12 @@ func (h *h264Tile) broken(l protocol.Layer) {
 func (h *h264Tile) run(dec media.Decoder, keep bool, shown func(f *Frame, at time.Time)) {
 	h.wg.Go(func() {
 		defer dec.Close()
-		var chainOK, skipping bool
-		var prevSeq uint64
-		var prevLayer protocol.Layer
+		// An account of the reference chain kept apart from offer's
+		// gating: a picture decoded from anything but an unbroken run of
+		// frames since a keyframe counts as corrupt_shown.
+		var chain protocol.Chain
+		var skipping bool // after a decoder error, until a keyframe
+		var one [1]*Frame
 		for {
 			var f *Frame
 			select {
@@ -195,64 +186,38 @@ func (h *h264Tile) run(dec media.Decoder, keep bool, shown func(f *Frame, at tim
 				return
 			case f = <-h.queue:
 			}
-			if f.gop != nil {
-				// A GOP reply, joined up with live frames: decode them
-				// all, show the last.
-				var ok bool
-				var err error
-				for i, g := range f.gop {
-					if g.Meta.Key {
-						chainOK = true
-					} else {
-						chainOK = chainOK && g.Meta.Seq == prevSeq+1
-					}
-					prevSeq, prevLayer = g.Meta.Seq, g.Layer
-					if ok, err = dec.Decode(g.AU); err != nil {
-						break
-					}
-					if i == 0 {
-						h.keyframes.Add(1)
-					}
-				}
-				if err != nil {
-					h.decodeErrors.Add(1)
-					chainOK, skipping = false, true
-					h.broken(f.Layer)
-					continue
+			// One access unit, or a GOP reply joined up with live ones:
+			// decode them all, show the last.
+			run := f.gop
+			if run == nil {
+				one[0] = f
+				run = one[:]
+			}
+			var ok, chainOK bool
+			var err error
+			for _, g := range run {
+				if skipping && !g.Meta.Key {
+					continue // queued before the decoder failed
 				}
 				skipping = false
-				if ok {
-					h.show(dec, f.gop[len(f.gop)-1], chainOK, keep, shown)
+				chainOK, _ = chain.Offer(g.Layer, g.Meta)
+				if ok, err = dec.Decode(g.AU); err != nil {
+					break
 				}
-				continue
+				if ok && g.Meta.Key {
+					h.keyframes.Add(1)
+				}
 			}
-			if skipping && !f.Meta.Key {
-				continue // queued before the decoder failed
-			}
-			skipping = false
-			// An account of the reference chain kept apart from offer's
-			// gating: a picture decoded from anything but an unbroken
-			// run of frames since a keyframe counts as corrupt_shown.
-			if f.Meta.Key {
-				chainOK = true
-			} else {
-				chainOK = chainOK && f.Layer == prevLayer && f.Meta.Seq == prevSeq+1
-			}
-			prevSeq, prevLayer = f.Meta.Seq, f.Layer
-			ok, err := dec.Decode(f.AU)
 			if err != nil {
 				h.decodeErrors.Add(1)
-				chainOK, skipping = false, true
+				chain.Break()
+				skipping = true
 				h.broken(f.Layer)
 				continue
 			}
-			if !ok {
-				continue
+			if ok {
+				h.show(dec, run[len(run)-1], chainOK, keep, shown)
 			}
-			if f.Meta.Key {
-				h.keyframes.Add(1)
-			}
-			h.show(dec, f, chainOK, keep, shown)
 		}
 	})
 }

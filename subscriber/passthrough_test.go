@@ -5,7 +5,6 @@ package subscriber_test
 import (
 	"bytes"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -21,28 +20,13 @@ import (
 	"github.com/vidhub/vidhub/subscriber"
 )
 
-// h264File makes an H.264 MP4 with stock ffmpeg: 640x360 at 30 fps,
-// keyframes every keyint frames, no B-frames.
-func h264File(t *testing.T, keyint, seconds int) string {
-	t.Helper()
-	hubtest.NeedTools(t, "ffmpeg")
-	file := filepath.Join(t.TempDir(), "clip.mp4")
-	out, err := exec.Command("ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30",
-		"-t", strconv.Itoa(seconds), "-c:v", "libx264", "-preset", "ultrafast", "-g", strconv.Itoa(keyint), "-keyint_min", strconv.Itoa(keyint),
-		"-sc_threshold", "0", "-bf", "0", "-pix_fmt", "yuv420p", file).CombinedOutput()
-	if err != nil {
-		t.Fatalf("ffmpeg: %v\n%s", err, out)
-	}
-	return file
-}
-
 // TestPassthroughFile checks that an H.264 file is published untouched
 // (the very access units the file holds, no encoder), that nothing is
 // decoded while no decoded layer is watched, and that a viewer who joins
 // mid-GOP gets a picture from the publisher's GOP reply rather than
 // waiting for the file's next keyframe, with no corruption.
 func TestPassthroughFile(t *testing.T) {
-	file := h264File(t, 150, 12) // a keyframe every 5 s
+	file := hubtest.H264Clip(t, hubtest.Clip{Width: 640, Height: 360, Seconds: 12, Keyint: 150}) // a keyframe every 5 s
 	b := hubtest.Broker(t, broker.Config{})
 	spy := hubtest.Connect(t, b.ClientURL())
 	var got [][]byte
@@ -134,7 +118,7 @@ func TestPassthroughRTSP(t *testing.T) {
 		return st.Frames >= 45 && strings.HasPrefix(st.Codec, "avc1.") && st.Width > 0
 	}, "no decoded frames from the RTSP camera: %+v", hubtest.Lazy(func() any { return st }))
 	if st.CorruptShown != 0 || st.DecodeErrors != 0 || st.Width != 640 || st.Height != 360 {
-		t.Errorf("viewer %+v: want 640x360 and no corruption", st)
+		t.Errorf("viewer %#v: want 640x360 and no corruption", st)
 	}
 
 	jr := join(t, b.ClientURL(), subscriber.Config{Room: "cam", Layer: subscriber.LayerLo, Codec: protocol.CodecJPEG, StatsEvery: 200 * time.Millisecond})

@@ -15,9 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"math"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -499,36 +497,13 @@ func (r *Room) onGOP(m *nats.Msg) {
 
 // parseGOP checks a GOP reply and returns its access units as frames.
 func parseGOP(name string, l protocol.Layer, m *nats.Msg, now time.Time) ([]*Frame, error) {
-	if ct := m.Header.Get(protocol.HeaderContentType); ct != protocol.ContentTypeGOP {
-		return nil, fmt.Errorf("%w: GOP reply with %s %q", protocol.ErrBadFrame, protocol.HeaderContentType, ct)
-	}
-	n, err := strconv.Atoi(m.Header.Get(protocol.HeaderCount))
-	if err != nil {
-		return nil, fmt.Errorf("%w: GOP reply with %s %q", protocol.ErrBadFrame, protocol.HeaderCount, m.Header.Get(protocol.HeaderCount))
-	}
-	aus, err := protocol.SplitGOP(m.Data, n)
+	gop, err := protocol.ParseGOP(m.Header, m.Data)
 	if err != nil {
 		return nil, err
 	}
-	h := nats.Header{}
-	for _, k := range []string{protocol.HeaderSeq, protocol.HeaderTime, protocol.HeaderSize} {
-		h.Set(k, m.Header.Get(k))
-	}
-	h.Set(protocol.HeaderContentType, protocol.ContentTypeH264)
-	meta, err := protocol.ParseFrameHeader(h)
-	if err != nil {
-		return nil, err
-	}
-	if meta.Seq > math.MaxUint64-uint64(n) {
-		return nil, fmt.Errorf("%w: GOP reply numbers overflow", protocol.ErrBadFrame)
-	}
-	out := make([]*Frame, n)
-	for i, u := range aus {
-		mi := meta
-		mi.Seq += uint64(i)
-		mi.Key = i == 0
-		mi.Time = u.Time
-		out[i] = &Frame{Participant: name, Layer: l, Meta: mi, AU: u.AU, Received: now}
+	out := make([]*Frame, len(gop))
+	for i, g := range gop {
+		out[i] = &Frame{Participant: name, Layer: l, Meta: g.Meta, AU: g.AU, Received: now}
 	}
 	return out, nil
 }

@@ -41,12 +41,10 @@ type pubSocket struct {
 	subj [len(allLayers)]string
 	seq  [len(allLayers)]uint64
 	pace [len(allLayers)]*rate.Limiter // frames per second
-	// chain says the layer's last published H.264 access unit continues
-	// an unbroken chain from a keyframe: only then may a delta follow.
-	chain [len(allLayers)]bool
-	// bseq is the browser's own number of the layer's last access unit
-	// (0: the browser does not number them).
-	bseq     [len(allLayers)]uint64
+	// chain follows each H.264 layer's reference chain, in the browser's
+	// own numbering (which may be absent): a delta goes out only when
+	// everything since a keyframe did.
+	chain    [len(allLayers)]protocol.Chain
 	controls *rate.Limiter // text messages
 
 	mu sync.Mutex
@@ -423,13 +421,7 @@ func (p *pubSocket) checkH264(i int, f WireFrame) error {
 // no gap. A frame that does not is dropped, and the page asked for a
 // keyframe: nothing a viewer cannot decode reaches the broker.
 func (p *pubSocket) decodable(i int, f WireFrame) bool {
-	if s := f.Meta.Seq; s != 0 {
-		if p.bseq[i] != 0 && s != p.bseq[i]+1 {
-			p.chain[i] = false
-		}
-		p.bseq[i] = s
-	}
-	if f.Meta.Key || p.chain[i] {
+	if pass, _ := p.chain[i].Offer(f.Layer, f.Meta); pass {
 		return true
 	}
 	p.g.m.pubWaited.Add(1)
@@ -460,7 +452,7 @@ func (p *pubSocket) control(b []byte) error {
 	for i, d := range declared {
 		if d != p.declared[i] {
 			// A new size or codec starts a new chain.
-			p.chain[i] = false
+			p.chain[i].Break()
 			p.layers[i] = protocol.LayerInfo{}
 		}
 	}
@@ -536,12 +528,11 @@ func (p *pubSocket) publish(i int, f WireFrame, now time.Time) error {
 		// layer starts again at a keyframe.
 		p.log.Debug("frame not published", "err", err)
 		if f.Layer.Codec() == protocol.CodecH264 {
-			p.chain[i] = false
+			p.chain[i].Break()
 			p.askKey(i)
 		}
 		return nil
 	}
-	p.chain[i] = true
 	p.g.m.pubFrames[i].Add(1)
 	p.g.m.pubBytes.Add(uint64(len(f.Body)))
 	p.mu.Lock()

@@ -92,11 +92,11 @@ type viewer struct {
 	keyLimit *rate.Limiter
 }
 
-// chain is where the H.264 frames of one participant stand on a socket.
+// chain is where the H.264 frames of one participant stand on a socket:
+// the reference chain the browser's decoder follows, which drops frames
+// until the next keyframe after a gap, and the frames not yet written.
 type chain struct {
-	layer   protocol.Layer
-	seq     uint64 // of the last frame offered
-	waitKey bool   // dropping until the next keyframe
+	protocol.Chain
 	// queue holds the frames not yet written, in order: a short queue
 	// rides out a writer that is late by a frame or two (scheduling, a
 	// busy machine), which a single slot would turn into a skip to the
@@ -185,31 +185,28 @@ func (v *viewer) offer(participant string, l protocol.Layer, meta protocol.Frame
 func (v *viewer) offerH264(participant string, l protocol.Layer, meta protocol.FrameMeta, msg []byte, now time.Time) {
 	c := v.chains[participant]
 	if c == nil {
-		c = &chain{waitKey: true}
+		c = &chain{}
 		v.chains[participant] = c
 	}
-	switch {
-	case c.layer != l || meta.Seq <= c.seq:
-		// Another layer, or the publisher started again: a new stream,
-		// which starts at a keyframe.
-		c.layer, c.waitKey = l, true
+	pass, restart := c.Offer(l, meta)
+	if restart {
+		// Another layer, or the publisher started again: what waits
+		// belongs to the old stream.
 		clear(c.queue)
 		c.queue = c.queue[:0]
-	case meta.Seq != c.seq+1:
-		c.waitKey = true // a frame is missing: what follows refers to it
 	}
-	c.seq = meta.Seq
 	dropped := 0
 	if len(c.queue) >= maxQueued && !meta.Key {
 		// The browser is maxQueued frames behind: it cannot catch up
 		// frame by frame. What waits goes, and it starts again at the
 		// next keyframe, not at a stale picture.
-		c.waitKey = true
+		c.Break()
+		pass = false
 		dropped += len(c.queue)
 		clear(c.queue)
 		c.queue = c.queue[:0]
 	}
-	if c.waitKey && !meta.Key {
+	if !pass {
 		v.mu.Unlock()
 		v.g.m.h264Waited.Add(1)
 		v.drop(dropped + 1)
@@ -222,7 +219,6 @@ func (v *viewer) offerH264(participant string, l protocol.Layer, meta protocol.F
 		clear(c.queue)
 		c.queue = c.queue[:0]
 	}
-	c.waitKey = false
 	c.queue = append(c.queue, msg)
 	v.mu.Unlock()
 	if dropped > 0 {
