@@ -3,8 +3,6 @@
 package publisher_test
 
 import (
-	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -14,19 +12,6 @@ import (
 	"github.com/vidhub/vidhub/protocol"
 	"github.com/vidhub/vidhub/publisher"
 )
-
-// h264Clip writes a short H.264 MP4 with stock ffmpeg.
-func h264Clip(t *testing.T) string {
-	t.Helper()
-	hubtest.NeedTools(t, "ffmpeg")
-	file := filepath.Join(t.TempDir(), "clip.mp4")
-	out, err := exec.Command("ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=30", "-t", "2",
-		"-c:v", "libx264", "-preset", "ultrafast", "-g", "30", "-bf", "0", "-pix_fmt", "yuv420p", file).CombinedOutput()
-	if err != nil {
-		t.Fatalf("ffmpeg: %v\n%s", err, out)
-	}
-	return file
-}
 
 // TestMatsClosed runs every OpenCV-backed source and checks that no Mat is
 // left open once the publishers stop. Run with -tags matprofile.
