@@ -1,6 +1,7 @@
 // Package media is vidhub's one home for native (cgo) media code: H.264
-// encoding, decoding and demuxing through FFmpeg's libraries (libavcodec
-// with libx264, libavformat, libswscale) over a small cgo layer, and
+// encoding with libx264's own API, decoding and demuxing through FFmpeg's
+// libraries (libavcodec, libavformat, libswscale) over a small cgo layer,
+// and
 // OpenCV through gocv: capture from cameras, files, streams and GStreamer
 // pipelines (Capture), BGR pictures with JPEG coding and scaling by
 // libjpeg-turbo (Picture), drawing (Canvas) and the desktop window
@@ -8,7 +9,7 @@
 //
 // The full build (cgo) has all of it. The lite build (cgo, build tag
 // vidhub_lite: a static binary for the container image) has only the
-// encoder, over libx264's own API: NewDecoder and OpenH264 return
+// encoder, which both builds share: NewDecoder and OpenH264 return
 // ErrUnavailable, and it has no OpenCV. The static build (CGO_ENABLED=0)
 // has none: every constructor returns ErrUnavailable, which says so
 // plainly (ErrNoOpenCV, an ErrUnavailable, for OpenCV's). CanEncodeH264,
