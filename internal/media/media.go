@@ -1,11 +1,10 @@
 // Package media is vidhub's one home for native (cgo) media code: H.264
 // encoding with libx264's own API, decoding and demuxing through FFmpeg's
 // libraries (libavcodec, libavformat, libswscale) over a small cgo layer,
-// and
-// OpenCV through gocv: capture from cameras, files, streams and GStreamer
-// pipelines (Capture), BGR pictures with JPEG coding and scaling by
-// libjpeg-turbo (Picture), drawing (Canvas) and the desktop window
-// (Window). Every other package of vidhub is pure Go.
+// and OpenCV through gocv: capture from cameras, files, streams and
+// GStreamer pipelines (Capture), BGR pictures with JPEG coding and
+// scaling by libjpeg-turbo (Picture), drawing (Canvas) and the desktop
+// window (Window). Every other package of vidhub is pure Go.
 //
 // The full build (cgo) has all of it. The lite build (cgo, build tag
 // vidhub_lite: a static binary for the container image) has only the
