@@ -19,6 +19,9 @@ type Chain struct {
 	layer Layer
 	seq   uint64 // of the last numbered frame offered; 0: none since the stream started
 	ok    bool   // the frames passed since the last keyframe are unbroken
+	// mended is the last frame of the run a Mend delivered, while frames
+	// up to it may still be on their way live (Old); 0: none.
+	mended uint64
 }
 
 // Offer takes the metadata of the next frame of layer l, in the order
@@ -29,6 +32,9 @@ type Chain struct {
 // reports that the frame starts a new stream (another layer, or a
 // publisher that started again): what is kept of the old one is stale.
 func (c *Chain) Offer(l Layer, m FrameMeta) (pass, restart bool) {
+	if c.mended != 0 && (l != c.layer || m.Seq > c.mended || m.Key) {
+		c.mended = 0
+	}
 	switch {
 	case l != c.layer:
 		c.layer, c.seq, c.ok, restart = l, 0, false, true
@@ -55,9 +61,24 @@ func (c *Chain) Offer(l Layer, m FrameMeta) (pass, restart bool) {
 func (c *Chain) Break() { c.ok = false }
 
 // Mend marks a broken chain whole again without a keyframe offered: the
-// caller delivered a run that starts at a keyframe and joins up with the
-// frames offered so far (a GOP reply). Numbering goes on from Seq.
-func (c *Chain) Mend() { c.ok = true }
+// caller delivered a run that starts at a keyframe, joins up with the
+// frames offered so far and ends at frame last (a GOP reply, which can
+// overtake live frames on their way). Numbering goes on from last; the
+// live deltas up to it are Old.
+func (c *Chain) Mend(last uint64) {
+	c.ok = true
+	if last > c.seq {
+		c.seq, c.mended = last, last
+	}
+}
+
+// Old reports whether a frame of layer l was delivered already, in the
+// run of the last Mend, though it arrives live only now: the caller drops
+// it without offering it. A keyframe is never old (offered, it restarts
+// the chain there, which decodes cleanly).
+func (c *Chain) Old(l Layer, m FrameMeta) bool {
+	return c.mended != 0 && l == c.layer && m.Seq != 0 && m.Seq <= c.mended && !m.Key
+}
 
 // NeedKey reports whether the chain waits for a keyframe: the next delta
 // would not pass.

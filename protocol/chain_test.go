@@ -12,7 +12,7 @@ func TestChain(t *testing.T) {
 	// if unset) and wants pass and restart; or, with op set, breaks or
 	// mends the chain.
 	type step struct {
-		op            string // "", "break" or "mend"
+		op            string // "", "break", "mend" (to seq) or "old" (a delta seq that Old must find old, or not: pass)
 		l             Layer
 		key           bool
 		seq           uint64
@@ -52,7 +52,15 @@ func TestChain(t *testing.T) {
 		{"not numbered between", []step{k(1, true, true), d(0, true, false), d(2, true, false), d(0, true, false), d(4, false, false)}, H264, 4},
 		{"broken", []step{k(1, true, true), d(2, true, false), {op: "break"}, d(3, false, false), d(4, false, false), k(5, true, false), d(6, true, false)}, H264, 6},
 		{"broken at a keyframe", []step{k(1, true, true), {op: "break"}, k(2, true, false), d(3, true, false)}, H264, 3},
-		{"mended", []step{d(4, false, true), d(5, false, false), {op: "mend"}, d(6, true, false), d(8, false, false)}, H264, 8},
+		{"mended", []step{d(4, false, true), d(5, false, false), {op: "mend", seq: 5}, d(6, true, false), d(8, false, false)}, H264, 8},
+		{"mended ahead of live frames", []step{
+			d(4, false, true), d(5, false, false), {op: "mend", seq: 8},
+			{op: "old", seq: 6, pass: true}, {op: "old", seq: 7, pass: true}, {op: "old", seq: 8, pass: true},
+			{op: "old", seq: 9}, d(9, true, false), {op: "old", seq: 7}, d(10, true, false),
+		}, H264, 10},
+		{"a keyframe after mending is not old", []step{
+			d(4, false, true), {op: "mend", seq: 8}, k(7, true, true), {op: "old", seq: 8}, d(8, true, false), d(9, true, false),
+		}, H264, 9},
 	} {
 		var c Chain
 		if !c.NeedKey() {
@@ -67,9 +75,14 @@ func TestChain(t *testing.T) {
 				}
 				continue
 			case "mend":
-				c.Mend()
+				c.Mend(s.seq)
 				if c.NeedKey() {
 					t.Errorf("%s: step %d: mended, yet NeedKey is true", tc.name, i)
+				}
+				continue
+			case "old":
+				if old := c.Old(H264, FrameMeta{Seq: s.seq, Codec: CodecH264}); old != s.pass {
+					t.Errorf("%s: step %d: Old(delta %d) = %v, want %v", tc.name, i, s.seq, old, s.pass)
 				}
 				continue
 			}

@@ -79,6 +79,9 @@ func newH264Tile(since time.Time, ask func(protocol.Layer)) *h264Tile {
 func (h *h264Tile) offer(f *Frame, now time.Time) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.chain.Old(f.Layer, f.Meta) {
+		return false // decoded already, in a GOP reply that overtook it
+	}
 	if pass, _ := h.chain.Offer(f.Layer, f.Meta); !pass {
 		h.askLocked(f.Layer, now)
 		if gateGaps {
@@ -142,7 +145,7 @@ func (h *h264Tile) offerGOP(gop []*Frame) bool {
 	catch := &Frame{Participant: gop[0].Participant, Layer: h.chain.Layer(), Meta: run[len(run)-1].Meta, Received: run[len(run)-1].Received, gop: run}
 	select {
 	case h.queue <- catch:
-		h.chain.Mend()
+		h.chain.Mend(last)
 		h.pending = h.pending[:0]
 		h.gops.Add(1)
 		return true
