@@ -82,7 +82,11 @@ func (h *h264Tile) offer(f *Frame, now time.Time) bool {
 	if h.chain.Old(f.Layer, f.Meta) {
 		return false // decoded already, in a GOP reply that overtook it
 	}
-	if pass, _ := h.chain.Offer(f.Layer, f.Meta); !pass {
+	pass, restart := h.chain.Offer(f.Layer, f.Meta)
+	if restart {
+		h.pending = h.pending[:0] // another layer, or the publisher started again
+	}
+	if !pass {
 		h.askLocked(f.Layer, now)
 		if gateGaps {
 			h.waited.Add(1)
