@@ -40,7 +40,9 @@ func Broker(t testing.TB, cfg broker.Config) *broker.Broker {
 // Connect connects to url with reconnects on, closed when the test ends.
 func Connect(t testing.TB, url string, opts ...nats.Option) *nats.Conn {
 	t.Helper()
-	opts = append([]nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(100 * time.Millisecond)}, opts...)
+	// A connect timeout well above nats.go's 2 s: a loaded CI machine
+	// running the race detector can take that long to answer.
+	opts = append([]nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(100 * time.Millisecond), nats.Timeout(10 * time.Second)}, opts...)
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		t.Fatalf("connecting to %s: %v", url, err)
