@@ -74,18 +74,20 @@ func webH264(ctx context.Context, env *runEnv, n int) ([]WebH264Result, error) {
 	defer ws.close()
 	wsURL := "ws" + strings.TrimPrefix(base, "http") + "/ws/view/" + room
 	for range n {
-		if err := ws.dial(ctx, wsURL, webH264Views[0].ctl); err != nil {
+		if err := ws.dial(ctx, wsURL, webH264Views[0].ctl, webH264Views[0].layer); err != nil {
 			return nil, err
 		}
 	}
 	var out []WebH264Result
 	for i, v := range webH264Views {
 		if i > 0 {
+			// Count the new layer from its first frame on, which must
+			// be a keyframe: so want it before asking for it.
+			ws.want(v.layer)
 			if err := ws.send(ctx, v.ctl); err != nil {
 				return nil, err
 			}
 		}
-		ws.want(v.layer)
 		if err := ws.waitFrames(ctx, flowWait); err != nil {
 			return nil, fmt.Errorf("%s view, %s: %w", v.view, v.layer, err)
 		}
@@ -143,7 +145,8 @@ func newWireSocks() *wireSocks {
 	return w
 }
 
-func (w *wireSocks) dial(ctx context.Context, url, ctl string) error {
+// dial opens a socket that asks for ctl and counts layer l.
+func (w *wireSocks) dial(ctx context.Context, url, ctl string, l protocol.Layer) error {
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	conn, _, err := websocket.Dial(dctx, url, nil)
 	cancel()
@@ -155,7 +158,7 @@ func (w *wireSocks) dial(ctx context.Context, url, ctl string) error {
 		conn.CloseNow()
 		return err
 	}
-	s := &wireSock{conn: conn}
+	s := &wireSock{conn: conn, layer: l}
 	w.mu.Lock()
 	w.socks = append(w.socks, s)
 	w.mu.Unlock()
