@@ -31,6 +31,8 @@ type H264Report struct {
 	Latency   []LatencyResult `json:"latency,omitempty"`
 	Stall     []StallResult   `json:"stall,omitempty"`
 	Viewers   []ViewersResult `json:"viewers,omitempty"`
+	Web       []WebH264Result `json:"web,omitempty"`
+	RTSP      []RTSPResult    `json:"rtsp,omitempty"`
 	Targets   []Target        `json:"targets"`
 }
 
@@ -179,6 +181,32 @@ func h264Scenario(ctx context.Context, env *runEnv) (*H264Report, error) {
 			h.Viewers, err = manyViewers(ctx, env, n)
 			for _, v := range h.Viewers {
 				env.logf("h264 viewers %-4s %-6s x%d: fps min %.1f median %.1f, latency p50 %.0f ms, cpu %v", v.Codec, v.Layer, v.Viewers, v.FPSMin, v.FPSMedian, v.LatP50, v.CPU)
+			}
+			return err
+		}},
+		{"web", func() error {
+			n := 100
+			if env.opts.Quick {
+				n = 10
+			}
+			var err error
+			h.Web, err = webH264(ctx, env, n)
+			for _, w := range h.Web {
+				env.logf("h264 web %-7s %-6s x%d: gateway %.2f cores, fps min %.1f median %.1f, %.0f kbit/s, latency p50 %.0f ms, skipped %d, unkeyed %d",
+					w.View, w.Layer, w.Sockets, w.Cores, w.FPSMin, w.FPSMedian, w.Kbps, w.LatP50, w.Skipped, w.Unkeyed)
+			}
+			return err
+		}},
+		{"rtsp", func() error {
+			var err error
+			h.RTSP, err = rtspCamera(ctx, env)
+			for _, r := range h.RTSP {
+				if r.Skipped != "" {
+					env.logf("h264 rtsp %-11s skipped: %s", r.Case, r.Skipped)
+				}
+				if r.FPS > 0 {
+					env.logf("h264 rtsp %-11s %s %s %.1f fps: publisher %.3f cores", r.Case, r.Size, r.Codec, r.FPS, r.Cores)
+				}
 			}
 			return err
 		}},

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/vidhub/vidhub/internal/media"
+	"github.com/vidhub/vidhub/protocol"
 )
 
 // TestH264Quick is the smoke form of the h264 scenario, in this process:
@@ -32,7 +33,7 @@ func TestH264Quick(t *testing.T) {
 	}
 	if !media.H264Available() {
 		// The static build measures nothing and says so, target by target.
-		if h.NotMeasured == "" || len(h.Quality) > 0 || len(h.Targets) != 5 {
+		if h.NotMeasured == "" || len(h.Quality) > 0 || len(h.Targets) != 7 {
 			t.Fatalf("static build: %+v", h)
 		}
 		for _, tg := range h.Targets {
@@ -98,8 +99,29 @@ func TestH264Quick(t *testing.T) {
 			t.Errorf("viewers %s %s: %+v", v.Codec, v.Layer, v)
 		}
 	}
-	if len(h.Targets) != 5 {
-		t.Errorf("%d H.264 targets, want 5", len(h.Targets))
+	if len(h.Web) != len(webH264Views) {
+		t.Fatalf("web: %d views, want %d", len(h.Web), len(webH264Views))
+	}
+	for _, w := range h.Web {
+		// The gateway never sends a browser an H.264 frame it cannot
+		// decode, however late the socket is.
+		if w.Sockets != 10 || w.FPSMedian <= 0 || w.Kbps <= 0 || w.Unkeyed != 0 {
+			t.Errorf("web %s %s: %+v", w.View, w.Layer, w)
+		}
+		if w.Layer.Codec() == "h264" && w.Keyframes == 0 {
+			t.Errorf("web %s %s: no keyframe: %+v", w.View, w.Layer, w)
+		}
+	}
+	if len(h.RTSP) == 0 {
+		t.Fatal("rtsp: no result, not even a skip")
+	}
+	for _, r := range h.RTSP {
+		if r.Skipped == "" && (r.FPS <= 0 || r.Size == "" || r.Codec == "") {
+			t.Errorf("rtsp %s: %+v", r.Case, r)
+		}
+	}
+	if len(h.Targets) != 7 {
+		t.Errorf("%d H.264 targets, want 7", len(h.Targets))
 	}
 	for _, tg := range h.Targets {
 		if tg.Status != Met && tg.Status != Missed && tg.Status != NotMeasured {
@@ -132,12 +154,59 @@ func TestH264Quick(t *testing.T) {
 	if !strings.Contains(s, "\nold\n") {
 		t.Errorf("a run of h264 alone rewrote the other figures:\n%s", s)
 	}
-	for _, want := range []string{"| jpeg q80", "| h264 at 1/10 of jpeg", "| late join", "| stall", "| viewers of one 720p30 publisher", "| target |"} {
+	for _, want := range []string{"| jpeg q80", "| h264 at 1/10 of jpeg", "| late join", "| stall", "| viewers of one 720p30 publisher", "| WebSocket viewers through the gateway", "| RTSP H.264 camera", "| target |"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("H.264 section lacks %q:\n%s", want, s)
 		}
 	}
 	if strings.Contains(s, "old h264") {
 		t.Errorf("H.264 section not replaced:\n%s", s)
+	}
+}
+
+// TestH264TargetsWebRTSP checks the gateway and RTSP targets on made-up
+// figures: met, missed, and not measured with the reason.
+func TestH264TargetsWebRTSP(t *testing.T) {
+	web := func(cores, fps float64, n int) []WebH264Result {
+		return []WebH264Result{
+			{View: "grid", Layer: protocol.H264Lo, Sockets: n, FPSMin: fps, FPSMedian: fps, Cores: cores},
+			{View: "grid", Layer: protocol.Lo, Sockets: n, FPSMin: 30, FPSMedian: 30, Cores: 0.4},
+		}
+	}
+	pass := func(cores float64, skipped string) []RTSPResult {
+		return []RTSPResult{
+			{Case: "passthrough", Size: "640x360", FPS: 30, Cores: cores, Skipped: skipped},
+			{Case: "re-encode", Size: "640x360", FPS: 30, Cores: 0.2},
+		}
+	}
+	cases := []struct {
+		name     string
+		h        H264Report
+		web, cam string // the statuses wanted
+		got      string // in the RTSP target's got
+	}{
+		{"met", H264Report{Web: web(0.3, 30, 100), RTSP: pass(0.02, "")}, Met, Met, "against 0.200 re-encoding"},
+		{"missed", H264Report{Web: web(0.7, 30, 100), RTSP: pass(0.2, "")}, Missed, Missed, "0.200 cores"},
+		{"slow sockets", H264Report{Web: web(0.3, 12, 100)}, Missed, NotMeasured, "not measured"},
+		{"quick or in process", H264Report{Web: web(-1, 30, 10), RTSP: pass(-1, "")}, NotMeasured, NotMeasured, "separate processes"},
+		{"skipped", H264Report{RTSP: pass(0, "no gst-inspect-1.0 | x")}, NotMeasured, NotMeasured, "skipped: no gst-inspect-1.0 / x"},
+	}
+	for _, c := range cases {
+		ts := h264Targets(&c.h)
+		if len(ts) != 7 {
+			t.Fatalf("%s: %d targets", c.name, len(ts))
+		}
+		if ts[5].Status != c.web || ts[6].Status != c.cam {
+			t.Errorf("%s: gateway %s (%s), rtsp %s (%s); want %s, %s", c.name, ts[5].Status, ts[5].Got, ts[6].Status, ts[6].Got, c.web, c.cam)
+		}
+		if !strings.Contains(ts[6].Got, c.got) {
+			t.Errorf("%s: rtsp target says %q, want %q in it", c.name, ts[6].Got, c.got)
+		}
+		var b strings.Builder
+		c.h.Targets = ts
+		c.h.markdown(&b)
+		if len(c.h.Web) > 0 && !strings.Contains(b.String(), "| grid | h264lo |") {
+			t.Errorf("%s: no grid row:\n%s", c.name, b.String())
+		}
 	}
 }

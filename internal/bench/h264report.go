@@ -13,6 +13,10 @@ const (
 	targetJoinP95        = 300  // ms, late join to the first decoded picture
 	targetLatencyDelta   = 10   // ms, H.264 p50 over JPEG's
 	targetStallMS        = 500  // ms, stall to live pictures
+	targetWebSockets     = 100  // WebSocket viewers of the gateway target
+	targetWebCores       = 0.5  // gateway, targetWebSockets viewers of an H.264 room
+	targetWebFPS         = 27   // fps median: the sockets keep up with 30 fps
+	targetRTSPCores      = 0.05 // an RTSP H.264 camera passed through, no JPEG watched
 )
 
 func (h *H264Report) quality(prefix string) (QualityResult, bool) {
@@ -40,6 +44,9 @@ func h264Targets(h *H264Report) []Target {
 		{"late join to the first decoded picture", fmt.Sprintf("p95 <= %d ms", targetJoinP95)},
 		{"latency capture to picture, H.264 against JPEG", fmt.Sprintf("p50 within %d ms of JPEG's", targetLatencyDelta)},
 		{"stalled viewer back to live pictures", fmt.Sprintf("<= %d ms, no corrupt picture shown", targetStallMS)},
+		{fmt.Sprintf("gateway, %d WebSocket viewers of an H.264 room (grid: h264lo)", targetWebSockets),
+			fmt.Sprintf("<= %.2f cores, median socket >= %d fps, no undecodable frame", targetWebCores, targetWebFPS)},
+		{"RTSP H.264 camera passed through, no JPEG layer watched", fmt.Sprintf("publisher <= %.2f cores", targetRTSPCores)},
 	}
 	out := make([]Target, len(names))
 	for i, n := range names {
@@ -88,7 +95,77 @@ func h264Targets(h *H264Report) []Target {
 			out[4].Status = status(s.LiveMS >= 0 && s.LiveMS <= targetStallMS && s.CorruptShown == 0)
 		}
 	}
+	out[5].Got, out[5].Status = h.webTarget()
+	out[6].Got, out[6].Status = h.rtspTarget()
 	return out
+}
+
+func (h *H264Report) web(l protocol.Layer) (WebH264Result, bool) {
+	for _, w := range h.Web {
+		if w.Layer == l {
+			return w, true
+		}
+	}
+	return WebH264Result{}, false
+}
+
+// webTarget is the gateway target's figures: the grid view against its
+// JPEG reference.
+func (h *H264Report) webTarget() (got, st string) {
+	w, ok := h.web(protocol.H264Lo)
+	if !ok {
+		return "not measured", NotMeasured
+	}
+	got = fmt.Sprintf("%d sockets: fps min %.1f, median %.1f, %d skipped, %d undecodable", w.Sockets, w.FPSMin, w.FPSMedian, w.Skipped, w.Unkeyed)
+	if j, ok := h.web(protocol.Lo); ok {
+		got += fmt.Sprintf("; JPEG lo: fps median %.1f", j.FPSMedian)
+		if j.Cores >= 0 {
+			got += fmt.Sprintf(", %.2f cores", j.Cores)
+		}
+	}
+	switch {
+	case w.Cores < 0:
+		return "gateway ran in the bench process; " + got, NotMeasured
+	case w.Sockets < targetWebSockets:
+		return fmt.Sprintf("%.2f cores with only %d sockets (quick run); %s", w.Cores, w.Sockets, got), NotMeasured
+	}
+	return fmt.Sprintf("%.2f cores, %s", w.Cores, got), status(w.Cores <= targetWebCores && w.FPSMedian >= targetWebFPS && w.Unkeyed == 0)
+}
+
+// rtspTarget is the passthrough target's figures, against the same
+// camera encoded again, else the 720p30 pattern publisher with its H.264
+// layers watched.
+func (h *H264Report) rtspTarget() (got, st string) {
+	var pass, enc *RTSPResult
+	for i := range h.RTSP {
+		switch h.RTSP[i].Case {
+		case "passthrough":
+			pass = &h.RTSP[i]
+		case "re-encode":
+			enc = &h.RTSP[i]
+		}
+	}
+	if pass == nil {
+		return "not measured", NotMeasured
+	}
+	if pass.Skipped != "" {
+		return "skipped: " + mdCell(pass.Skipped), NotMeasured
+	}
+	if pass.Cores < 0 {
+		return "needs separate processes (vidhub bench, not the in-process test run)", NotMeasured
+	}
+	got = fmt.Sprintf("%.3f cores (%s at %.0f fps, the camera's size)", pass.Cores, pass.Size, pass.FPS)
+	switch {
+	case enc != nil && enc.Skipped == "" && enc.Cores >= 0:
+		got += fmt.Sprintf(" against %.3f re-encoding the same camera", enc.Cores)
+	default:
+		for _, p := range h.Publisher {
+			if p.Codec == "h264" && len(p.Watched) == 2 && p.Cores >= 0 {
+				got += fmt.Sprintf(" against %.2f for the 720p30 pattern publisher with its H.264 layers watched", p.Cores)
+			}
+		}
+	}
+	return got, status(pass.Cores <= targetRTSPCores)
 }
 
 // markdown writes the H.264 figures as Markdown tables.
@@ -151,10 +228,38 @@ func (h *H264Report) markdown(b *strings.Builder) {
 		}
 		b.WriteString("\n")
 	}
+	if len(h.Web) > 0 {
+		b.WriteString("| WebSocket viewers through the gateway, one 720p30 H.264 publisher | layer | sockets | gateway CPU (cores) | fps min | fps median | kbit/s per socket | latency p50 ms | skipped | undecodable |\n|---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+		for _, w := range h.Web {
+			fmt.Fprintf(b, "| %s | %s | %d | %s | %.1f | %.1f | %.0f | %.0f | %d | %d |\n", w.View, w.Layer, w.Sockets, cores(w.Cores), w.FPSMin, w.FPSMedian, w.Kbps, w.LatP50, w.Skipped, w.Unkeyed)
+		}
+		b.WriteString("\n")
+	}
+	if len(h.RTSP) > 0 {
+		b.WriteString("| RTSP H.264 camera (GStreamer, x264), one viewer of h264 | size | codec | fps | publisher CPU (cores) |\n|---|---|---|--:|--:|\n")
+		for _, r := range h.RTSP {
+			if r.Skipped != "" && r.FPS == 0 {
+				fmt.Fprintf(b, "| %s | skipped: %s | | | |\n", r.Case, mdCell(r.Skipped))
+				continue
+			}
+			name := r.Case
+			if r.Skipped != "" {
+				name += " (" + mdCell(r.Skipped) + ")"
+			}
+			fmt.Fprintf(b, "| %s | %s | %s | %.1f | %s |\n", name, r.Size, r.Codec, r.FPS, cores(r.Cores))
+		}
+		b.WriteString("\n")
+	}
 	b.WriteString("| target | want | got | status |\n|---|---|---|---|\n")
 	for _, t := range h.Targets {
 		fmt.Fprintf(b, "| %s | %s | %s | **%s** |\n", t.Name, t.Want, t.Got, t.Status)
 	}
+}
+
+// mdCell makes s fit in a Markdown table cell: one line, no pipes.
+func mdCell(s string) string {
+	s = strings.ReplaceAll(s, "|", "/")
+	return strings.Join(strings.Fields(s), " ")
 }
 
 func layerList(ls []protocol.Layer) string {

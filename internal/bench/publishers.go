@@ -237,6 +237,9 @@ type liveConfig struct {
 	// the full build) never changes what they measure.
 	codec  protocol.Codec
 	keyInt time.Duration // 0: the publisher's default
+	// source replaces the 720p30 pattern: a stream URL or gst: pipeline,
+	// published at its own size and rate.
+	source string
 }
 
 // startLive starts a JPEG pattern publisher, hi and lo layers; enc says
@@ -245,12 +248,19 @@ func startLive(env *runEnv, room, name string, enc publisher.Encode) (*livePubli
 	return startPublisher(env, liveConfig{room: room, name: name, enc: enc, codec: protocol.CodecJPEG})
 }
 
-// startPublisher starts a 720p30 pattern publisher as c says.
+// startPublisher starts a 720p30 pattern publisher (or c.source) as c
+// says.
 func startPublisher(env *runEnv, c liveConfig) (*livePublisher, error) {
+	src, w, h, fps := "pattern", frameW, frameH, frameFPS
+	if c.source != "" {
+		src, w, h, fps = c.source, 0, 0, publisher.DefaultFPS
+	}
 	if env.exe != "" {
-		args := []string{"publish", "--nats", env.url, "--room", c.room, "--name", c.name,
-			"--source", "pattern", "--size", protocol.FormatSize(frameW, frameH), "--fps", strconv.Itoa(frameFPS),
+		args := []string{"publish", "--nats", env.url, "--room", c.room, "--name", c.name, "--source", src,
 			"--codec", string(c.codec), "--encode", string(c.enc), "--log-level", "warn"}
+		if c.source == "" {
+			args = append(args, "--size", protocol.FormatSize(w, h), "--fps", strconv.Itoa(fps))
+		}
 		if c.keyInt > 0 {
 			args = append(args, "--keyint", c.keyInt.String())
 		}
@@ -268,8 +278,8 @@ func startPublisher(env *runEnv, c liveConfig) (*livePublisher, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := publisher.New(nc, publisher.Config{Room: c.room, Name: c.name, Source: "pattern", Width: frameW, Height: frameH,
-		FPS: frameFPS, Encode: c.enc, Codec: c.codec, KeyInt: c.keyInt})
+	p, err := publisher.New(nc, publisher.Config{Room: c.room, Name: c.name, Source: src, Width: w, Height: h,
+		FPS: float64(fps), Encode: c.enc, Codec: c.codec, KeyInt: c.keyInt})
 	if err != nil {
 		nc.Close()
 		return nil, err
