@@ -39,7 +39,7 @@ type tileStats struct {
 	At           float64  `json:"at"` // the page's performance.now() when read
 }
 
-func pageStats(t *testing.T, ctx context.Context) map[string]tileStats {
+func pageStats(t testing.TB, ctx context.Context) map[string]tileStats {
 	list := eval[[]tileStats](t, ctx, `window.vidhubRoom ? window.vidhubRoom.stats().map(s => ({...s, at: performance.now()})) : []`)
 	out := map[string]tileStats{}
 	for _, s := range list {

@@ -30,7 +30,7 @@ var screenshot = flag.String("screenshot", "", "write a screenshot of the room p
 
 // browser starts headless Chromium (Debian's package) with a fake camera,
 // closed when the test ends.
-func browser(t *testing.T) context.Context {
+func browser(t testing.TB) context.Context {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("headless Chromium: skipped with -short")
@@ -63,7 +63,7 @@ func browser(t *testing.T) context.Context {
 }
 
 // eval runs JavaScript in the page and returns its result.
-func eval[T any](t *testing.T, ctx context.Context, js string) T {
+func eval[T any](t testing.TB, ctx context.Context, js string) T {
 	t.Helper()
 	tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
