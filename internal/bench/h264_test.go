@@ -33,7 +33,7 @@ func TestH264Quick(t *testing.T) {
 	}
 	if !media.H264Available() {
 		// The static build measures nothing and says so, target by target.
-		if h.NotMeasured == "" || len(h.Quality) > 0 || len(h.Targets) != 7 {
+		if h.NotMeasured == "" || len(h.Quality) > 0 || len(h.Targets) != 8 {
 			t.Fatalf("static build: %+v", h)
 		}
 		for _, tg := range h.Targets {
@@ -120,8 +120,8 @@ func TestH264Quick(t *testing.T) {
 			t.Errorf("rtsp %s: %+v", r.Case, r)
 		}
 	}
-	if len(h.Targets) != 7 {
-		t.Errorf("%d H.264 targets, want 7", len(h.Targets))
+	if len(h.Targets) != 8 {
+		t.Errorf("%d H.264 targets, want 8", len(h.Targets))
 	}
 	for _, tg := range h.Targets {
 		if tg.Status != Met && tg.Status != Missed && tg.Status != NotMeasured {
@@ -193,7 +193,7 @@ func TestH264TargetsWebRTSP(t *testing.T) {
 	}
 	for _, c := range cases {
 		ts := h264Targets(&c.h)
-		if len(ts) != 7 {
+		if len(ts) != 8 {
 			t.Fatalf("%s: %d targets", c.name, len(ts))
 		}
 		if ts[5].Status != c.web || ts[6].Status != c.cam {
@@ -208,5 +208,38 @@ func TestH264TargetsWebRTSP(t *testing.T) {
 		if len(c.h.Web) > 0 && !strings.Contains(b.String(), "| grid | h264lo |") {
 			t.Errorf("%s: no grid row:\n%s", c.name, b.String())
 		}
+	}
+}
+
+// TestH264TargetsViewersPublisher checks the 50-viewer target and the
+// publisher target's H.264-only figure on made-up figures.
+func TestH264TargetsViewersPublisher(t *testing.T) {
+	viewers := func(n int, min float64) []ViewersResult {
+		return []ViewersResult{
+			{Codec: "h264", Layer: protocol.H264, Viewers: n, FPSMin: min, FPSMedian: 30},
+			{Codec: "h264", Layer: protocol.H264Lo, Viewers: n, FPSMin: 10, FPSMedian: 30},
+		}
+	}
+	pubs := []PublisherCPU{
+		{Codec: "h264", Watched: []protocol.Layer{protocol.H264, protocol.H264Lo, protocol.Hi, protocol.Lo}, Cores: 0.41},
+		{Codec: "h264", Watched: []protocol.Layer{protocol.H264, protocol.H264Lo}, Cores: 0.26},
+	}
+	for _, c := range []struct {
+		name string
+		h    H264Report
+		want string
+	}{
+		{"met", H264Report{Viewers: viewers(50, 29.8)}, Met},
+		{"missed", H264Report{Viewers: viewers(50, 21.6)}, Missed},
+		{"quick", H264Report{Viewers: viewers(4, 30)}, NotMeasured},
+		{"none", H264Report{}, NotMeasured},
+	} {
+		if ts := h264Targets(&c.h); ts[7].Status != c.want {
+			t.Errorf("%s: 50-viewer target %s (%s), want %s", c.name, ts[7].Status, ts[7].Got, c.want)
+		}
+	}
+	ts := h264Targets(&H264Report{Publisher: pubs})
+	if ts[1].Status != Missed || !strings.Contains(ts[1].Got, "0.41 cores (0.26 with only h264 and h264lo watched") {
+		t.Errorf("publisher target %s: %q", ts[1].Status, ts[1].Got)
 	}
 }
