@@ -84,6 +84,11 @@ type Config struct {
 	// told to use for this one, when it differs from ClusterListen (NAT,
 	// containers). Empty lets the server work it out.
 	ClusterAdvertise string
+	// StoreDir turns on JetStream, with file storage in this directory:
+	// recordings (package record) live there and outlast a restart on the
+	// same directory. Empty means the config file's jetstream block, or
+	// no JetStream.
+	StoreDir string
 	// Routes are the cluster members to connect to, as URLs such as
 	// nats://nats-2:6222. Listing this broker's own address is fine: the
 	// server skips it, so every member can get the same list. Routes
@@ -147,6 +152,9 @@ func Start(cfg Config) (*Broker, error) {
 	}
 	b := &Broker{srv: srv, log: log, maxPayload: int(opts.MaxPayload), tls: opts.TLSConfig != nil}
 	log.Info("broker ready", "url", b.ClientURL(), "max_payload", opts.MaxPayload, "monitoring", b.MonitorURL())
+	if srv.JetStreamEnabled() {
+		log.Info("JetStream on: rooms can be recorded", "store", srv.StoreDir())
+	}
 	if u := b.ClusterURL(); u != "" {
 		log.Info("cluster listening", "cluster", opts.Cluster.Name, "url", u, "routes", len(opts.Routes))
 	}
@@ -194,6 +202,9 @@ func (cfg Config) options() (*server.Options, error) {
 	}
 	if int64(opts.MaxPayload) > opts.MaxPending {
 		opts.MaxPending = int64(opts.MaxPayload)
+	}
+	if cfg.StoreDir != "" {
+		opts.JetStream, opts.StoreDir = true, cfg.StoreDir
 	}
 	// Our owner handles signals; the server must never exit the process.
 	opts.NoSigs = true
@@ -387,6 +398,15 @@ func (b *Broker) MaxPayload() int { return b.maxPayload }
 // Server returns the underlying nats-server, for what this package does
 // not wrap.
 func (b *Broker) Server() *server.Server { return b.srv }
+
+// JetStream reports whether the broker runs JetStream (a store to record
+// rooms in), and where it keeps it.
+func (b *Broker) JetStream() (on bool, dir string) {
+	if !b.srv.JetStreamEnabled() {
+		return false, ""
+	}
+	return true, b.srv.StoreDir()
+}
 
 // Connect opens an in-process client connection, which skips TCP. It
 // still authenticates like any other client.

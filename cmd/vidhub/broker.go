@@ -15,7 +15,7 @@ func runBroker(ctx context.Context, env *cmdEnv, args []string) error {
 	fs := env.flagSet("broker")
 	listen := fs.String("listen", broker.DefaultListen, "client address HOST:PORT (port 0 picks a free one)")
 	httpAddr := fs.String("http", "", "NATS monitoring address HOST:PORT, e.g. 0.0.0.0:8222 (off when empty)")
-	maxPayload := bytesFlag{broker.DefaultMaxPayload}
+	maxPayload := bytesFlag{n: broker.DefaultMaxPayload}
 	fs.Var(&maxPayload, "max-payload", "largest message, a `SIZE` in bytes such as 8MB or 1048576")
 	config := fs.String("config", "", "stock nats-server configuration file; flags given explicitly override it")
 	serverName := fs.String("server-name", "", "this server's name in monitoring and its cluster (default: the config file's, or a generated ID)")
@@ -23,6 +23,7 @@ func runBroker(ctx context.Context, env *cmdEnv, args []string) error {
 	clusterListen := fs.String("cluster-listen", "", "address other cluster members connect to, HOST:PORT, e.g. 0.0.0.0:6222 (no clustering when empty and no config file cluster block)")
 	clusterAdvertise := fs.String("cluster-advertise", "", "HOST:PORT to tell other members to use for this one, when it differs from --cluster-listen")
 	routes := fs.String("routes", "", "comma-separated cluster members to connect to, e.g. nats://b1:6222,nats://b2:6222 (this broker's own address may be in the list)")
+	store := fs.String("store", "", "directory for JetStream's file store: turns on recording rooms (vidhub record); recordings outlast a restart on the same directory")
 	accessFile := fs.String("access", "", "access file (YAML): users and the rooms each may view and publish into")
 	tlsCert := fs.String("tls-cert", "", "server certificate (PEM): turns on TLS for clients")
 	tlsKey := fs.String("tls-key", "", "server certificate's key (PEM)")
@@ -51,6 +52,7 @@ func runBroker(ctx context.Context, env *cmdEnv, args []string) error {
 		ConfigFile: *config, HTTP: *httpAddr, Logger: log,
 		ServerName: *serverName, ClusterName: *clusterName,
 		ClusterListen: *clusterListen, ClusterAdvertise: *clusterAdvertise,
+		StoreDir: *store,
 	}
 	cfg.TLSCert, cfg.TLSKey, cfg.TLSCA, cfg.TLSVerify = *tlsCert, *tlsKey, *tlsCA, *tlsVerify
 	if *accessFile != "" {
@@ -96,6 +98,9 @@ func runBroker(ctx context.Context, env *cmdEnv, args []string) error {
 	}
 	if u := b.ClusterURL(); u != "" {
 		fmt.Fprintf(env.stdout, "cluster %s: routes on %s\n", b.Server().ClusterName(), u)
+	}
+	if on, dir := b.JetStream(); on {
+		fmt.Fprintf(env.stdout, "JetStream store in %s: rooms can be recorded (vidhub record)\n", dir)
 	}
 	<-ctx.Done()
 	return nil

@@ -33,6 +33,7 @@ func commands() []command {
 		{"view", "--room R [--layer auto|hi|lo] [--headless [--json]]", "watch a room in a window, or print its stats", runView},
 		{"join", "--room R --name N --source S [--layer auto|hi|lo] [--headless]", "publish and view the same room: a video chat", runJoin},
 		{"rooms", "[--json] [--wait 1.5s]", "list rooms and who is in them, from presence", runRooms},
+		{"record", "--room R [--layers h264,h264lo] [--max-age 24h] [--max-bytes 10GB] [--replicas N] | --list | --room R --stop", "record a room on the broker's JetStream, list recordings, or stop one", runRecord},
 		{"web", "[--listen HOST:PORT] [--nats URL] [--origins LIST] [--max-fps 30]", "serve rooms to browsers: live grid, directory, publish from a camera", runWeb},
 		{"token", "--room R [--view] [--publish] [--name N] [--ttl 24h] --token-key-file F [--url BASE] | --new-key F", "make a signed, expiring room token for the web gateway", runToken},
 		{"health", "[--url URL,...] [--nats URL] [--presence ROOM/NAME] [--timeout 3s]", "check a broker, web gateway or publisher; exit 0 when healthy", runHealth},
@@ -325,9 +326,10 @@ func (s *sizeFlag) Set(v string) error {
 	return nil
 }
 
-// bytesFlag parses a byte count with an optional K, KB, M, MB, G or GB
-// suffix (powers of 1024, like nats-server).
-type bytesFlag struct{ n int }
+// bytesFlag parses a byte count with an optional K, KB, M, MB, G, GB, T
+// or TB suffix (powers of 1024, like nats-server), of at most max bytes
+// (1 GB when max is 0).
+type bytesFlag struct{ n, max int }
 
 func (b *bytesFlag) String() string { return strconv.Itoa(b.n) }
 
@@ -337,15 +339,19 @@ func (b *bytesFlag) Set(v string) error {
 	for _, suf := range []struct {
 		s string
 		m int
-	}{{"KB", 1 << 10}, {"MB", 1 << 20}, {"GB", 1 << 30}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"B", 1}} {
+	}{{"KB", 1 << 10}, {"MB", 1 << 20}, {"GB", 1 << 30}, {"TB", 1 << 40}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"T", 1 << 40}, {"B", 1}} {
 		if strings.HasSuffix(s, suf.s) {
 			s, mult = strings.TrimSpace(strings.TrimSuffix(s, suf.s)), suf.m
 			break
 		}
 	}
+	limit := b.max
+	if limit == 0 {
+		limit = 1 << 30
+	}
 	n, err := strconv.Atoi(s)
-	if err != nil || n < 0 || n > (1<<30)/mult {
-		return fmt.Errorf("%q is not a size in bytes (e.g. 8MB, 1048576)", v)
+	if err != nil || n < 0 || n > limit/mult {
+		return fmt.Errorf("%q is not a size in bytes of at most %d (e.g. 8MB, 1048576)", v, limit)
 	}
 	b.n = n * mult
 	return nil
