@@ -102,6 +102,13 @@ type Config struct {
 	OnStats func([]TileStats)
 	// Logger receives the room's log; nil discards it.
 	Logger *slog.Logger
+	// From, if set, replays the room's recording (package record) from
+	// this moment instead of watching it live, paced by the frames'
+	// capture times; Speed scales the pace (0 means 1). A replay neither
+	// announces itself nor asks publishers for keyframes: live viewers
+	// and publishers never notice it.
+	From  time.Time
+	Speed float64
 }
 
 // Room is a joined room.
@@ -148,6 +155,9 @@ type Room struct {
 	badLog   rate.Sometimes // the first bad message, then one per 10 s
 	changed  chan struct{}
 
+	// replay, when set, feeds the room from its recording (Config.From).
+	replay *replay
+
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -192,6 +202,12 @@ func Join(nc *nats.Conn, cfg Config) (*Room, error) {
 		badLog:    rate.Sometimes{Interval: 10 * time.Second},
 		decodeLog: rate.Sometimes{Interval: 10 * time.Second},
 		h264:      cfg.Codec != protocol.CodecJPEG && decodeAvailable(),
+	}
+	if !cfg.From.IsZero() {
+		if err := r.startReplay(); err != nil {
+			return nil, err
+		}
+		return r, nil
 	}
 	r.presence, err = nc.Subscribe(protocol.RoomPresence(cfg.Room), r.onPresence)
 	if err != nil {
@@ -304,7 +320,9 @@ func (r *Room) Close() {
 	r.closeOnce.Do(func() {
 		r.cancel()
 		r.wg.Wait()
-		_ = r.presence.Unsubscribe()
+		if r.presence != nil {
+			_ = r.presence.Unsubscribe()
+		}
 		if r.gopReply != nil {
 			_ = r.gopReply.Unsubscribe()
 		}
@@ -423,6 +441,10 @@ func (r *Room) LayerReason() string {
 // counterpart). Switching is a new subscription, nothing more. r.mu is
 // held.
 func (r *Room) subscribeLayer(l protocol.Layer) error {
+	if r.replay != nil {
+		r.layer = l // the replay offers every layer recorded; onFrame picks
+		return nil
+	}
 	if l == r.layer && r.frames != nil {
 		return nil
 	}
@@ -459,7 +481,7 @@ func (r *Room) unsubscribeFrames() {
 
 // askKey asks participant name for a keyframe on layer l.
 func (r *Room) askKey(name string, l protocol.Layer) {
-	if !r.nc.IsConnected() {
+	if r.replay != nil || !r.nc.IsConnected() {
 		return
 	}
 	err := r.nc.PublishRequest(protocol.ParticipantKey(r.cfg.Room, name), r.inbox+"."+name+"."+string(l), []byte(l))
@@ -521,7 +543,7 @@ func (r *Room) onFrame(m *nats.Msg) {
 		return // a keyframe request to a publisher of the room
 	}
 	meta, err := protocol.ParseLayerFrame(s.Layer, m.Header, m.Data)
-	if err == nil {
+	if err == nil && r.replay == nil {
 		if skew := now.Sub(meta.CaptureTime()); skew > maxSkew || skew < -maxSkew {
 			err = fmt.Errorf("%w: capture time %s is %v from now", protocol.ErrBadFrame,
 				meta.CaptureTime().UTC().Format(time.RFC3339), skew.Round(time.Second))
@@ -746,7 +768,7 @@ func (r *Room) sweep(now time.Time) {
 }
 
 func (r *Room) beat(leaving bool) {
-	if r.cfg.NoPresence || !r.nc.IsConnected() {
+	if r.cfg.NoPresence || r.replay != nil || !r.nc.IsConnected() {
 		return
 	}
 	p := protocol.Presence{

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -8,6 +9,10 @@ import (
 
 	"github.com/vidhub/vidhub/broker"
 	"github.com/vidhub/vidhub/internal/hubtest"
+	"github.com/vidhub/vidhub/protocol"
+	"github.com/vidhub/vidhub/publisher"
+	"github.com/vidhub/vidhub/record"
+	"github.com/vidhub/vidhub/subscriber"
 )
 
 // TestRecordCommand starts, lists and stops a recording the way a user
@@ -57,6 +62,64 @@ func TestRecordCommand(t *testing.T) {
 		_, stderr, code := runCmd(t, 20*time.Second, env(), append([]string{"record"}, tc.args...)...)
 		if code != tc.code || !strings.Contains(stderr, tc.want) {
 			t.Errorf("record %v: exit %d, want %d with %q:\n%s", tc.args, code, tc.code, tc.want, stderr)
+		}
+	}
+}
+
+// TestViewFrom replays a recorded room headless, the way the CLI
+// contract reads: a 3 s rewind reports about 3000 ms of latency, counted
+// from each frame's original capture time, at the recording's frame rate.
+func TestViewFrom(t *testing.T) {
+	if !subscriber.DecodesH264() {
+		hubtest.Unavailable(t, "this build cannot decode H.264")
+	}
+	b := hubtest.Broker(t, broker.Config{StoreDir: t.TempDir()})
+	url := b.ClientURL()
+	if _, stderr, code := runCmd(t, 20*time.Second, env(), "record", "--nats", url, "--room", "past"); code != 0 {
+		t.Fatalf("record: exit %d: %s", code, stderr)
+	}
+	hubtest.Publish(t, hubtest.Connect(t, url), publisher.Config{Room: "past", Name: "cam", Source: "pattern", FPS: 30,
+		Width: 320, Height: 180, Codec: protocol.CodecH264, KeyInt: time.Second})
+	nc := hubtest.Connect(t, url)
+	hubtest.Eventually(t, 20*time.Second, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		i, err := record.Get(ctx, nc, "past")
+		return err == nil && i.Msgs > 0 && i.Last.Sub(i.First) >= 4*time.Second
+	}, "the recording does not hold 4 s")
+	stdout, stderr, code := runCmd(t, 30*time.Second, env(), "view", "--nats", url, "--room", "past", "--from", "-3s", "--headless", "--json", "--for", "3500ms")
+	if code != 0 {
+		t.Fatalf("view --from: exit %d: %s", code, stderr)
+	}
+	var last struct {
+		Participant string  `json:"participant"`
+		Codec       string  `json:"codec"`
+		FPS         float64 `json:"fps"`
+		Latency     float64 `json:"latency_ms_p50"`
+		Corrupt     int     `json:"corrupt_shown"`
+	}
+	for line := range strings.Lines(stdout) {
+		if err := json.Unmarshal([]byte(line), &last); err != nil {
+			t.Fatalf("not JSON: %q", line)
+		}
+	}
+	if last.Participant != "cam" || !strings.HasPrefix(last.Codec, "avc1.") || last.FPS < 10 || last.Corrupt != 0 ||
+		last.Latency < 2000 || last.Latency > 6000 {
+		t.Errorf("replay stats %+v, want cam in H.264 at about 30 fps and about 3000 ms:\n%s", last, stdout)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--from", "5m"}, "negative"},
+		{[]string{"--from", "yesterday"}, "RFC 3339"},
+		{[]string{"--from", "2099-01-01T00:00:00Z"}, "not in the past"},
+		{[]string{"--speed", "2"}, "--speed needs --from"},
+		{[]string{"--from", "-1m", "--speed", "0"}, "--speed"},
+	} {
+		_, stderr, code := runCmd(t, 20*time.Second, env(), append([]string{"view", "--nats", url, "--room", "past", "--headless"}, tc.args...)...)
+		if code != 2 || !strings.Contains(stderr, tc.want) {
+			t.Errorf("view %v: exit %d, want 2 with %q:\n%s", tc.args, code, tc.want, stderr)
 		}
 	}
 }

@@ -45,6 +45,8 @@ func runView(ctx context.Context, env *cmdEnv, args []string) error {
 	fs := env.flagSet("view")
 	room := fs.String("room", "lobby", "room to watch ("+protocol.NameRule+")")
 	name := fs.String("name", "", "this viewer's name in the room's presence (default: --user, else viewer-<random>)")
+	from := fs.String("from", "", "replay the room's recording (vidhub record) from this moment: a time before now such as -5m, or an RFC 3339 time; empty watches live")
+	speed := fs.Float64("speed", 1, "with --from: replay this many times as fast (at most 16)")
 	var vf viewFlags
 	var cf clientFlags
 	vf.register(fs)
@@ -55,6 +57,16 @@ func runView(ctx context.Context, env *cmdEnv, args []string) error {
 	mode, err := vf.mode()
 	if err != nil {
 		return err
+	}
+	at, err := parseFrom(*from, time.Now())
+	if err != nil {
+		return usageError{err}
+	}
+	if fs.isSet("speed") && at.IsZero() {
+		return usagef("--speed needs --from: a live room plays at its own pace")
+	}
+	if *speed <= 0 || *speed > subscriber.MaxSpeed {
+		return usagef("--speed %v: use more than 0 and at most %d", *speed, subscriber.MaxSpeed)
 	}
 	if err := protocol.ValidRoom(*room); err != nil {
 		return usageError{err}
@@ -83,8 +95,30 @@ func runView(ctx context.Context, env *cmdEnv, args []string) error {
 		return err
 	}
 	defer natsconn.Close(nc)
-	rcfg := subscriber.Config{Room: *room, Name: *name, Layer: mode, Logger: log}
+	rcfg := subscriber.Config{Room: *room, Name: *name, Layer: mode, Logger: log, From: at, Speed: *speed}
 	return watch(ctx, env, nc, rcfg, vf)
+}
+
+// parseFrom reads --from: empty (live), a negative duration before now
+// ("-5m"), or an RFC 3339 time.
+func parseFrom(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil {
+		if d >= 0 {
+			return time.Time{}, fmt.Errorf("--from %s: a duration goes back from now, so it is negative, e.g. -5m", s)
+		}
+		return now.Add(d), nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("--from %q: use a time before now such as -5m or -1h30m, or an RFC 3339 time such as 2026-11-27T18:00:00Z", s)
+	}
+	if !t.Before(now) {
+		return time.Time{}, fmt.Errorf("--from %s is not in the past: the recording holds only what happened", s)
+	}
+	return t, nil
 }
 
 // watch joins a room and shows it: in a window, or as stats.
