@@ -14,12 +14,6 @@ import (
 	"github.com/vidhub/vidhub/record"
 )
 
-// replayLookBack is how far before Config.From a replay starts reading
-// the recording: far enough to hold each publisher's keyframe at or
-// before that moment (publishers send one at least every --keyint, 2 s
-// by default; passed-through cameras every few seconds).
-const replayLookBack = 10 * time.Second
-
 // MaxSpeed is the fastest replay.
 const MaxSpeed = 16
 
@@ -57,7 +51,7 @@ func (r *Room) startReplay() error {
 	if err != nil {
 		return err
 	}
-	start := r.cfg.From.Add(-replayLookBack)
+	start := r.cfg.From.Add(-record.LookBack)
 	cons, err := js.OrderedConsumer(ctx, record.StreamName(r.cfg.Room), jetstream.OrderedConsumerConfig{
 		DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &start,
 	})

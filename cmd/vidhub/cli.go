@@ -34,6 +34,7 @@ func commands() []command {
 		{"join", "--room R --name N --source S [--layer auto|hi|lo] [--headless]", "publish and view the same room: a video chat", runJoin},
 		{"rooms", "[--json] [--wait 1.5s]", "list rooms and who is in them, from presence", runRooms},
 		{"record", "--room R [--layers h264,h264lo] [--max-age 24h] [--max-bytes 10GB] [--replicas N] | --list | --room R --stop", "record a room on the broker's JetStream, list recordings, or stop one", runRecord},
+		{"export", "--room R --name P --from T [--to T] --out F.mp4 [--layer h264]", "write a participant's recorded H.264 into an MP4 file, as recorded", runExport},
 		{"web", "[--listen HOST:PORT] [--nats URL] [--origins LIST] [--max-fps 30]", "serve rooms to browsers: live grid, directory, publish from a camera", runWeb},
 		{"token", "--room R [--view] [--publish] [--name N] [--ttl 24h] --token-key-file F [--url BASE] | --new-key F", "make a signed, expiring room token for the web gateway", runToken},
 		{"health", "[--url URL,...] [--nats URL] [--presence ROOM/NAME] [--timeout 3s]", "check a broker, web gateway or publisher; exit 0 when healthy", runHealth},

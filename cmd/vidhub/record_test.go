@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -120,6 +123,58 @@ func TestViewFrom(t *testing.T) {
 		_, stderr, code := runCmd(t, 20*time.Second, env(), append([]string{"view", "--nats", url, "--room", "past", "--headless"}, tc.args...)...)
 		if code != 2 || !strings.Contains(stderr, tc.want) {
 			t.Errorf("view %v: exit %d, want 2 with %q:\n%s", tc.args, code, tc.want, stderr)
+		}
+	}
+}
+
+// TestExportCommand exports a span of a recording the way the CLI
+// contract reads, and checks what mistakes say.
+func TestExportCommand(t *testing.T) {
+	if !subscriber.DecodesH264() {
+		hubtest.Unavailable(t, "this build has no MP4 writer")
+	}
+	hubtest.NeedTools(t, "ffprobe")
+	b := hubtest.Broker(t, broker.Config{StoreDir: t.TempDir()})
+	url := b.ClientURL()
+	if _, stderr, code := runCmd(t, 20*time.Second, env(), "record", "--nats", url, "--room", "r"); code != 0 {
+		t.Fatalf("record: exit %d: %s", code, stderr)
+	}
+	hubtest.Publish(t, hubtest.Connect(t, url), publisher.Config{Room: "r", Name: "p", Source: "pattern", FPS: 30,
+		Width: 320, Height: 180, Codec: protocol.CodecH264, KeyInt: time.Second})
+	nc := hubtest.Connect(t, url)
+	hubtest.Eventually(t, 20*time.Second, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		i, err := record.Get(ctx, nc, "r")
+		return err == nil && i.Msgs > 0 && i.Last.Sub(i.First) >= 8*time.Second
+	}, "the recording does not hold 8 s")
+	out := filepath.Join(t.TempDir(), "F.mp4")
+	stdout, stderr, code := runCmd(t, 30*time.Second, env(), "export", "--nats", url, "--room", "r", "--name", "p", "--from", "-7s", "--to", "-2s", "--out", out)
+	if code != 0 || !strings.Contains(stdout, "wrote "+out) || !strings.Contains(stdout, "not re-encoded") {
+		t.Fatalf("export: exit %d\n%s%s", code, stdout, stderr)
+	}
+	probe, err := exec.Command("ffprobe", "-v", "error", "-count_frames", "-show_entries", "stream=codec_name,nb_read_frames", "-of", "csv=p=0", out).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ffprobe: %v\n%s", err, probe)
+	}
+	var frames int
+	if _, err := fmt.Sscanf(strings.TrimSpace(string(probe)), "h264,%d", &frames); err != nil || frames < 140 || frames > 190 {
+		t.Errorf("ffprobe reads %q: want h264 with 150 to 180 frames (5 s at 30 fps, from the keyframe before)", probe)
+	}
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--room", "r", "--name", "p", "--from", "-7s"}, 2, "required"},
+		{[]string{"--room", "r", "--name", "p", "--from", "-7s", "--to", "-9s", "--out", out}, 1, "--to must come after --from"},
+		{[]string{"--room", "r", "--name", "p", "--from", "-7s", "--layer", "hi", "--out", out}, 1, "JPEG"},
+		{[]string{"--room", "r", "--name", "nobody", "--from", "-7s", "--out", out}, 1, "nothing"},
+		{[]string{"--room", "none", "--name", "p", "--from", "-7s", "--out", out}, 1, "not being recorded"},
+	} {
+		_, stderr, code := runCmd(t, 30*time.Second, env(), append([]string{"export", "--nats", url}, tc.args...)...)
+		if code != tc.code || !strings.Contains(stderr, tc.want) {
+			t.Errorf("export %v: exit %d, want %d with %q:\n%s", tc.args, code, tc.code, tc.want, stderr)
 		}
 	}
 }

@@ -99,24 +99,31 @@ func runView(ctx context.Context, env *cmdEnv, args []string) error {
 	return watch(ctx, env, nc, rcfg, vf)
 }
 
-// parseFrom reads --from: empty (live), a negative duration before now
-// ("-5m"), or an RFC 3339 time.
+// parseFrom reads --from: empty (live), or a moment before now
+// (parseMoment).
 func parseFrom(s string, now time.Time) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil
 	}
+	t, err := parseMoment("--from", s, now)
+	if err == nil && !t.Before(now) {
+		err = fmt.Errorf("--from %s is not in the past: the recording holds only what happened", s)
+	}
+	return t, err
+}
+
+// parseMoment reads a moment for flag: a negative duration before now
+// ("-5m"), or an RFC 3339 time.
+func parseMoment(flag, s string, now time.Time) (time.Time, error) {
 	if d, err := time.ParseDuration(s); err == nil {
-		if d >= 0 {
-			return time.Time{}, fmt.Errorf("--from %s: a duration goes back from now, so it is negative, e.g. -5m", s)
+		if d > 0 {
+			return time.Time{}, fmt.Errorf("%s %s: a duration goes back from now, so it is negative, e.g. -5m", flag, s)
 		}
 		return now.Add(d), nil
 	}
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("--from %q: use a time before now such as -5m or -1h30m, or an RFC 3339 time such as 2026-11-27T18:00:00Z", s)
-	}
-	if !t.Before(now) {
-		return time.Time{}, fmt.Errorf("--from %s is not in the past: the recording holds only what happened", s)
+		return time.Time{}, fmt.Errorf("%s %q: use a time before now such as -5m or -1h30m, or an RFC 3339 time such as 2026-11-27T18:00:00Z", flag, s)
 	}
 	return t, nil
 }

@@ -142,3 +142,13 @@ type Demuxer interface {
 	Live() bool
 	Close() error
 }
+
+// MP4Writer is what CreateMP4 returns: H.264 access units into an MP4
+// file, as they are.
+type MP4Writer interface {
+	// Write adds one Annex B access unit at pts; the first must be a
+	// keyframe. Timestamps that do not go forward are nudged so they do.
+	Write(au []byte, pts time.Duration, key bool) error
+	// Close finishes the file.
+	Close() error
+}

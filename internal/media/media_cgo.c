@@ -407,3 +407,103 @@ void vdmx_info(vdmx *d, int *w, int *h, double *fps) {
 	}
 	*fps = r.num > 0 && r.den > 0 ? av_q2d(r) : 0;
 }
+
+/* MP4 writer */
+
+struct vmux {
+	AVFormatContext *oc;
+	AVStream *st;
+	AVPacket *pkt;
+	int header;
+};
+
+void vmux_close(vmux *m) {
+	if (!m) {
+		return;
+	}
+	if (m->oc) {
+		if (m->oc->pb) {
+			avio_closep(&m->oc->pb);
+		}
+		avformat_free_context(m->oc);
+	}
+	av_packet_free(&m->pkt);
+	free(m);
+}
+
+vmux *vmux_open(const char *path, int w, int h, const uint8_t *extra, int extra_size, char *msg) {
+	clear_log();
+	vmux *m = calloc(1, sizeof *m);
+	if (!m) {
+		fail(msg, AVERROR(ENOMEM), "allocating the MP4 writer");
+		return NULL;
+	}
+	int ret = avformat_alloc_output_context2(&m->oc, NULL, "mp4", path);
+	if (ret < 0 || !m->oc) {
+		fail(msg, ret, "setting up the MP4 writer");
+		vmux_close(m);
+		return NULL;
+	}
+	m->pkt = av_packet_alloc();
+	m->st = avformat_new_stream(m->oc, NULL);
+	if (!m->pkt || !m->st) {
+		fail(msg, AVERROR(ENOMEM), "allocating the MP4 writer");
+		vmux_close(m);
+		return NULL;
+	}
+	AVCodecParameters *par = m->st->codecpar;
+	par->codec_type = AVMEDIA_TYPE_VIDEO;
+	par->codec_id = AV_CODEC_ID_H264;
+	par->width = w;
+	par->height = h;
+	par->extradata = av_mallocz(extra_size + AV_INPUT_BUFFER_PADDING_SIZE);
+	if (!par->extradata) {
+		fail(msg, AVERROR(ENOMEM), "allocating the MP4 writer");
+		vmux_close(m);
+		return NULL;
+	}
+	memcpy(par->extradata, extra, extra_size);
+	par->extradata_size = extra_size;
+	m->st->time_base = (AVRational){1, 90000};
+	if ((ret = avio_open(&m->oc->pb, path, AVIO_FLAG_WRITE)) < 0) {
+		fail(msg, ret, "creating the file");
+		vmux_close(m);
+		return NULL;
+	}
+	if ((ret = avformat_write_header(m->oc, NULL)) < 0) {
+		fail(msg, ret, "writing the MP4 header");
+		vmux_close(m);
+		return NULL;
+	}
+	m->header = 1;
+	return m;
+}
+
+int vmux_write(vmux *m, const uint8_t *data, int size, int64_t pts_90k, int64_t dur_90k, int key, char *msg) {
+	clear_log();
+	av_packet_unref(m->pkt);
+	int ret = av_new_packet(m->pkt, size);
+	if (ret < 0) {
+		return fail(msg, ret, "allocating a packet");
+	}
+	memcpy(m->pkt->data, data, size);
+	m->pkt->pts = m->pkt->dts = av_rescale_q(pts_90k, (AVRational){1, 90000}, m->st->time_base);
+	m->pkt->duration = av_rescale_q(dur_90k, (AVRational){1, 90000}, m->st->time_base);
+	m->pkt->stream_index = m->st->index;
+	if (key) {
+		m->pkt->flags |= AV_PKT_FLAG_KEY;
+	}
+	if ((ret = av_write_frame(m->oc, m->pkt)) < 0) {
+		return fail(msg, ret, "writing a frame");
+	}
+	return 0;
+}
+
+int vmux_finish(vmux *m, char *msg) {
+	clear_log();
+	int ret = av_write_trailer(m->oc);
+	if (ret < 0) {
+		return fail(msg, ret, "finishing the MP4 file");
+	}
+	return 0;
+}

@@ -51,4 +51,14 @@ const uint8_t *vdmx_extradata(vdmx *d, int *size);
 void vdmx_info(vdmx *d, int *w, int *h, double *fps);
 void vdmx_free(vdmx *d);
 
+typedef struct vmux vmux;
+// vmux_open creates an MP4 file at path for H.264 of w x h, whose SPS and
+// PPS (Annex B) are extra.
+vmux *vmux_open(const char *path, int w, int h, const uint8_t *extra, int extra_size, char *msg);
+// vmux_write adds one Annex B access unit at pts_90k, lasting dur_90k
+// (90 kHz ticks).
+int vmux_write(vmux *m, const uint8_t *data, int size, int64_t pts_90k, int64_t dur_90k, int key, char *msg);
+int vmux_finish(vmux *m, char *msg);
+void vmux_close(vmux *m);
+
 #endif

@@ -24,3 +24,8 @@ func OpenH264(url string) (Demuxer, error) {
 
 // OpenH264Context returns ErrUnavailable: this build has no demuxer.
 func OpenH264Context(_ context.Context, url string) (Demuxer, error) { return OpenH264(url) }
+
+// CreateMP4 returns ErrUnavailable: this build has no MP4 writer.
+func CreateMP4(path string, w, h int) (MP4Writer, error) {
+	return nil, fmt.Errorf("writing %s: %w", path, ErrUnavailable)
+}
