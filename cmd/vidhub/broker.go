@@ -80,7 +80,7 @@ func runBroker(ctx context.Context, env *cmdEnv, args []string) error {
 		cfg.Listen = *listen
 	}
 	if *config == "" || fs.isSet("max-payload") {
-		cfg.MaxPayload = maxPayload.n
+		cfg.MaxPayload = int(maxPayload.n)
 	}
 	b, err := broker.Start(cfg)
 	if err != nil {

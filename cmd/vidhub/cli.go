@@ -35,6 +35,7 @@ func commands() []command {
 		{"rooms", "[--json] [--wait 1.5s]", "list rooms and who is in them, from presence", runRooms},
 		{"record", "--room R [--layers h264,h264lo] [--max-age 24h] [--max-bytes 10GB] [--replicas N] | --list | --room R --stop", "record a room on the broker's JetStream, list recordings, or stop one", runRecord},
 		{"export", "--room R --name P --from T [--to T] --out F.mp4 [--layer h264]", "write a participant's recorded H.264 into an MP4 file, as recorded", runExport},
+		{"snapshot", "--room R --name P [--at T] --out F.jpg", "write a participant's recorded picture at a moment as a JPEG", runSnapshot},
 		{"web", "[--listen HOST:PORT] [--nats URL] [--origins LIST] [--max-fps 30]", "serve rooms to browsers: live grid, directory, publish from a camera", runWeb},
 		{"token", "--room R [--view] [--publish] [--name N] [--ttl 24h] --token-key-file F [--url BASE] | --new-key F", "make a signed, expiring room token for the web gateway", runToken},
 		{"health", "[--url URL,...] [--nats URL] [--presence ROOM/NAME] [--timeout 3s]", "check a broker, web gateway or publisher; exit 0 when healthy", runHealth},
@@ -330,16 +331,16 @@ func (s *sizeFlag) Set(v string) error {
 // bytesFlag parses a byte count with an optional K, KB, M, MB, G, GB, T
 // or TB suffix (powers of 1024, like nats-server), of at most max bytes
 // (1 GB when max is 0).
-type bytesFlag struct{ n, max int }
+type bytesFlag struct{ n, max int64 }
 
-func (b *bytesFlag) String() string { return strconv.Itoa(b.n) }
+func (b *bytesFlag) String() string { return strconv.FormatInt(b.n, 10) }
 
 func (b *bytesFlag) Set(v string) error {
 	s := strings.ToUpper(strings.TrimSpace(v))
-	mult := 1
+	mult := int64(1)
 	for _, suf := range []struct {
 		s string
-		m int
+		m int64
 	}{{"KB", 1 << 10}, {"MB", 1 << 20}, {"GB", 1 << 30}, {"TB", 1 << 40}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"T", 1 << 40}, {"B", 1}} {
 		if strings.HasSuffix(s, suf.s) {
 			s, mult = strings.TrimSpace(strings.TrimSuffix(s, suf.s)), suf.m
@@ -350,7 +351,7 @@ func (b *bytesFlag) Set(v string) error {
 	if limit == 0 {
 		limit = 1 << 30
 	}
-	n, err := strconv.Atoi(s)
+	n, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || n < 0 || n > limit/mult {
 		return fmt.Errorf("%q is not a size in bytes of at most %d (e.g. 8MB, 1048576)", v, limit)
 	}

@@ -49,7 +49,7 @@ func runRecord(ctx context.Context, env *cmdEnv, args []string) error {
 		}
 		ls = append(ls, l)
 	}
-	cfg := record.Config{Room: *room, Layers: ls, MaxAge: *maxAge, MaxBytes: int64(maxBytes.n), Replicas: *replicas}
+	cfg := record.Config{Room: *room, Layers: ls, MaxAge: *maxAge, MaxBytes: maxBytes.n, Replicas: *replicas}
 	if !*list && !*stop {
 		if _, err := cfg.Check(); err != nil {
 			return usageError{err}

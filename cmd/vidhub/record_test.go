@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -128,7 +129,7 @@ func TestViewFrom(t *testing.T) {
 }
 
 // TestExportCommand exports a span of a recording the way the CLI
-// contract reads, and checks what mistakes say.
+// contract reads, takes a snapshot from it, and checks what mistakes say.
 func TestExportCommand(t *testing.T) {
 	if !subscriber.DecodesH264() {
 		hubtest.Unavailable(t, "this build has no MP4 writer")
@@ -160,6 +161,19 @@ func TestExportCommand(t *testing.T) {
 	var frames int
 	if _, err := fmt.Sscanf(strings.TrimSpace(string(probe)), "h264,%d", &frames); err != nil || frames < 140 || frames > 190 {
 		t.Errorf("ffprobe reads %q: want h264 with 150 to 180 frames (5 s at 30 fps, from the keyframe before)", probe)
+	}
+	still := filepath.Join(t.TempDir(), "still.jpg")
+	stdout, stderr, code = runCmd(t, 30*time.Second, env(), "snapshot", "--nats", url, "--room", "r", "--name", "p", "--at", "-3s", "--out", still)
+	if code != 0 || !strings.Contains(stdout, "wrote "+still) || !strings.Contains(stdout, "320x180 from h264") {
+		t.Errorf("snapshot: exit %d\n%s%s", code, stdout, stderr)
+	}
+	if b, err := os.ReadFile(still); err != nil || len(b) < 1000 || b[0] != 0xFF || b[1] != 0xD8 {
+		t.Errorf("snapshot file: %d bytes, %v: want a JPEG", len(b), err)
+	}
+	for _, args := range [][]string{{"--room", "r", "--name", "p"}, {"--room", "r", "--name", "p", "--out", still, "--at", "soon"}} {
+		if _, stderr, code := runCmd(t, 20*time.Second, env(), append([]string{"snapshot", "--nats", url}, args...)...); code != 2 {
+			t.Errorf("snapshot %v: exit %d, want 2:\n%s", args, code, stderr)
+		}
 	}
 	for _, tc := range []struct {
 		args []string

@@ -117,7 +117,7 @@ func TestBrowserH264(t *testing.T) {
 		return slices.Equal(p.Watches, []protocol.Layer{protocol.H264Lo}) && slices.Equal(p.Views, []protocol.Layer{protocol.Lo})
 	}, "the page's presence does not watch h264lo and view lo: %v", hubtest.Lazy(func() any { p, _ := pres.last(); return p }))
 	img := shot(t, ctx, `.tile[data-name="alice"] canvas`)
-	if s := lumaSpread(img); s < 100 {
+	if s := hubtest.LumaSpread(img); s < 100 {
 		t.Errorf("alice's tile looks blank (brightness variance %.0f)", s)
 	}
 

@@ -112,23 +112,6 @@ func shot(t *testing.T, ctx context.Context, sel string) image.Image {
 	return img
 }
 
-// lumaStats returns the standard deviation of an image's brightness.
-func lumaSpread(img image.Image) float64 {
-	var n, sum, sq float64
-	r := img.Bounds()
-	for y := r.Min.Y; y < r.Max.Y; y += 2 {
-		for x := r.Min.X; x < r.Max.X; x += 2 {
-			cr, cg, cb, _ := img.At(x, y).RGBA()
-			l := (0.299*float64(cr) + 0.587*float64(cg) + 0.114*float64(cb)) / 257
-			n++
-			sum += l
-			sq += l * l
-		}
-	}
-	mean := sum / n
-	return sq/n - mean*mean
-}
-
 // changed returns the fraction of pixels that differ clearly.
 func changed(a, b image.Image) float64 {
 	r := a.Bounds().Intersect(b.Bounds())
@@ -186,7 +169,7 @@ func TestBrowserRoom(t *testing.T) {
 	}, "tiles stopped updating: %v", lazyTiles(t, ctx))
 	for _, name := range []string{"alice", "bob"} {
 		after := shot(t, ctx, fmt.Sprintf(`.tile[data-name=%q] canvas`, name))
-		if s := lumaSpread(after); s < 100 {
+		if s := hubtest.LumaSpread(after); s < 100 {
 			t.Errorf("tile %s looks blank (brightness variance %.0f)", name, s)
 		}
 		if c := changed(before[name], after); c < 0.02 {
