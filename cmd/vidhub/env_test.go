@@ -69,6 +69,7 @@ func TestEnvNamesMeanOneThing(t *testing.T) {
 		"VIDHUB_CODEC": "a publisher's codec", "VIDHUB_BITRATE": "H.264 target bitrate", "VIDHUB_KEYINT": "longest time between keyframes",
 		"VIDHUB_LAYER": "layer to watch", "VIDHUB_HEADLESS": "no window", "VIDHUB_FOR": "how long to watch",
 		"VIDHUB_JSON":           "print JSON",
+		"VIDHUB_FROM":           "where in a recording to start",
 		"VIDHUB_TOKEN_KEY_FILE": "room token key file",
 		"VIDHUB_NATS_LISTEN":    "the embedded broker's client address",
 		"VIDHUB_WEB_LISTEN":     "the web gateway's HTTP address",

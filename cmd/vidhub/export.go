@@ -24,6 +24,8 @@ func runExport(ctx context.Context, env *cmdEnv, args []string) error {
 	out := fs.String("out", "", "MP4 file to write")
 	var cf clientFlags
 	cf.register(fs)
+	// VIDHUB_OUT is the bench's folder; this is a file.
+	fs.envVar("out", "VIDHUB_EXPORT_OUT")
 	if err := env.parse(fs, args); err != nil {
 		return err
 	}

@@ -21,6 +21,8 @@ func runSnapshot(ctx context.Context, env *cmdEnv, args []string) error {
 	out := fs.String("out", "", "JPEG file to write")
 	var cf clientFlags
 	cf.register(fs)
+	// VIDHUB_OUT is the bench's folder; this is a file.
+	fs.envVar("out", "VIDHUB_SNAPSHOT_OUT")
 	if err := env.parse(fs, args); err != nil {
 		return err
 	}
