@@ -5,7 +5,7 @@
 // (raw BGR frames, length-prefixed, to one TCP client).
 //
 // Run drives the scenarios (fan-out, room, ceiling, classic, encode, web,
-// the idle publisher, and H.264 against JPEG) on a broker over loopback TCP and returns a
+// the idle publisher, H.264 against JPEG, and recording on JetStream) on a broker over loopback TCP and returns a
 // Report; WriteResults writes it as a table, JSON and an SVG chart. With
 // a vidhub binary (Options.Exe) the broker, the publishers and the web
 // gateway run as their own processes so that each side's CPU and memory
@@ -40,10 +40,11 @@ const (
 	KindWeb     = "web"
 	KindIdle    = "idle"
 	KindH264    = "h264"
+	KindRecord  = "record"
 )
 
 // Kinds lists every scenario kind.
-var Kinds = []string{KindEncode, KindFanout, KindRoom, KindCeiling, KindClassic, KindWeb, KindIdle, KindH264}
+var Kinds = []string{KindEncode, KindFanout, KindRoom, KindCeiling, KindClassic, KindWeb, KindIdle, KindH264, KindRecord}
 
 // ErrBadOptions is returned (wrapped) for Options that cannot work.
 var ErrBadOptions = errors.New("bad bench settings")
@@ -124,6 +125,8 @@ type Report struct {
 	Targets  []Target       `json:"targets"`
 	// H264 is the h264 scenario's figures, nil when it did not run.
 	H264 *H264Report `json:"h264,omitempty"`
+	// Record is the record scenario's figures, nil when it did not run.
+	Record *RecordReport `json:"record,omitempty"`
 }
 
 // runEnv is what the scenarios share.
@@ -278,6 +281,11 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		{KindH264, func() error {
 			h, err := h264Scenario(ctx, env)
 			rep.H264 = h
+			return err
+		}},
+		{KindRecord, func() error {
+			r, err := recordScenario(ctx, env)
+			rep.Record = r
 			return err
 		}},
 	}
