@@ -33,10 +33,7 @@ func TestExport(t *testing.T) {
 	}
 	hubtest.Publish(t, hubtest.Connect(t, b.ClientURL()), publisher.Config{Room: "ex", Name: "cam", Source: "pattern", FPS: 30,
 		Width: 320, Height: 180, Codec: protocol.CodecH264, KeyInt: time.Second})
-	hubtest.Eventually(t, 20*time.Second, func() bool {
-		i, err := record.Get(ctx(t), nc, "ex")
-		return err == nil && i.Msgs > 0 && i.Last.Sub(i.First) >= 4*time.Second
-	}, "the recording does not hold 4 s")
+	hubtest.WaitRecorded(t, nc, "ex", 4*time.Second)
 	now := time.Now()
 	out := filepath.Join(t.TempDir(), "clip.mp4")
 	ex, err := record.Export(ctx(t), nc, record.ExportConfig{Room: "ex", Name: "cam", From: now.Add(-3 * time.Second), To: now.Add(-time.Second), Out: out})

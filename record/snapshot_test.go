@@ -28,10 +28,7 @@ func TestSnapshot(t *testing.T) {
 	}
 	hubtest.Publish(t, hubtest.Connect(t, b.ClientURL()), publisher.Config{Room: "snap", Name: "cam", Source: "pattern", FPS: 30,
 		Width: 320, Height: 180, Codec: protocol.CodecH264, KeyInt: 2 * time.Second, Encode: publisher.EncodeAll})
-	hubtest.Eventually(t, 20*time.Second, func() bool {
-		i, err := record.Get(ctx(t), nc, "snap")
-		return err == nil && i.Msgs > 0 && i.Last.Sub(i.First) >= 3*time.Second
-	}, "the recording does not hold 3 s")
+	hubtest.WaitRecorded(t, nc, "snap", 3*time.Second)
 	at := time.Now().Add(-time.Second)
 	for _, c := range []struct {
 		layer protocol.Layer

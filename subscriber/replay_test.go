@@ -35,10 +35,7 @@ func TestReplay(t *testing.T) {
 	pub := publish(t, b.ClientURL(), publisher.Config{Room: "past", Name: "cam", Source: "pattern", FPS: 30,
 		Width: 320, Height: 180, Codec: protocol.CodecH264, KeyInt: time.Second})
 	began := time.Now()
-	hubtest.Eventually(t, 20*time.Second, func() bool {
-		i, err := record.Get(ctx, nc, "past")
-		return err == nil && i.Msgs > 0 && i.Last.Sub(i.First) >= 4*time.Second
-	}, "the recording does not hold 4 s")
+	hubtest.WaitRecorded(t, nc, "past", 4*time.Second)
 
 	var presence []string
 	spy := hubtest.Connect(t, b.ClientURL())

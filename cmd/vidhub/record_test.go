@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -15,7 +14,6 @@ import (
 	"github.com/vidhub/vidhub/internal/hubtest"
 	"github.com/vidhub/vidhub/protocol"
 	"github.com/vidhub/vidhub/publisher"
-	"github.com/vidhub/vidhub/record"
 	"github.com/vidhub/vidhub/subscriber"
 )
 
@@ -84,13 +82,7 @@ func TestViewFrom(t *testing.T) {
 	}
 	hubtest.Publish(t, hubtest.Connect(t, url), publisher.Config{Room: "past", Name: "cam", Source: "pattern", FPS: 30,
 		Width: 320, Height: 180, Codec: protocol.CodecH264, KeyInt: time.Second})
-	nc := hubtest.Connect(t, url)
-	hubtest.Eventually(t, 20*time.Second, func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		i, err := record.Get(ctx, nc, "past")
-		return err == nil && i.Msgs > 0 && i.Last.Sub(i.First) >= 4*time.Second
-	}, "the recording does not hold 4 s")
+	hubtest.WaitRecorded(t, hubtest.Connect(t, url), "past", 4*time.Second)
 	stdout, stderr, code := runCmd(t, 30*time.Second, env(), "view", "--nats", url, "--room", "past", "--from", "-3s", "--headless", "--json", "--for", "3500ms")
 	if code != 0 {
 		t.Fatalf("view --from: exit %d: %s", code, stderr)
@@ -142,13 +134,7 @@ func TestExportCommand(t *testing.T) {
 	}
 	hubtest.Publish(t, hubtest.Connect(t, url), publisher.Config{Room: "r", Name: "p", Source: "pattern", FPS: 30,
 		Width: 320, Height: 180, Codec: protocol.CodecH264, KeyInt: time.Second})
-	nc := hubtest.Connect(t, url)
-	hubtest.Eventually(t, 20*time.Second, func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		i, err := record.Get(ctx, nc, "r")
-		return err == nil && i.Msgs > 0 && i.Last.Sub(i.First) >= 8*time.Second
-	}, "the recording does not hold 8 s")
+	hubtest.WaitRecorded(t, hubtest.Connect(t, url), "r", 8*time.Second)
 	out := filepath.Join(t.TempDir(), "F.mp4")
 	stdout, stderr, code := runCmd(t, 30*time.Second, env(), "export", "--nats", url, "--room", "r", "--name", "p", "--from", "-7s", "--to", "-2s", "--out", out)
 	if code != 0 || !strings.Contains(stdout, "wrote "+out) || !strings.Contains(stdout, "not re-encoded") {

@@ -412,18 +412,26 @@ func lateJoin(ctx context.Context, env *runEnv, codec protocol.Codec, n int) (Jo
 	if env.opts.Quick {
 		spread = 300 * time.Millisecond
 	}
-	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 	spec := roomSpec{layer: subscriber.LayerHi}
 	if codec == protocol.CodecJPEG {
 		spec.codec = protocol.CodecJPEG
 	}
+	err = sampleJoins(ctx, &res, n, spread, 7, func() (float64, error) { return joinOnce(ctx, env.url, room, spec) })
+	return res, err
+}
+
+// sampleJoins joins n times, one after another, each after a random
+// pause of 0.1 s to 0.1 s + spread, and records in res what join timed
+// (-1: no picture), with its quantiles.
+func sampleJoins(ctx context.Context, res *JoinResult, n int, spread time.Duration, seed uint64, join func() (float64, error)) error {
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), seed))
 	for range n {
 		if err := sleep(ctx, 100*time.Millisecond+time.Duration(rng.Int64N(int64(spread)))); err != nil {
-			return res, err
+			return err
 		}
-		ms, err := joinOnce(ctx, env.url, room, spec)
+		ms, err := join()
 		if err != nil {
-			return res, err
+			return err
 		}
 		if ms < 0 {
 			res.Failed++
@@ -436,7 +444,7 @@ func lateJoin(ctx context.Context, env *runEnv, codec protocol.Codec, n int) (Jo
 	if len(s) > 0 {
 		res.Max = s[len(s)-1]
 	}
-	return res, nil
+	return nil
 }
 
 // joinOnce joins on a new connection and returns the tile's
@@ -471,6 +479,30 @@ type renderer struct {
 }
 
 type takenFrame struct{ ready, captured time.Time }
+
+// renderRooms starts a renderer stand-in for each of g's rooms and waits
+// until frames flow and the warm-up has passed; stop ends them.
+func renderRooms(ctx context.Context, env *runEnv, g *roomGroup) (rs []*renderer, stop func(), err error) {
+	rctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	rs = make([]*renderer, len(g.rooms))
+	for i, r := range g.rooms {
+		rs[i] = &renderer{room: r}
+		wg.Go(func() { rs[i].run(rctx) })
+	}
+	stop = func() {
+		cancel()
+		wg.Wait()
+	}
+	if err = g.waitFrames(ctx, flowWait); err == nil {
+		err = sleep(ctx, env.warmup)
+	}
+	if err != nil {
+		stop()
+		return nil, nil, err
+	}
+	return rs, stop, nil
+}
 
 func (r *renderer) run(ctx context.Context) {
 	t := time.NewTicker(pollEvery)
@@ -532,23 +564,11 @@ func latencyH264(ctx context.Context, env *runEnv) ([]LatencyResult, error) {
 		return nil, err
 	}
 	defer lp.stop()
-	rctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	rs := make([]*renderer, len(g.rooms))
-	for i, r := range g.rooms {
-		rs[i] = &renderer{room: r}
-		wg.Go(func() { rs[i].run(rctx) })
-	}
-	defer func() {
-		cancel()
-		wg.Wait()
-	}()
-	if err := g.waitFrames(ctx, flowWait); err != nil {
+	rs, stop, err := renderRooms(ctx, env, g)
+	if err != nil {
 		return nil, err
 	}
-	if err := sleep(ctx, env.warmup); err != nil {
-		return nil, err
-	}
+	defer stop()
 	mu.Lock()
 	rec = true
 	mu.Unlock()
@@ -604,23 +624,11 @@ func stallScenario(ctx context.Context, env *runEnv) ([]StallResult, error) {
 		return nil, err
 	}
 	defer lp.stop()
-	rctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	rs := make([]*renderer, len(g.rooms))
-	for i, r := range g.rooms {
-		rs[i] = &renderer{room: r}
-		wg.Go(func() { rs[i].run(rctx) })
-	}
-	defer func() {
-		cancel()
-		wg.Wait()
-	}()
-	if err := g.waitFrames(ctx, flowWait); err != nil {
+	rs, stop, err := renderRooms(ctx, env, g)
+	if err != nil {
 		return nil, err
 	}
-	if err := sleep(ctx, env.warmup); err != nil {
-		return nil, err
-	}
+	defer stop()
 	before := g.stats()
 	px.pause()
 	err = sleep(ctx, paused)

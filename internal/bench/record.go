@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -293,27 +292,8 @@ func waitUntil(ctx context.Context, timeout time.Duration, cond func() bool) err
 // picture of any tile (TileStats.FirstFrameMS).
 func firstFrames(ctx context.Context, url, name string, n int, cfg func() subscriber.Config) (JoinResult, error) {
 	res := JoinResult{Codec: name, Joins: n}
-	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 12))
-	for range n {
-		if err := sleep(ctx, 100*time.Millisecond+time.Duration(rng.Int64N(int64(500*time.Millisecond)))); err != nil {
-			return res, err
-		}
-		ms, err := firstFrame(ctx, url, cfg())
-		if err != nil {
-			return res, err
-		}
-		if ms < 0 {
-			res.Failed++
-			continue
-		}
-		res.Samples = append(res.Samples, ms)
-	}
-	s := slices.Sorted(slices.Values(res.Samples))
-	res.P50, res.P95 = round3(quantile(s, 0.5)), round3(quantile(s, 0.95))
-	if len(s) > 0 {
-		res.Max = s[len(s)-1]
-	}
-	return res, nil
+	err := sampleJoins(ctx, &res, n, 500*time.Millisecond, 12, func() (float64, error) { return firstFrame(ctx, url, cfg()) })
+	return res, err
 }
 
 // firstFrame joins once and returns the earliest FirstFrameMS of its

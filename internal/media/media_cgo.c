@@ -29,15 +29,7 @@ static void log_cb(void *avcl, int level, const char *fmt, va_list vl) {
 	if (level > AV_LOG_ERROR) {
 		return;
 	}
-	char line[sizeof last_log];
-	vsnprintf(line, sizeof line, fmt, vl);
-	size_t n = strlen(line);
-	while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == ' ')) {
-		line[--n] = 0;
-	}
-	if (n > 0) {
-		memcpy(last_log, line, n + 1);
-	}
+	vm_keep_line(last_log, sizeof last_log, fmt, vl);
 }
 
 // vm_init routes FFmpeg's log into last_log instead of stderr: its errors

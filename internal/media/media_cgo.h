@@ -8,6 +8,8 @@
 #ifndef VIDHUB_MEDIA_H
 #define VIDHUB_MEDIA_H
 
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 
 // Pixel formats, as media.PixFmt numbers them.
@@ -25,6 +27,11 @@ enum {
 
 // VM_EOF is AVERROR_EOF, which cgo cannot evaluate.
 enum { VM_EOF = -0x20464f45 };
+
+// vm_keep_line formats a library's log line into dst (size bytes), without
+// its trailing newline and spaces, unless it comes out empty: what the
+// log callbacks keep of the last error for the error text.
+void vm_keep_line(char *dst, size_t size, const char *fmt, va_list vl);
 
 // VM_MSG is the size of the buffers that carry error text back to Go.
 #define VM_MSG 320
