@@ -180,6 +180,19 @@ func ParticipantKey(room, participant string) string {
 	return RoomPrefix(room) + participant + "." + keyToken
 }
 
+// RetrySubject is where a publisher sends a frame of frameSubject again
+// when the broker of a recording did not acknowledge it in time (for
+// instance while a cluster elects the recording's leader). A recording
+// stores it under frameSubject (package record); no viewer subscribes to
+// it, so a late copy never reaches anyone watching live.
+func RetrySubject(frameSubject string) string { return frameSubject + "." + retryToken }
+
+// RoomRetries matches every retry subject in room.
+func RoomRetries(room string) string { return RoomPrefix(room) + "*.*." + retryToken }
+
+// retryToken ends a retry subject.
+const retryToken = "retry"
+
 // AllPresence matches the presence of every participant of every room.
 // Listening on it for a little over one beat lists all rooms.
 const AllPresence = Prefix + ".*.*." + presenceToken

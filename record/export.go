@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vidhub/vidhub/internal/media"
 	"github.com/vidhub/vidhub/protocol"
@@ -78,92 +78,49 @@ func Export(ctx context.Context, nc *nats.Conn, cfg ExportConfig) (Exported, err
 	if !slices.Contains(info.Layers, cfg.Layer) {
 		return out, fmt.Errorf("%w: the recording of room %s keeps %v, not %s", ErrBadConfig, cfg.Room, info.Layers, cfg.Layer)
 	}
-	js, err := jetstream.New(nc)
+	a, _ := protocol.NewAddress(cfg.Room, cfg.Name)
+	rd, err := NewReader(ctx, nc, ReadConfig{Room: cfg.Room, From: cfg.From, Subjects: []string{a.FrameSubject(cfg.Layer)}})
 	if err != nil {
 		return out, err
 	}
-	a, _ := protocol.NewAddress(cfg.Room, cfg.Name)
-	start := cfg.From.Add(-LookBack)
-	cons, err := js.OrderedConsumer(ctx, StreamName(cfg.Room), jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{a.FrameSubject(cfg.Layer)},
-		DeliverPolicy:  jetstream.DeliverByStartTimePolicy, OptStartTime: &start,
-	})
-	if err != nil {
-		return out, fmt.Errorf("reading the recording of room %s: %w", cfg.Room, explain(err))
-	}
 	var (
 		w     media.MP4Writer
-		gop   []jetstream.Msg // the GOP before From, from its keyframe
 		chain protocol.Chain
-		done  bool
 	)
-	write := func(m jetstream.Msg, meta protocol.FrameMeta) error {
+	for {
+		it, err := rd.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return out, closeWith(w, err)
+		}
+		if !it.Frame {
+			out.Skipped++ // not a frame: never published by vidhub
+			continue
+		}
+		if it.At.After(cfg.To) {
+			break
+		}
+		meta := it.Meta
 		if pass, _ := chain.Offer(cfg.Layer, meta); !pass {
 			out.Skipped++
-			return nil
+			continue
 		}
 		if w == nil {
 			if w, err = media.CreateMP4(cfg.Out, meta.Width, meta.Height); err != nil {
-				return err
+				return out, err
 			}
 			out.Width, out.Height, out.First = meta.Width, meta.Height, meta.CaptureTime()
 		}
-		if err := w.Write(m.Data(), time.Duration(meta.Time), meta.Key); err != nil {
-			return err
+		if err := w.Write(it.Msg.Data, time.Duration(meta.Time), meta.Key); err != nil {
+			return out, closeWith(w, err)
 		}
 		out.Frames++
-		out.Bytes += len(m.Data())
+		out.Bytes += len(it.Msg.Data)
 		out.Last = meta.CaptureTime()
 		if meta.Key {
 			out.Keyframes++
-		}
-		return nil
-	}
-	for !done {
-		batch, err := cons.Fetch(256, jetstream.FetchMaxWait(time.Second))
-		if err != nil {
-			return out, closeWith(w, fmt.Errorf("reading the recording: %w", explain(err)))
-		}
-		got := 0
-		for m := range batch.Messages() {
-			got++
-			meta, err := protocol.ParseLayerFrame(cfg.Layer, m.Headers(), m.Data())
-			if err != nil {
-				out.Skipped++ // not a frame: never published by vidhub
-				continue
-			}
-			at := meta.CaptureTime()
-			switch {
-			case at.After(cfg.To):
-				done = true
-			case at.Before(cfg.From):
-				if meta.Key {
-					gop = gop[:0]
-				}
-				if meta.Key || len(gop) > 0 {
-					gop = append(gop, m)
-				}
-				continue
-			}
-			if done {
-				break
-			}
-			for _, g := range gop {
-				gm, _ := protocol.ParseLayerFrame(cfg.Layer, g.Headers(), g.Data())
-				if err := write(g, gm); err != nil {
-					return out, closeWith(w, err)
-				}
-			}
-			gop = nil
-			if err := write(m, meta); err != nil {
-				return out, closeWith(w, err)
-			}
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
-			return out, closeWith(w, fmt.Errorf("reading the recording: %w", err))
-		}
-		if got == 0 {
-			done = true // the end of the recording: To is later than its last frame
 		}
 	}
 	if w == nil {

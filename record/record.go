@@ -115,13 +115,19 @@ func (cfg Config) Check() (Config, error) {
 	return cfg, nil
 }
 
-// subjects are what a recording of room with layers stores.
+// Duplicates is how long a recording remembers the Nats-Msg-Id of each
+// frame, so that a frame sent again is stored once: well past the time a
+// cluster takes to elect a new leader, and a publisher to reconnect.
+const Duplicates = 2 * time.Minute
+
+// subjects are what a recording of room with layers stores: the layers,
+// their frames sent again (protocol.RetrySubject) and presence.
 func subjects(room string, layers []protocol.Layer) []string {
-	out := make([]string, 0, len(layers)+1)
+	out := make([]string, 0, len(layers)+2)
 	for _, l := range layers {
 		out = append(out, protocol.RoomFrames(room, l))
 	}
-	return append(out, protocol.RoomPresence(room))
+	return append(out, protocol.RoomRetries(room), protocol.RoomPresence(room))
 }
 
 // Start starts recording cfg.Room, or updates the layers and limits of
@@ -145,8 +151,14 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (Info, error) {
 		MaxBytes:    cfg.MaxBytes,
 		Storage:     jetstream.FileStorage,
 		Replicas:    cfg.Replicas,
-		// No publisher sets Nats-Msg-Id: nothing to deduplicate.
-		Duplicates: time.Second,
+		// A publisher sends a frame the recording did not acknowledge
+		// again, on its retry subject: stored under the frame's own
+		// subject, and once only (Nats-Msg-Id).
+		SubjectTransform: &jetstream.SubjectTransformConfig{
+			Source:      protocol.RoomRetries(cfg.Room),
+			Destination: protocol.RoomPrefix(cfg.Room) + "{{wildcard(1)}}.{{wildcard(2)}}",
+		},
+		Duplicates: Duplicates,
 	})
 	if err != nil {
 		return Info{}, fmt.Errorf("recording room %s: %w", cfg.Room, explain(err))

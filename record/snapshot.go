@@ -7,11 +7,11 @@ import (
 	"fmt"
 	"image"
 	"image/jpeg"
+	"io"
 	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vidhub/vidhub/internal/media"
 	"github.com/vidhub/vidhub/protocol"
@@ -73,53 +73,24 @@ func TakeSnapshot(ctx context.Context, nc *nats.Conn, cfg SnapshotConfig) (Snaps
 	if at.IsZero() {
 		at = time.Now()
 	}
-	js, err := jetstream.New(nc)
+	// The frames that lead into the moment just after at: for H.264, the
+	// run from the last keyframe on; for JPEG, the last frame.
+	rd, err := NewReader(ctx, nc, ReadConfig{Room: cfg.Room, From: at.Add(time.Nanosecond), Subjects: []string{a.FrameSubject(cfg.Layer)}})
 	if err != nil {
 		return out, err
 	}
-	start := at.Add(-LookBack)
-	cons, err := js.OrderedConsumer(ctx, StreamName(cfg.Room), jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{a.FrameSubject(cfg.Layer)},
-		DeliverPolicy:  jetstream.DeliverByStartTimePolicy, OptStartTime: &start,
-	})
-	if err != nil {
-		return out, fmt.Errorf("reading the recording of room %s: %w", cfg.Room, explain(err))
-	}
-	// The frames up to at: for H.264, from the last keyframe on; for
-	// JPEG, the last one.
-	var run []jetstream.Msg
+	var run [][]byte
 	var metas []protocol.FrameMeta
-	for done := false; !done; {
-		batch, err := cons.Fetch(256, jetstream.FetchMaxWait(time.Second))
+	for {
+		it, err := rd.Next(ctx)
+		if errors.Is(err, io.EOF) || (err == nil && !it.Before) {
+			break
+		}
 		if err != nil {
-			return out, fmt.Errorf("reading the recording: %w", explain(err))
+			return out, err
 		}
-		got := 0
-		for m := range batch.Messages() {
-			got++
-			meta, err := protocol.ParseLayerFrame(cfg.Layer, m.Headers(), m.Data())
-			if err != nil {
-				continue
-			}
-			if meta.CaptureTime().After(at) {
-				done = true
-				break
-			}
-			if meta.Key {
-				run, metas = run[:0], metas[:0]
-			}
-			if len(run) > 0 && meta.Seq != metas[len(metas)-1].Seq+1 {
-				run, metas = run[:0], metas[:0] // a gap: wait for the next keyframe
-			}
-			if meta.Key || len(run) > 0 {
-				run, metas = append(run, m), append(metas, meta)
-			}
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
-			return out, fmt.Errorf("reading the recording: %w", err)
-		}
-		if got == 0 {
-			done = true
+		if it.Frame {
+			run, metas = append(run, it.Msg.Data), append(metas, it.Meta)
 		}
 	}
 	if len(run) == 0 {
@@ -128,7 +99,7 @@ func TakeSnapshot(ctx context.Context, nc *nats.Conn, cfg SnapshotConfig) (Snaps
 	last := metas[len(metas)-1]
 	out.Layer, out.At, out.Width, out.Height = cfg.Layer, last.CaptureTime(), last.Width, last.Height
 	if cfg.Layer.Codec() == protocol.CodecJPEG {
-		out.JPEG = bytes.Clone(run[len(run)-1].Data())
+		out.JPEG = bytes.Clone(run[len(run)-1])
 		return out, nil
 	}
 	dec, err := media.NewDecoder()
@@ -137,7 +108,7 @@ func TakeSnapshot(ctx context.Context, nc *nats.Conn, cfg SnapshotConfig) (Snaps
 	}
 	defer dec.Close()
 	for i, m := range run {
-		if _, err := dec.Decode(m.Data()); err != nil {
+		if _, err := dec.Decode(m); err != nil {
 			return out, fmt.Errorf("decoding %s's picture (frame %d of the GOP): %w", cfg.Name, i, err)
 		}
 	}

@@ -1,0 +1,317 @@
+package record
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vidhub/vidhub/protocol"
+)
+
+// Reorder is how long, in the recording's own time (when the broker
+// stored each message), a Reader holds what it reads before handing it
+// on in capture order. A frame that a publisher had to send again (its
+// broker did not acknowledge it in time, for instance while a cluster
+// elected a new leader for the recording) is stored after newer ones; it
+// is stored well within Reorder of them, because a publisher resends as
+// soon as the broker answers again.
+const Reorder = 2 * time.Second
+
+// ReadConfig says what a Reader reads.
+type ReadConfig struct {
+	Room string
+	// From is the moment to read from. What was recorded before it is
+	// handed on first, flagged Before: per subject, from the last keyframe
+	// at or before From (a JPEG: the last frame; presence: the last beat),
+	// so that a picture can be decoded at From.
+	From time.Time
+	// Subjects to read; empty means everything the recording keeps.
+	Subjects []string
+	// Follow keeps reading as the recording grows; otherwise Next
+	// returns io.EOF at the recording's end.
+	Follow bool
+}
+
+// Item is one message read from a recording.
+type Item struct {
+	Msg *nats.Msg
+	// At is a frame's capture time; for anything else, when the broker
+	// stored it.
+	At time.Time
+	// Frame is set for frames; Meta is then the frame's metadata.
+	Frame bool
+	Meta  protocol.FrameMeta
+	// Before marks what leads into From: the GOP (or last frame, or last
+	// beat) of a subject recorded before it.
+	Before bool
+
+	stored time.Time // when the broker stored it
+	read   time.Time // when the Reader read it
+	seq    uint64    // its sequence number in the stream
+}
+
+// Reader reads a room's recording from a moment on, in capture order per
+// publisher: frames a publisher sent again after a broker's failover are
+// put back in their place, and frames stored twice are dropped. A gap
+// that remains (a publisher was offline) stays a gap. A Reader is not
+// safe for concurrent use.
+type Reader struct {
+	cfg   ReadConfig
+	cons  jetstream.Consumer
+	batch jetstream.MessageBatch // being read; nil between fetches
+	got   int                    // messages of batch read so far
+
+	pending itemHeap  // read, not yet handed on
+	newest  time.Time // the latest store time read
+	eof     bool      // the recording's end was read (not Follow)
+
+	started bool                 // an item at or after From was handed on
+	held    map[string][]Item    // by subject, before From
+	order   []string             // subjects in the order first held
+	last    map[string]time.Time // per frame subject, the capture time handed on last
+	lastSeq map[string]uint64    // per frame subject, the stream sequence handed on last
+	ready   []Item               // to hand on, in order
+	stats   ReadStats
+}
+
+// ReadStats counts what a Reader dropped or put back in order.
+type ReadStats struct {
+	// Reordered frames were stored before older frames of their subject
+	// (frames sent again) and handed on after them.
+	Reordered uint64
+	// Dropped frames were stored twice, or reached the Reader too late
+	// to be put in their place.
+	Dropped uint64
+}
+
+// NewReader opens the recording of cfg.Room for reading from cfg.From.
+func NewReader(ctx context.Context, nc *nats.Conn, cfg ReadConfig) (*Reader, error) {
+	if _, err := Get(ctx, nc, cfg.Room); err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	start := cfg.From.Add(-LookBack)
+	cons, err := js.OrderedConsumer(ctx, StreamName(cfg.Room), jetstream.OrderedConsumerConfig{
+		FilterSubjects: cfg.Subjects,
+		DeliverPolicy:  jetstream.DeliverByStartTimePolicy, OptStartTime: &start,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading the recording of room %s: %w", cfg.Room, explain(err))
+	}
+	return &Reader{
+		cfg: cfg, cons: cons,
+		held: map[string][]Item{}, last: map[string]time.Time{}, lastSeq: map[string]uint64{},
+	}, nil
+}
+
+// Stats returns what the Reader dropped and reordered so far.
+func (r *Reader) Stats() ReadStats { return r.stats }
+
+// Next returns the next item: first what leads into From (Before), then
+// everything from From on, in capture order per subject. Without Follow
+// it returns io.EOF after the recording's last message; with Follow it
+// waits for more until ctx is done.
+func (r *Reader) Next(ctx context.Context) (Item, error) {
+	for {
+		if len(r.ready) > 0 {
+			it := r.ready[0]
+			r.ready = r.ready[1:]
+			return it, nil
+		}
+		if len(r.pending) > 0 {
+			top := r.pending[0]
+			if r.eof || r.newest.Sub(top.stored) > Reorder || time.Since(top.read) > Reorder {
+				r.take(heap.Pop(&r.pending).(Item))
+				continue
+			}
+		}
+		if r.eof {
+			if r.flushHeld() {
+				continue
+			}
+			return Item{}, io.EOF
+		}
+		wait := time.Second
+		if len(r.pending) > 0 {
+			wait = max(Reorder-time.Since(r.pending[0].read), 10*time.Millisecond)
+		}
+		if err := r.read(ctx, wait); err != nil {
+			return Item{}, err
+		}
+	}
+}
+
+// read reads at most one message, waiting up to wait for it.
+func (r *Reader) read(ctx context.Context, wait time.Duration) error {
+	if r.batch == nil {
+		b, err := r.cons.Fetch(256, jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			return fmt.Errorf("reading the recording of room %s: %w", r.cfg.Room, explain(err))
+		}
+		r.batch, r.got = b, 0
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-timer.C:
+		return nil
+	case m, ok := <-r.batch.Messages():
+		if !ok {
+			err := r.batch.Error()
+			r.batch = nil
+			if err != nil && !errors.Is(err, nats.ErrTimeout) {
+				return fmt.Errorf("reading the recording of room %s: %w", r.cfg.Room, explain(err))
+			}
+			if !r.cfg.Follow && r.got == 0 {
+				r.eof = true // a whole fetch found nothing more
+			}
+			return nil
+		}
+		r.got++
+		r.add(m)
+		return nil
+	}
+}
+
+// add takes one message off the stream.
+func (r *Reader) add(m jetstream.Msg) {
+	it := Item{Msg: &nats.Msg{Subject: m.Subject(), Header: m.Headers(), Data: m.Data()}, read: time.Now()}
+	md, err := m.Metadata()
+	if err == nil {
+		it.stored, it.seq = md.Timestamp, md.Sequence.Stream
+		if !r.cfg.Follow && md.NumPending == 0 {
+			r.eof = true
+		}
+	}
+	if it.stored.After(r.newest) {
+		r.newest = it.stored
+	}
+	it.At = it.stored
+	if s, err := protocol.ParseSubject(it.Msg.Subject); err == nil && !s.Presence && !s.Key {
+		if meta, err := protocol.ParseLayerFrame(s.Layer, it.Msg.Header, it.Msg.Data); err == nil {
+			it.Frame, it.Meta, it.At = true, meta, meta.CaptureTime()
+		}
+	}
+	heap.Push(&r.pending, it)
+}
+
+// take hands on an item that has waited out Reorder, in capture order.
+func (r *Reader) take(it Item) {
+	subj := it.Msg.Subject
+	if it.Frame {
+		if last, ok := r.last[subj]; ok && !it.At.After(last) {
+			r.stats.Dropped++ // stored twice, or too late for its place
+			return
+		}
+		if it.seq < r.lastSeq[subj] {
+			r.stats.Reordered++
+		}
+		r.last[subj], r.lastSeq[subj] = it.At, max(it.seq, r.lastSeq[subj])
+	}
+	if !r.started && it.At.Before(r.cfg.From) {
+		r.hold(it)
+		return
+	}
+	r.flushHeld()
+	r.started = true
+	r.ready = append(r.ready, it)
+}
+
+// hold keeps what leads into From: per subject, the run since the last
+// keyframe (H.264), the last frame (JPEG) or the last beat (presence). A
+// gap in an H.264 run empties it until the next keyframe.
+func (r *Reader) hold(it Item) {
+	subj := it.Msg.Subject
+	run, seen := r.held[subj]
+	if !seen {
+		r.order = append(r.order, subj)
+	}
+	it.Before = true
+	switch {
+	case !it.Frame || it.Meta.Key:
+		r.held[subj] = append(run[:0], it)
+	case len(run) > 0 && (it.Meta.Seq == 0 || it.Meta.Seq == run[len(run)-1].Meta.Seq+1):
+		r.held[subj] = append(run, it)
+	default:
+		r.held[subj] = run[:0]
+	}
+}
+
+// flushHeld moves what was held to ready, subject by subject; it reports
+// whether there was anything.
+func (r *Reader) flushHeld() bool {
+	any := false
+	for _, subj := range r.order {
+		if run := r.held[subj]; len(run) > 0 {
+			r.ready = append(r.ready, run...)
+			any = true
+		}
+	}
+	clear(r.held)
+	r.order = r.order[:0]
+	return any
+}
+
+// itemHeap orders items by capture time, then by stream order.
+type itemHeap []Item
+
+func (h itemHeap) Len() int { return len(h) }
+func (h itemHeap) Less(i, j int) bool {
+	if !h[i].At.Equal(h[j].At) {
+		return h[i].At.Before(h[j].At)
+	}
+	return h[i].seq < h[j].seq
+}
+func (h itemHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *itemHeap) Push(x any)   { *h = append(*h, x.(Item)) }
+func (h *itemHeap) Pop() any {
+	old := *h
+	it := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return it
+}
+
+// Play hands each item of rd to deliver at its time: what leads into
+// from at once, then everything else paced by capture time from from on,
+// speed times as fast as it was recorded. It returns at the recording's
+// end (nil), or when ctx is done or reading fails.
+func Play(ctx context.Context, rd *Reader, from time.Time, speed float64, deliver func(Item)) error {
+	var wall time.Time // when the replay reached from
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		it, err := rd.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if !it.Before {
+			if wall.IsZero() {
+				wall = time.Now()
+			}
+			due := wall.Add(time.Duration(float64(it.At.Sub(from)) / speed))
+			if d := time.Until(due); d > 0 {
+				timer.Reset(d)
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-timer.C:
+				}
+			}
+		}
+		deliver(it)
+	}
+}
