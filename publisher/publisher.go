@@ -331,6 +331,9 @@ func (p *Publisher) Run(ctx context.Context) error {
 		beatErr = p.beat(ctx)
 	})
 	wg.Wait()
+	if n := p.rec.drain(DrainWait); n > 0 {
+		p.log.Warn("stopping with recorded frames the recording has not acknowledged", "unacked", n)
+	}
 	if beatErr != nil {
 		return beatErr
 	}

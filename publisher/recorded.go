@@ -35,6 +35,9 @@ const (
 	// AckWait is how long a recorded frame waits for its acknowledgement
 	// before it is sent again.
 	AckWait = time.Second
+	// DrainWait is how long a publisher that stops waits for the
+	// recording to acknowledge its last frames.
+	DrainWait = 5 * time.Second
 	// MaxUnackedAge and maxUnackedBytes bound what a publisher keeps for
 	// a recording that does not answer: past either, the oldest frame
 	// is given up (Stats.RecordLost).
@@ -210,6 +213,26 @@ func (r *recorder) run(ctx context.Context) {
 		case <-retry.C:
 			r.retry(time.Now())
 		}
+	}
+}
+
+// drain waits, up to timeout, for the recording to acknowledge every frame
+// kept for it, sending again what needs to be: a publisher that stops
+// leaves nothing of its last moments behind. It reports how many frames
+// are still unacknowledged.
+func (r *recorder) drain(timeout time.Duration) int {
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(retryTick)
+	defer tick.Stop()
+	for {
+		r.mu.Lock()
+		n := len(r.byToken)
+		r.mu.Unlock()
+		if n == 0 || !time.Now().Before(deadline) {
+			return n
+		}
+		<-tick.C
+		r.retry(time.Now())
 	}
 }
 
