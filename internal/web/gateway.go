@@ -717,6 +717,7 @@ func (g *Gateway) routes() http.Handler {
 	}))
 	mux.HandleFunc("GET /api/rooms", g.serveRooms)
 	mux.HandleFunc("GET /api/rooms/{room}", g.serveRoom)
+	mux.HandleFunc("GET /api/rooms/{room}/recording", g.serveRecording)
 	mux.HandleFunc("GET /healthz", g.serveHealth)
 	mux.HandleFunc("GET /metrics", g.serveMetrics)
 	mux.HandleFunc("GET /ws/view/{room}", g.serveView)
