@@ -361,3 +361,51 @@ func TestReplaySocket(t *testing.T) {
 	_ = lc.Close(websocket.StatusNormalClosure, "")
 	_ = rc.Close(websocket.StatusNormalClosure, "")
 }
+
+// TestReplayRefused: a viewing socket refuses replay parameters it
+// cannot honour, before the upgrade, with what a good value looks like,
+// and a replay of a room without a recording, or on a broker without
+// JetStream, with why.
+func TestReplayRefused(t *testing.T) {
+	h := startHub(t, broker.Config{StoreDir: t.TempDir()}, Config{})
+	bare := startHub(t, broker.Config{}, Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := record.Start(ctx, h.nc, record.Config{Room: "kept"}); err != nil {
+		t.Fatal(err)
+	}
+	future := url.QueryEscape(time.Now().Add(time.Hour).Format(time.RFC3339))
+	for _, tc := range []struct {
+		base, path string
+		status     int
+		says       string
+	}{
+		{h.url, "/ws/view/kept?from=yesterday", 400, "use a moment past, as a negative duration such as -30s"},
+		{h.url, "/ws/view/kept?from=30s", 400, "a duration goes back from now, so it is negative"},
+		{h.url, "/ws/view/kept?from=" + future, 400, "is in the future"},
+		{h.url, "/ws/view/kept?from=-5s&speed=0", 400, "speed=\"0\": use a number above 0, at most 16"},
+		{h.url, "/ws/view/kept?from=-5s&speed=-1", 400, "above 0, at most 16"},
+		{h.url, "/ws/view/kept?from=-5s&speed=17", 400, "above 0, at most 16"},
+		{h.url, "/ws/view/kept?from=-5s&speed=NaN", 400, "above 0, at most 16"},
+		{h.url, "/ws/view/kept?from=-5s&speed=fast", 400, "above 0, at most 16"},
+		{h.url, "/ws/view/kept?speed=2", 400, "speed=2 without from="},
+		{h.url, "/ws/view/other?from=-5s", 404, "room other is not recorded"},
+		{bare.url, "/ws/view/kept?from=-5s", 404, "no JetStream"},
+	} {
+		_, status, body := dialStatus(t, ctx, wsURL(tc.base, tc.path), nil)
+		if status != tc.status || !strings.Contains(body, tc.says) {
+			t.Errorf("%s: %d %q, want %d saying %q", tc.path, status, body, tc.status, tc.says)
+		}
+	}
+	// A recording that keeps nothing yet replays from its start: the
+	// socket opens, and the room is empty.
+	c, hello := dialReplay(t, ctx, h.url, "/ws/view/kept?from=-1m&speed=2")
+	if hello.Replay.Speed != 2 {
+		t.Errorf("hello says speed %v", hello.Replay.Speed)
+	}
+	_, b, err := c.Read(ctx)
+	var st roomState
+	if err != nil || json.Unmarshal(b, &st) != nil || st.Type != "room" || len(st.Publishers) != 0 {
+		t.Errorf("an empty recording's room state: %s %v", b, err)
+	}
+}
