@@ -707,7 +707,11 @@ func encodeRoomState(ri protocol.RoomInfo, now time.Time) []byte {
 // announces no viewer of its own, self=N marks the browser's own
 // publishing name (no viewer presence of its own either). The viewer's
 // name is the gateway's choice, web-<8 hex digits>: name=N is refused,
-// so that no socket announces, or leaves, as someone else. What the sockets that announce nothing
+// so that no socket announces, or leaves, as someone else. from=T (RFC
+// 3339, or a negative duration back from now such as -30s) replays the
+// room's recording from T instead, speed=N times as fast (above 0, at
+// most MaxReplaySpeed; 1 by default): it needs the replay right, and
+// announces nothing. What the sockets that announce nothing
 // take, the gateway announces in its own name (Gateway.shows), so that a
 // publisher encoding only watched layers still sends them.
 func (g *Gateway) serveView(w http.ResponseWriter, r *http.Request) {
