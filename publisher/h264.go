@@ -139,17 +139,15 @@ func (p *Publisher) onKeyRequest(m *nats.Msg) {
 // lostH264 accounts for a frame dropped while the broker is away: its
 // number is used up, so viewers count it as lost, and the next frame is a
 // keyframe.
-func (p *Publisher) lostH264() {
-	for _, hl := range p.h264 {
-		if hl != nil {
-			hl.seq++
-			hl.needKey = true
-		}
-	}
+func (p *Publisher) lostH264(hl *h264Layer) {
+	hl.seq++
+	hl.needKey = true
 }
 
-// sendH264 encodes c on layer i and publishes it.
-func (p *Publisher) sendH264(c captured, i int) {
+// sendH264 encodes c on layer i and publishes it. Offline (online
+// false), it encodes it for the recording of the layer only, which gets
+// it once the broker is back.
+func (p *Publisher) sendH264(c captured, i int, online bool) {
 	hl := p.h264[i]
 	if hl == nil {
 		return
@@ -189,6 +187,10 @@ func (p *Publisher) sendH264(c captured, i int) {
 		Subject: hl.subject,
 		Header:  hl.hdr.Set(protocol.FrameMeta{Seq: hl.seq, Time: c.at.UnixNano(), Width: hl.w, Height: hl.h, Key: au.Key}),
 		Data:    au.Data,
+	}
+	p.rec.track(&msg, hl.layer, c.at, online)
+	if !online {
+		return
 	}
 	if err := p.nc.PublishMsg(&msg); err != nil {
 		hl.needKey = true // the number stays used: viewers count it lost

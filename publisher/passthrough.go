@@ -204,13 +204,15 @@ func (p *Publisher) passAU(au media.AU, now time.Time) {
 		})
 		return
 	}
-	if !p.nc.IsConnected() {
+	pt.seq++ // used up even offline: viewers see the gap
+	meta := protocol.FrameMeta{Seq: pt.seq, Time: now.UnixNano(), Width: pt.w, Height: pt.h, Key: au.Key}
+	msg := nats.Msg{Subject: pt.subject, Header: pt.hdr.Set(meta), Data: au.Data}
+	online := p.nc.IsConnected()
+	p.rec.track(&msg, protocol.H264, now, online)
+	if !online {
 		p.droppedOffline.Add(1)
 		return
 	}
-	pt.seq++
-	meta := protocol.FrameMeta{Seq: pt.seq, Time: now.UnixNano(), Width: pt.w, Height: pt.h, Key: au.Key}
-	msg := nats.Msg{Subject: pt.subject, Header: pt.hdr.Set(meta), Data: au.Data}
 	if err := p.nc.PublishMsg(&msg); err != nil {
 		p.droppedOffline.Add(1)
 	} else {

@@ -109,6 +109,9 @@ type Stats struct {
 	// GOPReplies counts keyframe requests answered with the access units
 	// since the last keyframe (a source passed through).
 	GOPReplies uint64
+	// Record says how the frames of layers the room's recording keeps
+	// fared: acknowledged, sent again, given up.
+	Record RecordStats
 }
 
 // layerOrder indexes Publisher.encoding.
@@ -150,6 +153,8 @@ type Publisher struct {
 	// units on the h264 layer (h264[0] is nil then).
 	pass       *passthrough
 	gopReplies atomic.Uint64
+
+	rec *recorder // the room's recording, if any
 
 	closeOnce sync.Once
 }
@@ -241,6 +246,7 @@ func New(nc *nats.Conn, cfg Config) (*Publisher, error) {
 	if cfg.Encode == EncodeWatched || (cfg.Encode == EncodeAuto && cfg.Codec == protocol.CodecH264) {
 		p.interest = newInterest()
 	}
+	p.rec = newRecorder(nc, addr, log)
 	return p, nil
 }
 
@@ -262,6 +268,7 @@ func (p *Publisher) Stats() Stats {
 		Keyframes:      p.keyframes.Load(),
 		KeyRequests:    p.keyRequests.Load(),
 		GOPReplies:     p.gopReplies.Load(),
+		Record:         p.rec.stats(),
 	}
 }
 
@@ -302,8 +309,14 @@ func (p *Publisher) Run(ctx context.Context) error {
 		}
 		defer func() { _ = sub.Unsubscribe() }()
 	}
+	acks, err := p.nc.Subscribe(p.rec.inbox+".*", p.rec.onAck)
+	if err != nil {
+		return fmt.Errorf("listening for the recording's acknowledgements: %w", err)
+	}
+	defer func() { _ = acks.Unsubscribe() }()
 	var wg sync.WaitGroup
 	var captureErr, beatErr error
+	wg.Go(func() { p.rec.run(ctx) })
 	wg.Go(func() {
 		defer cancel()
 		if p.pass != nil {
@@ -413,6 +426,10 @@ func (p *Publisher) publish(ctx context.Context) {
 			p.log.Info("publishing", "published", st.Published, "kbytes", st.Bytes/1000,
 				"dropped_offline", st.DroppedOffline, "dropped_busy", st.DroppedBusy, "oversize", st.Oversize,
 				"quality", st.Quality, "encoding", st.Encoding, "skipped", st.Skipped)
+			if r := st.Record; len(r.Layers) > 0 || r.Unacked > 0 {
+				p.log.Info("recorded", "layers", r.Layers, "acked", r.Acked, "unacked", r.Unacked,
+					"resent", r.Resent, "lost", r.Lost, "refused", r.Refused)
+			}
 			continue
 		case <-p.box.ready:
 			var ok bool
@@ -426,7 +443,15 @@ func (p *Publisher) publish(ctx context.Context) {
 				offline = true
 			}
 			p.droppedOffline.Add(1)
-			p.lostH264()
+			for i, hl := range p.h264 {
+				switch {
+				case hl == nil:
+				case p.rec.recorded(hl.layer) && p.wanted(2+i, c.at):
+					p.sendH264(c, i, false) // kept for the recording
+				default:
+					p.lostH264(hl)
+				}
+			}
 			c.f.release()
 			continue
 		}
@@ -439,7 +464,7 @@ func (p *Publisher) publish(ctx context.Context) {
 		}
 		for i := range p.h264 {
 			if p.h264[i] != nil && p.wanted(2+i, c.at) {
-				p.sendH264(c, i)
+				p.sendH264(c, i, true)
 			} else if p.h264[i] != nil {
 				p.h264[i].needKey = true // idle: a viewer that comes needs a keyframe
 			}
@@ -464,7 +489,7 @@ func (p *Publisher) wanted(i int, now time.Time) bool {
 		// through, which costs a decoder: it is encoded while watched.
 		return true
 	}
-	w := p.interest.watched(l, now)
+	w := p.interest.watched(l, now) || p.rec.recorded(l)
 	if p.encoding[i].Swap(w) != w {
 		if w {
 			p.log.Info("layer watched: encoding it", "layer", l)
@@ -493,6 +518,7 @@ func (p *Publisher) send(c captured, l protocol.Layer, w, h int, fh *protocol.Fr
 			Header:  fh.Set(protocol.FrameMeta{Seq: c.seq, Time: c.at.UnixNano(), Width: w, Height: h}),
 			Data:    jpeg,
 		}
+		p.rec.track(&msg, l, c.at, true)
 		if err := p.nc.PublishMsg(&msg); err != nil {
 			return err
 		}
