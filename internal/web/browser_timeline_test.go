@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 
@@ -45,17 +44,6 @@ func timeline(t *testing.T, ctx context.Context) timelineState {
 // on), the label says the moment; Live brings the newest pictures back.
 func TestBrowserTimeline(t *testing.T) {
 	ctx := browser(t)
-	exceptions := make(chan string, 16)
-	if err := chromedp.Listen(ctx, func(ev any) {
-		if e, ok := ev.(*runtime.EventExceptionThrown); ok {
-			select {
-			case exceptions <- exceptionText(e.ExceptionDetails):
-			default:
-			}
-		}
-	}); err != nil {
-		t.Fatal(err)
-	}
 	h := startRecorded(t, Config{}, "film", 6*time.Second)
 	nctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -101,17 +89,4 @@ func TestBrowserTimeline(t *testing.T) {
 	}
 	hubtest.Eventually(t, 5*time.Second, func() bool { return metric(t, h.url, "vidhub_web_replays") == 0 },
 		"a replay is still open after Live")
-	select {
-	case e := <-exceptions:
-		t.Errorf("the page threw: %s", e)
-	default:
-	}
-}
-
-// exceptionText is what an uncaught exception in a page says.
-func exceptionText(d *runtime.ExceptionDetails) string {
-	if d.Exception != nil && d.Exception.Description != "" {
-		return d.Exception.Description
-	}
-	return d.Text
 }
