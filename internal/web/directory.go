@@ -181,6 +181,22 @@ func (d *directory) onProbe(room, name string, m *nats.Msg) {
 	d.signal()
 }
 
+// sawFrame marks a participant live: one of its frames was seen. It is
+// how a directory without a connection (a replay's, fed from a
+// recording) learns who publishes.
+func (d *directory) sawFrame(room, name string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	e := d.rooms[room][name]
+	if e == nil || e.live {
+		return
+	}
+	e.live = true
+	endProbe(e)
+	d.recount()
+	d.signal()
+}
+
 func endProbe(e *entry) {
 	if e.probe != nil {
 		_ = e.probe.Unsubscribe()

@@ -16,7 +16,9 @@
 //
 // Pages: / (the live room directory), /rooms/<room> (the room),
 // /rooms/<room>/publish (publish from a camera). API: /api/rooms,
-// /healthz, /metrics. WebSockets: /ws/view/<room> and
+// /api/rooms/<room>, /api/rooms/<room>/recording, /healthz, /metrics.
+// WebSockets: /ws/view/<room> (live, or a recording replayed with
+// ?from=) and
 // /ws/publish/<room>/<name>, framed as WireFrame documents.
 //
 // With a token key (Config.Tokens) every page, API call and WebSocket
@@ -717,6 +719,7 @@ func (g *Gateway) routes() http.Handler {
 	}))
 	mux.HandleFunc("GET /api/rooms", g.serveRooms)
 	mux.HandleFunc("GET /api/rooms/{room}", g.serveRoom)
+	mux.HandleFunc("GET /api/rooms/{room}/recording", g.serveRecording)
 	mux.HandleFunc("GET /healthz", g.serveHealth)
 	mux.HandleFunc("GET /metrics", g.serveMetrics)
 	mux.HandleFunc("GET /ws/view/{room}", g.serveView)

@@ -31,6 +31,7 @@ type metrics struct {
 	refusedMu  sync.Mutex
 	refused    map[string]uint64
 	socketsNow [2]atomic.Int64 // open sockets: view, publish
+	replaysNow atomic.Int64    // viewing sockets that replay a recording
 }
 
 func newMetrics() *metrics {
@@ -88,7 +89,7 @@ func (g *Gateway) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(&b, "vidhub_web_frames_dropped_total %d\n", m.dropped.Load())
 	metric("vidhub_web_h264_waited_total", "counter", "H.264 frames a browser never got while it waited for a keyframe (it fell behind, or a frame was missing).")
 	fmt.Fprintf(&b, "vidhub_web_h264_waited_total %d\n", m.h264Waited.Load())
-	metric("vidhub_web_key_requests_total", "counter", "Keyframe requests, the gateway's and browsers', by result: sent to the publisher, limited (one per publisher and layer per 300 ms), socket_limited (a browser over its pace), not_watched (a publisher or layer the socket does not take), bad (unreadable).")
+	metric("vidhub_web_key_requests_total", "counter", "Keyframe requests, the gateway's and browsers', by result: sent to the publisher, limited (one per publisher and layer per 300 ms), socket_limited (a browser over its pace), not_watched (a publisher or layer the socket does not take), bad (unreadable), replay (a replaying socket's: not relayed).")
 	m.keysMu.Lock()
 	for _, k := range sortedKeys(m.keys) {
 		fmt.Fprintf(&b, "vidhub_web_key_requests_total{result=%q} %d\n", k, m.keys[k])
@@ -120,6 +121,8 @@ func (g *Gateway) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	metric("vidhub_web_websocket_clients", "gauge", "Open WebSockets, by kind.")
 	fmt.Fprintf(&b, "vidhub_web_websocket_clients{kind=\"view\"} %d\n", m.socketsNow[0].Load())
 	fmt.Fprintf(&b, "vidhub_web_websocket_clients{kind=\"publish\"} %d\n", m.socketsNow[1].Load())
+	metric("vidhub_web_replays", "gauge", "Viewing sockets that replay a recording (counted in the view sockets too).")
+	fmt.Fprintf(&b, "vidhub_web_replays %d\n", m.replaysNow.Load())
 
 	g.mu.Lock()
 	perRoom := map[string]int{}

@@ -90,6 +90,14 @@ type viewer struct {
 	dropLog       rate.Sometimes
 	// keyLimit paces the keyframe requests this browser may relay.
 	keyLimit *rate.Limiter
+
+	// rp, when set, feeds the socket from a recording instead of the
+	// live feeds: nothing is subscribed, no keyframe is asked of a
+	// publisher, no presence is announced.
+	rp *replay
+	// flushed is signalled after the writer took a batch: a replay that
+	// hands on a run of frames at once waits on it for room.
+	flushed chan struct{}
 }
 
 // chain is where the H.264 frames of one participant stand on a socket:
@@ -210,7 +218,9 @@ func (v *viewer) offerH264(participant string, l protocol.Layer, meta protocol.F
 		v.mu.Unlock()
 		v.g.m.h264Waited.Add(1)
 		v.drop(dropped + 1)
-		v.g.keys.ask(v.room, participant, l, now)
+		if v.rp == nil {
+			v.g.keys.ask(v.room, participant, l, now)
+		}
 		return
 	}
 	if meta.Key {
@@ -225,6 +235,37 @@ func (v *viewer) offerH264(participant string, l protocol.Layer, meta protocol.F
 		v.drop(dropped)
 	}
 	v.poke()
+}
+
+// takes reports whether the viewer takes participant's layer l.
+func (v *viewer) takes(participant string, l protocol.Layer) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	want, ok := v.layerForLocked(participant)
+	return ok && want == l
+}
+
+// waitRoom waits until the H.264 frames of participant waiting for the
+// browser are few enough that more can come without a skip to the next
+// keyframe, or ctx ends. A replay calls it between the frames of a run
+// it hands on at once; the live path never waits.
+func (v *viewer) waitRoom(ctx context.Context, participant string) error {
+	for {
+		v.mu.Lock()
+		n := 0
+		if c := v.chains[participant]; c != nil {
+			n = len(c.queue)
+		}
+		v.mu.Unlock()
+		if n < maxQueued/2 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-v.flushed:
+		}
+	}
 }
 
 // drop counts n frames the browser will never get.
@@ -335,6 +376,12 @@ func (v *viewer) flush(wctx, stop context.Context) error {
 		c.queue = c.queue[:0]
 	}
 	v.mu.Unlock()
+	if v.flushed != nil {
+		select {
+		case v.flushed <- struct{}{}:
+		default:
+		}
+	}
 	if v.stall != nil {
 		v.stall.Reset(v.g.cfg.WriteTimeout)
 		defer v.stall.Stop()
@@ -496,6 +543,11 @@ func (v *viewer) askKey(participant string, l protocol.Layer, now time.Time) {
 	want, ok := v.layerForLocked(participant)
 	v.mu.Unlock()
 	switch {
+	case v.rp != nil:
+		// A recording has no publisher to ask: the replay serves the
+		// run since the last keyframe itself when the page takes a
+		// publisher anew.
+		v.g.m.keyRequest("replay")
 	case !v.keyLimit.AllowN(now, 1):
 		v.g.m.keyRequest("socket_limited")
 	case !ok || want != l || !v.g.dir.has(v.room, participant, protocol.RolePublisher):
@@ -551,6 +603,12 @@ func (v *viewer) setChoice(c choice) error {
 	old, now := v.feeds, v.layersLocked()
 	v.feeds = now
 	v.mu.Unlock()
+	if v.rp != nil {
+		// Replaying: nothing live to move between, but what the page
+		// takes anew needs the run since its last keyframe.
+		v.rp.choiceChanged()
+		return nil
+	}
 	if v.name == "" && !slices.Equal(old, now) {
 		v.g.showsChanged() // the gateway announces what it shows
 	}
@@ -571,6 +629,9 @@ func (v *viewer) setChoice(c choice) error {
 
 // detachAll leaves every feed, when the socket ends.
 func (v *viewer) detachAll() {
+	if v.rp != nil {
+		return
+	}
 	v.mu.Lock()
 	fs := v.feeds
 	v.feeds = nil
@@ -606,6 +667,16 @@ type viewHello struct {
 	Self    string `json:"self,omitempty"`
 	Now     int64  `json:"now"` // gateway clock, Unix milliseconds
 	Version int    `json:"version"`
+	// Replay is set on a socket that replays a recording.
+	Replay *replayHello `json:"replay,omitempty"`
+}
+
+// replayHello says what a replaying socket shows: the recording of its
+// room from From (Unix milliseconds), Speed times as fast as it was
+// recorded.
+type replayHello struct {
+	From  int64   `json:"from"`
+	Speed float64 `json:"speed"`
 }
 
 // roomState tells browsers who is in the room, every beat and on change.
@@ -636,7 +707,11 @@ func encodeRoomState(ri protocol.RoomInfo, now time.Time) []byte {
 // announces no viewer of its own, self=N marks the browser's own
 // publishing name (no viewer presence of its own either). The viewer's
 // name is the gateway's choice, web-<8 hex digits>: name=N is refused,
-// so that no socket announces, or leaves, as someone else. What the sockets that announce nothing
+// so that no socket announces, or leaves, as someone else. from=T (RFC
+// 3339, or a negative duration back from now such as -30s) replays the
+// room's recording from T instead, speed=N times as fast (above 0, at
+// most MaxReplaySpeed; 1 by default): it needs the replay right, and
+// announces nothing. What the sockets that announce nothing
 // take, the gateway announces in its own name (Gateway.shows), so that a
 // publisher encoding only watched layers still sends them.
 func (g *Gateway) serveView(w http.ResponseWriter, r *http.Request) {
@@ -645,11 +720,21 @@ func (g *Gateway) serveView(w http.ResponseWriter, r *http.Request) {
 		g.badRequest(w, err)
 		return
 	}
-	gr, ok := g.allow(w, r, room, func(c webtoken.Claims) error { return c.CanView(room) })
+	q := r.URL.Query()
+	rq, err := parseReplay(q, time.Now())
+	if err != nil {
+		g.badRequest(w, err)
+		return
+	}
+	gr, ok := g.allow(w, r, room, func(c webtoken.Claims) error {
+		if err := c.CanView(room); err != nil || !rq.on {
+			return err
+		}
+		return canReplay(c, room)
+	})
 	if !ok {
 		return
 	}
-	q := r.URL.Query()
 	var minGap time.Duration
 	if s := q.Get("fps"); s != "" {
 		fps, err := strconv.ParseFloat(s, 64)
@@ -672,7 +757,8 @@ func (g *Gateway) serveView(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if self == "" && q.Get("presence") != "0" {
+	if self == "" && q.Get("presence") != "0" && !rq.on {
+		// A replaying browser is no one in the room: it announces nothing.
 		name = protocol.RandomName("web")
 	}
 	release, ok := g.admit(w, r, gr.tok)
@@ -680,6 +766,12 @@ func (g *Gateway) serveView(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release()
+	var rp *replay
+	if rq.on {
+		if rp, ok = g.openReplay(w, r, room, rq); !ok {
+			return
+		}
+	}
 	conn, err := websocket.Accept(w, r, g.acceptOptions())
 	if err != nil {
 		g.refuse("upgrade", "refused a viewing socket", "room", room, "err", err)
@@ -695,6 +787,13 @@ func (g *Gateway) serveView(w http.ResponseWriter, r *http.Request) {
 		wake:     make(chan struct{}, 1),
 		dropLog:  rate.Sometimes{Interval: logEvery},
 	}
+	if rp != nil {
+		v.rp, rp.v = rp, v
+		v.flushed = make(chan struct{}, 1)
+		v.log = v.log.With("replay_from", rq.from.UTC().Format(time.RFC3339Nano), "speed", rq.speed)
+		g.m.replaysNow.Add(1)
+		defer g.m.replaysNow.Add(-1)
+	}
 	v.stall = time.AfterFunc(time.Hour, func() {
 		v.stalled.Store(true)
 		_ = conn.CloseNow()
@@ -708,11 +807,21 @@ func (g *Gateway) serveView(w http.ResponseWriter, r *http.Request) {
 
 // runViewer runs a viewing socket until it ends.
 func (g *Gateway) runViewer(ctx context.Context, v *viewer) error {
-	hello, _ := json.Marshal(viewHello{Type: "hello", Room: v.room, Viewer: v.name, Self: v.self, Now: time.Now().UnixMilli(), Version: WireVersion})
+	h := viewHello{Type: "hello", Room: v.room, Viewer: v.name, Self: v.self, Now: time.Now().UnixMilli(), Version: WireVersion}
+	if v.rp != nil {
+		h.Replay = &replayHello{From: v.rp.from.UnixMilli(), Speed: v.rp.speed}
+	}
+	hello, _ := json.Marshal(h)
 	v.sendText(hello)
-	v.setState(encodeRoomState(g.dir.room(v.room), time.Now()))
-	g.addViewer(v)
-	defer g.removeViewer(v)
+	if v.rp == nil {
+		v.setState(encodeRoomState(g.dir.room(v.room), time.Now()))
+		g.addViewer(v)
+		defer g.removeViewer(v)
+	} else {
+		// The room as the recording has it comes with the replay's
+		// presence; the live room is not this socket's business.
+		v.setState(encodeRoomState(protocol.RoomInfo{Room: v.room}, v.rp.from))
+	}
 	// Until the page says otherwise, everyone comes in JPEG lo.
 	defer v.detachAll()
 	if err := v.setChoice(choice{jpeg: true}); err != nil {
@@ -727,11 +836,17 @@ func (g *Gateway) runViewer(ctx context.Context, v *viewer) error {
 	// that fails after the reader ended only saw the socket closing.
 	ctx, cancel := context.WithCancelCause(ctx)
 	var wg sync.WaitGroup
-	var werr error
+	var werr, perr error
 	wg.Go(func() {
 		werr = v.write(ctx)
 		cancel(errWriterEnded)
 	})
+	if v.rp != nil {
+		wg.Go(func() {
+			perr = v.rp.run(ctx)
+			cancel(errReplayEnded)
+		})
+	}
 	rerr := v.read(ctx)
 	cancel(errReaderEnded)
 	wg.Wait()
@@ -743,6 +858,8 @@ func (g *Gateway) runViewer(ctx context.Context, v *viewer) error {
 		return v.stallError()
 	case werr != nil && context.Cause(ctx) == errWriterEnded:
 		return werr
+	case context.Cause(ctx) == errReplayEnded:
+		return perr
 	}
 	return rerr
 }
@@ -751,6 +868,7 @@ func (g *Gateway) runViewer(ctx context.Context, v *viewer) error {
 var (
 	errWriterEnded = errors.New("viewing socket's writer ended")
 	errReaderEnded = errors.New("viewing socket's reader ended")
+	errReplayEnded = errors.New("viewing socket's replay ended")
 )
 
 // read takes control messages until the socket ends.

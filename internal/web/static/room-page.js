@@ -1,4 +1,5 @@
 import { RoomView } from "./room.js";
+import { Timeline } from "./timeline.js";
 import { roomFromPath, setStatus } from "./wire.js";
 
 const room = roomFromPath();
@@ -18,4 +19,9 @@ const view = new RoomView({
   status: (s, r) => setStatus($("status"), s, r),
 });
 $("fs").addEventListener("click", () => view.fullscreen($("host")));
+view.timeline = new Timeline({
+  room, view,
+  bar: $("timeline"), range: $("tl-range"), first: $("tl-first"), last: $("tl-last"),
+  moment: $("tl-moment"), live: $("tl-live"),
+});
 window.vidhubRoom = view; // for tests and the console

@@ -11,6 +11,11 @@ const KEY_ASK_MS = 300;
 // MAX_DECODE_QUEUE is how many access units may wait in a decoder before
 // the tile counts itself behind and skips to the next keyframe.
 const MAX_DECODE_QUEUE = 8;
+// MAX_REPLAY_QUEUE is the same while replaying a recording: the gateway
+// hands on the run from the keyframe before the moment asked for at
+// once (up to a GOP, 2 s by default), and the decoder must work through
+// it rather than skip it.
+const MAX_REPLAY_QUEUE = 90;
 
 // H264Decoder decodes one tile's H.264 access units with WebCodecs onto
 // its canvas: latest decodable frame wins. It never feeds the decoder a
@@ -48,7 +53,8 @@ class H264Decoder {
       this.waitKey = true;
     }
     this.lastSeq = f.seq;
-    if (this.dec && this.dec.decodeQueueSize > MAX_DECODE_QUEUE && !f.key) {
+    const limit = this.tile.view.replayFrom != null ? MAX_REPLAY_QUEUE : MAX_DECODE_QUEUE;
+    if (this.dec && this.dec.decodeQueueSize > limit && !f.key) {
       this.stats.behind++;
       this.waitKey = true;
     }
@@ -159,6 +165,7 @@ class Tile {
     this.el.addEventListener("click", () => view.toggleFocus(name));
     this.el.addEventListener("dblclick", () => view.fullscreen(this.el));
     this.lastAt = 0;
+    this.shownTime = 0; // capture time of the picture on the canvas, Unix ms
     this.fc.onShown = (f) => this.shown(f, 0, "jpeg");
   }
   // shown notes a picture on the canvas: a JPEG drawn, or an H.264
@@ -168,7 +175,9 @@ class Tile {
     this.el.classList.remove("waiting");
     const d = this.el.dataset;
     d.frames = String(this.fc.shown + (this.h264 ? this.h264.stats.decoded : 0));
-    if (codec !== "jpeg") {
+    this.shownTime = f.time;
+    d.shownTime = String(f.time);
+    if (codec !== "jpeg" && this.view.replayFrom == null) {
       // Capture to decoded: the latency of what is on screen.
       const now = Date.now();
       this.rate.add(now);
@@ -208,7 +217,7 @@ class Tile {
     const d = this.el.dataset;
     return {
       name: this.name, codec: d.codec || "", layer: d.layer || "", size: d.size || "",
-      frames: +(d.frames || 0), fps: +(d.fps || 0), firstFrameMs: this.firstFrameMs,
+      frames: +(d.frames || 0), fps: +(d.fps || 0), firstFrameMs: this.firstFrameMs, shownTime: this.shownTime,
       latency: d.latency ? +d.latency : null, lastError: this.lastError, ...s,
     };
   }
@@ -228,8 +237,11 @@ class Tile {
       return;
     }
     this.rate.add(now);
-    this.lat.push(arrived - frame.time);
-    if (this.lat.length > 60) this.lat.shift();
+    if (this.view.replayFrom == null) {
+      // A replayed frame's latency would only say how long ago it was.
+      this.lat.push(arrived - frame.time);
+      if (this.lat.length > 60) this.lat.shift();
+    }
     this.fc.push(frame);
   }
   close() {
@@ -279,21 +291,12 @@ export class RoomView {
     this.decodes = new Map(); // codec -> true | false
     this.known = null; // publishers of the last room state, null before one
     this.webcodecs = typeof VideoDecoder !== "undefined" && typeof EncodedVideoChunk !== "undefined";
-    const q = new URLSearchParams();
-    if (self) q.set("self", self);
-    else if (!presence) q.set("presence", "0");
-    const qs = q.toString();
-    this.sock = new Socket("/ws/view/" + encodeURIComponent(room) + (qs ? "?" + qs : ""), {
-      onOpen: () => {
-        this.openedAt = Date.now();
-        this.openedPerf = performance.now();
-        this.sentHi = null;
-        this.syncHi();
-        this.startProbes();
-      },
-      onMessage: (d) => this.onMessage(d),
-      onStatus: (s, r) => status && status(s, r),
-    });
+    this.presence = presence;
+    // Replay: the moment asked for (Unix ms; null: live), and the speed.
+    this.replayFrom = null;
+    this.speed = 1;
+    this.onReplayFailed = null; // called when a replaying socket does not open
+    this.openSocket();
     this.timer = setInterval(() => this.tick(), 500);
     this.probeTimer = setInterval(() => this.sock.open && this.clock.probe(this.sock), PROBE_EVERY_MS);
     document.addEventListener("keydown", (e) => {
@@ -301,6 +304,71 @@ export class RoomView {
       if (e.key === "f" && !(e.target instanceof HTMLInputElement)) this.fullscreen(this.host);
     });
     this.layout();
+  }
+  // path is the viewing socket's URL path and query: live, or a replay
+  // from the moment shown last (from the moment asked for, before any),
+  // so that a reconnect resumes where the page was.
+  path() {
+    const q = new URLSearchParams();
+    if (this.self) q.set("self", this.self);
+    else if (!this.presence) q.set("presence", "0");
+    if (this.replayFrom != null) {
+      const at = Math.max(this.replayFrom, this.moment() || 0);
+      q.set("from", new Date(at).toISOString());
+      if (this.speed !== 1) q.set("speed", String(this.speed));
+    }
+    const qs = q.toString();
+    return "/ws/view/" + encodeURIComponent(this.room) + (qs ? "?" + qs : "");
+  }
+  openSocket() {
+    let opened = false;
+    // gen tells this socket's callbacks from those of one replaced since.
+    const gen = (this.gen = (this.gen || 0) + 1);
+    this.sock = new Socket(() => this.path(), {
+      onOpen: () => {
+        opened = true;
+        this.openedAt = Date.now();
+        this.openedPerf = performance.now();
+        this.sentHi = null;
+        this.syncHi();
+        this.startProbes();
+      },
+      onMessage: (d) => gen === this.gen && this.onMessage(d),
+      onStatus: (s, r) => {
+        if (gen !== this.gen) return;
+        if (s === "live" && this.replayFrom != null) s = "replay";
+        if (this.status) this.status(s, r);
+        // A replay the gateway refuses (no recording, no right) fails
+        // at the upgrade, which a page cannot read: the timeline asks.
+        if (s === "reconnecting" && !opened && this.replayFrom != null && this.onReplayFailed) this.onReplayFailed();
+      },
+    });
+  }
+  // replay shows the room's recording from the moment at (Unix ms), or
+  // live again when at is null: the viewing socket is opened afresh, and
+  // the tiles come from what it says.
+  replay(at, speed = 1) {
+    this.replayFrom = at;
+    this.speed = speed;
+    if (this.sock) this.sock.close();
+    for (const name of [...this.tiles.keys()]) this.remove(name);
+    this.known = null;
+    this.streams.clear();
+    this.sentHi = null;
+    this.viewers = [];
+    this.openSocket();
+  }
+  // moment is the capture time (Unix ms) of the newest picture shown
+  // while replaying, null before one or when live.
+  moment() {
+    if (this.replayFrom == null) return null;
+    let m = 0;
+    for (const t of this.tiles.values()) m = Math.max(m, t.shownTime);
+    return m || null;
+  }
+  // replayState says what the page shows, for tests and the console.
+  replayState() {
+    return { replaying: this.replayFrom != null, from: this.replayFrom, speed: this.speed, moment: this.moment() };
   }
   // startProbes measures the clock afresh on every connection: the
   // gateway may be another machine now.

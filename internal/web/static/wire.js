@@ -67,7 +67,9 @@ export function wsURL(path) {
 const FINAL = new Set([1003, 1008, 1009]);
 
 // Socket is a WebSocket that reconnects with backoff until closed:
-// a gateway restart only shows as "reconnecting" for a moment.
+// a gateway restart only shows as "reconnecting" for a moment. path is
+// the URL's path and query, or a function that returns it afresh for
+// every connection.
 export class Socket {
   constructor(path, { onOpen, onMessage, onStatus, onFinal } = {}) {
     this.path = path;
@@ -84,7 +86,7 @@ export class Socket {
   connect() {
     if (this.stopped) return;
     this.onStatus(this.ws ? "reconnecting" : "connecting");
-    const ws = new WebSocket(wsURL(this.path));
+    const ws = new WebSocket(wsURL(typeof this.path === "function" ? this.path() : this.path));
     ws.binaryType = "arraybuffer";
     this.ws = ws;
     ws.onopen = () => {
@@ -239,9 +241,9 @@ export function el(tag, attrs = {}, ...children) {
 }
 
 export function setStatus(pill, status, reason) {
-  const text = { live: "live", connecting: "connecting", reconnecting: "reconnecting…", closed: "closed" }[status] || status;
+  const text = { live: "live", replay: "replay", connecting: "connecting", reconnecting: "reconnecting…", closed: "closed" }[status] || status;
   pill.textContent = text;
-  pill.className = "pill " + (status === "live" ? "live" : status === "closed" ? "down" : "wait");
+  pill.className = "pill " + (status === "live" ? "live" : status === "replay" ? "replay" : status === "closed" ? "down" : "wait");
   pill.title = reason || "";
 }
 
