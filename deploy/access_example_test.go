@@ -1,9 +1,11 @@
 package deploy_test
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -14,13 +16,15 @@ import (
 	"github.com/vidhub/vidhub/broker"
 	"github.com/vidhub/vidhub/internal/access"
 	"github.com/vidhub/vidhub/protocol"
+	"github.com/vidhub/vidhub/record"
 )
 
 // The passwords of deploy/access.example.yaml, as its comments give them.
 var examplePasswords = map[string]string{
-	"alice":   "change-me-alice",
-	"wall":    "change-me-wall", // stored as a bcrypt hash
-	"gateway": "change-me-gateway",
+	"alice":     "change-me-alice",
+	"wall":      "change-me-wall", // stored as a bcrypt hash
+	"gateway":   "change-me-gateway",
+	"archivist": "change-me-archivist",
 }
 
 // TestAccessExample: deploy/access.example.yaml parses, every key in it is
@@ -37,12 +41,13 @@ func TestAccessExample(t *testing.T) {
 	for _, u := range f.Users {
 		byName[u.Name] = u
 	}
-	for _, name := range []string{"alice", "wall", "cam1", "gateway"} {
+	for _, name := range []string{"alice", "wall", "cam1", "gateway", "archivist"} {
 		if _, ok := byName[name]; !ok {
 			t.Fatalf("the example has no user %s (the test relies on it)", name)
 		}
 	}
-	if !strings.HasPrefix(byName["wall"].Password, "$2a$") || byName["cam1"].NKey == "" || !byName["gateway"].AnyName {
+	if !strings.HasPrefix(byName["wall"].Password, "$2a$") || byName["cam1"].NKey == "" || !byName["gateway"].AnyName ||
+		!slices.Contains(byName["gateway"].Replay, access.AnyRoom) || len(byName["archivist"].Record) == 0 {
 		t.Errorf("the example no longer shows a bcrypt password, an nkey and any_name: %+v", f.Users)
 	}
 	// Every key the format has is explained.
@@ -50,14 +55,14 @@ func TestAccessExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, key := range []string{"users", "name", "password", "nkey", "view", "publish", "any_name"} {
+	for _, key := range []string{"users", "name", "password", "nkey", "view", "publish", "replay", "record", "any_name"} {
 		if !strings.Contains(string(text), "#   "+key+" ") && !strings.Contains(string(text), "# "+key+" ") {
 			t.Errorf("the example's comments do not explain the key %s", key)
 		}
 	}
 
 	t.Run("embedded", func(t *testing.T) {
-		b, err := broker.Start(broker.Config{Listen: "127.0.0.1:0", Access: f})
+		b, err := broker.Start(broker.Config{Listen: "127.0.0.1:0", Access: f, StoreDir: t.TempDir()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -78,6 +83,7 @@ func TestAccessExample(t *testing.T) {
 		// takes a PING for a failure: the bcrypt check can take longer than
 		// that under the race detector.
 		opts.DisableShortFirstPing = true
+		opts.JetStream, opts.StoreDir = true, t.TempDir()
 		s, err := server.NewServer(opts)
 		if err != nil {
 			t.Fatal(err)
@@ -184,6 +190,8 @@ func checkExampleRights(t *testing.T, url string, withBcrypt bool) {
 		t.Error("alice may subscribe to a room she may not view")
 	}
 
+	checkExampleRecordingRights(t, connect)
+
 	// Wrong passwords are refused, bcrypt or not; the bcrypt one's right
 	// password is taken.
 	users := []string{"alice"}
@@ -198,5 +206,44 @@ func checkExampleRights(t *testing.T, url string, withBcrypt bool) {
 		} else if !strings.Contains(strings.ToLower(err.Error()), "authorization") {
 			t.Errorf("%s with a wrong password: %v", user, err)
 		}
+	}
+}
+
+// checkExampleRecordingRights: the archivist records lobby but not another
+// room, the gateway reads lobby's recording (its timeline), and alice,
+// who watches hall live, may not read hall's.
+func checkExampleRecordingRights(t *testing.T, connect func(string) (*nats.Conn, <-chan error)) {
+	t.Helper()
+	try := func(user, room string, right access.Right, do func(context.Context, *nats.Conn) error) error {
+		nc, _ := connect(user)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		wctx, w := access.WatchJetStream(ctx, nc, right, room, user)
+		defer w.Stop()
+		return w.Err(do(wctx, nc))
+	}
+	start := func(room string) func(context.Context, *nats.Conn) error {
+		return func(ctx context.Context, nc *nats.Conn) error {
+			_, err := record.Start(ctx, nc, record.Config{Room: room})
+			return err
+		}
+	}
+	get := func(room string) func(context.Context, *nats.Conn) error {
+		return func(ctx context.Context, nc *nats.Conn) error {
+			_, err := record.Get(ctx, nc, room)
+			return err
+		}
+	}
+	if err := try("archivist", "lobby", access.RightRecord, start("lobby")); err != nil {
+		t.Errorf("archivist recording lobby: %v", err)
+	}
+	if err := try("archivist", "secret", access.RightRecord, start("secret")); !errors.Is(err, access.ErrNoRight) {
+		t.Errorf("archivist recording secret: %v, want not allowed", err)
+	}
+	if err := try("gateway", "lobby", access.RightReplay, get("lobby")); err != nil {
+		t.Errorf("gateway reading lobby's recording: %v", err)
+	}
+	if err := try("alice", "hall", access.RightReplay, get("hall")); !errors.Is(err, access.ErrNoRight) {
+		t.Errorf("alice reading hall's recording: %v, want not allowed", err)
 	}
 }

@@ -265,6 +265,10 @@ func explain(err error) error {
 		return fmt.Errorf("%w: the broker's JetStream has not that much storage left; lower --max-bytes or give the broker more (jetstream max_file_store)", err)
 	case errors.As(err, &apiErr) && apiErr.ErrorCode == errReplicasNotSupported:
 		return fmt.Errorf("%w: more replicas than this broker can keep: replicas need a JetStream cluster of that many brokers", err)
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
+		// The broker answers a request it refuses with nothing: nats.go
+		// tells only the connection's error handler.
+		return fmt.Errorf("%w: JetStream did not answer; if the broker refused the request (\"Permissions Violation\" for $JS.API... in its log or this client's), the user lacks the replay or record right for the room: see docs/security.md", err)
 	}
 	return err
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/vidhub/vidhub/internal/access"
 )
 
@@ -29,4 +31,15 @@ func runAccess(_ context.Context, env *cmdEnv, args []string) error {
 	}
 	_, err = fmt.Fprint(env.stdout, f.NATSConfig())
 	return err
+}
+
+// withRight runs do, which works on recordings through JetStream, so that
+// the broker refusing one of its requests ends it at once (a refused
+// request gets no answer and would wait out its timeout) with an error
+// that names the right of the access file to grant: right in room, or
+// for listing (room "") in any room.
+func withRight(ctx context.Context, nc *nats.Conn, cf clientFlags, right access.Right, room string, do func(context.Context) error) error {
+	wctx, w := access.WatchJetStream(ctx, nc, right, room, cf.user)
+	defer w.Stop()
+	return w.Err(do(wctx))
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/vidhub/vidhub/internal/access"
 	"github.com/vidhub/vidhub/internal/natsconn"
 	"github.com/vidhub/vidhub/protocol"
 	"github.com/vidhub/vidhub/record"
@@ -61,8 +62,11 @@ func runExport(ctx context.Context, env *cmdEnv, args []string) error {
 	defer natsconn.Close(nc)
 	ectx, cancel := context.WithTimeout(ctx, exportTimeout)
 	defer cancel()
-	ex, err := record.Export(ectx, nc, record.ExportConfig{Room: *room, Name: *name, Layer: l, From: start, To: end, Out: *out})
-	if err != nil {
+	var ex record.Exported
+	if err := withRight(ectx, nc, cf, access.RightReplay, *room, func(ctx context.Context) (err error) {
+		ex, err = record.Export(ctx, nc, record.ExportConfig{Room: *room, Name: *name, Layer: l, From: start, To: end, Out: *out})
+		return err
+	}); err != nil {
 		return err
 	}
 	fmt.Fprintf(env.stdout, "wrote %s: %d frames (%d keyframes) of %s in room %s, %dx%d, %s from %s to %s, as recorded (not re-encoded)",

@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/vidhub/vidhub/internal/access"
 	"github.com/vidhub/vidhub/internal/natsconn"
 	"github.com/vidhub/vidhub/protocol"
 	"github.com/vidhub/vidhub/record"
@@ -68,20 +69,28 @@ func runRecord(ctx context.Context, env *cmdEnv, args []string) error {
 	defer cancel()
 	switch {
 	case *list:
-		infos, err := record.List(rctx, nc)
-		if err != nil {
+		var infos []record.Info
+		if err := withRight(rctx, nc, cf, access.RightRecord, "", func(ctx context.Context) (err error) {
+			infos, err = record.List(ctx, nc)
+			return err
+		}); err != nil {
 			return err
 		}
 		return printRecordings(env, infos, *asJSON)
 	case *stop:
-		if err := record.Stop(rctx, nc, *room); err != nil {
+		if err := withRight(rctx, nc, cf, access.RightRecord, *room, func(ctx context.Context) error {
+			return record.Stop(ctx, nc, *room)
+		}); err != nil {
 			return err
 		}
 		fmt.Fprintf(env.stdout, "stopped recording room %s and deleted the recording\n", *room)
 		return nil
 	}
-	i, err := record.Start(rctx, nc, cfg)
-	if err != nil {
+	var i record.Info
+	if err := withRight(rctx, nc, cf, access.RightRecord, *room, func(ctx context.Context) (err error) {
+		i, err = record.Start(ctx, nc, cfg)
+		return err
+	}); err != nil {
 		return err
 	}
 	fmt.Fprintf(env.stdout, "recording room %s (%s, and presence) as stream %s: keeps %v or %s, the oldest first, on %d broker(s)\n",

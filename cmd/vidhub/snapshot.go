@@ -6,6 +6,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/vidhub/vidhub/internal/access"
 	"github.com/vidhub/vidhub/internal/natsconn"
 	"github.com/vidhub/vidhub/protocol"
 	"github.com/vidhub/vidhub/record"
@@ -58,8 +59,11 @@ func runSnapshot(ctx context.Context, env *cmdEnv, args []string) error {
 	defer natsconn.Close(nc)
 	sctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	s, err := record.TakeSnapshot(sctx, nc, cfg)
-	if err != nil {
+	var s record.Snapshot
+	if err := withRight(sctx, nc, cf, access.RightReplay, *room, func(ctx context.Context) (err error) {
+		s, err = record.TakeSnapshot(ctx, nc, cfg)
+		return err
+	}); err != nil {
 		return err
 	}
 	if err := os.WriteFile(*out, s.JPEG, 0o644); err != nil {

@@ -18,6 +18,7 @@ func runToken(_ context.Context, env *cmdEnv, args []string) error {
 	room := fs.String("room", "", `room the token is for, or "*" for every room`)
 	view := fs.Bool("view", false, "allow watching the room")
 	publish := fs.Bool("publish", false, "allow publishing into the room")
+	replay := fs.Bool("replay", false, "allow watching the room's recording (the room page's timeline); --view does not")
 	name := fs.String("name", "", "the only participant name the holder may publish as (empty: any)")
 	ttl := fs.Duration("ttl", 24*time.Hour, "how long the token works")
 	keyFile := fs.String("token-key-file", "", "key file that signs tokens (the gateway's --token-key-file)")
@@ -45,8 +46,8 @@ func runToken(_ context.Context, env *cmdEnv, args []string) error {
 		return usagef("token: --token-key-file is required (vidhub token --new-key FILE makes one)")
 	case *room == "":
 		return usagef(`token: --room is required (a room name, or "*" for every room)`)
-	case !*view && !*publish:
-		return usagef("token: give --view, --publish or both")
+	case !*view && !*publish && !*replay:
+		return usagef("token: give --view, --publish, --replay or a mix")
 	case *ttl <= 0:
 		return usagef("token: --ttl %v must be positive", *ttl)
 	}
@@ -55,7 +56,7 @@ func runToken(_ context.Context, env *cmdEnv, args []string) error {
 		return err
 	}
 	exp := time.Now().Add(*ttl)
-	tok, err := key.Sign(webtoken.Claims{Room: *room, View: *view, Publish: *publish, Name: *name, Expires: exp.Unix()})
+	tok, err := key.Sign(webtoken.Claims{Room: *room, View: *view, Publish: *publish, Replay: *replay, Name: *name, Expires: exp.Unix()})
 	if err != nil {
 		if errors.Is(err, webtoken.ErrBadClaims) {
 			return usageError{err}
@@ -70,8 +71,8 @@ func runToken(_ context.Context, env *cmdEnv, args []string) error {
 		}
 		fmt.Fprintln(env.stdout, link)
 	}
-	fmt.Fprintf(env.stderr, "token for room %s (view %t, publish %t%s) expires %s\n",
-		*room, *view, *publish, map[bool]string{true: ", as " + *name, false: ""}[*name != ""], exp.UTC().Format(time.RFC3339))
+	fmt.Fprintf(env.stderr, "token for room %s (view %t, publish %t, replay %t%s) expires %s\n",
+		*room, *view, *publish, *replay, map[bool]string{true: ", as " + *name, false: ""}[*name != ""], exp.UTC().Format(time.RFC3339))
 	return nil
 }
 

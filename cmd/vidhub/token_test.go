@@ -67,6 +67,14 @@ func TestTokenCommand(t *testing.T) {
 		t.Errorf("every-room token: exit %d, %q", code, out)
 	}
 
+	// Replaying is a right of its own; its link is the room page.
+	out, _, code = runCmd(t, 5*time.Second, env(), "token", "--room", "lobby", "--replay", "--token-key-file", keyFile, "--url", "https://hub.example.com")
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); code != 0 || len(lines) != 2 || !strings.HasPrefix(lines[1], "https://hub.example.com/rooms/lobby?token=") {
+		t.Errorf("replay token: exit %d, %q", code, out)
+	} else if c, err := key.Verify(lines[0], time.Now()); err != nil || !c.Replay || c.View || c.Publish || c.CanReplay("lobby") != nil {
+		t.Errorf("replay token: %+v, %v", c, err)
+	}
+
 	for _, args := range [][]string{
 		{"token", "--room", "lobby", "--view"},                                              // no key
 		{"token", "--room", "lobby", "--token-key-file", keyFile},                           // no rights

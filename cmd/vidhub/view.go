@@ -10,8 +10,10 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/vidhub/vidhub/internal/access"
 	"github.com/vidhub/vidhub/internal/natsconn"
 	"github.com/vidhub/vidhub/protocol"
+	"github.com/vidhub/vidhub/record"
 	"github.com/vidhub/vidhub/subscriber"
 )
 
@@ -95,6 +97,17 @@ func runView(ctx context.Context, env *cmdEnv, args []string) error {
 		return err
 	}
 	defer natsconn.Close(nc)
+	if !at.IsZero() {
+		// A replay refused by the broker would wait out its request's
+		// timeout: asking for the recording first, watched, fails at once
+		// and says which right to grant.
+		if err := withRight(ctx, nc, cf, access.RightReplay, *room, func(ctx context.Context) error {
+			_, err := record.Get(ctx, nc, *room)
+			return err
+		}); err != nil {
+			return fmt.Errorf("replaying room %s: %w", *room, err)
+		}
+	}
 	rcfg := subscriber.Config{Room: *room, Name: *name, Layer: mode, Logger: log, From: at, Speed: *speed}
 	return watch(ctx, env, nc, rcfg, vf)
 }

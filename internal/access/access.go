@@ -1,11 +1,14 @@
 // Package access turns vidhub's access file (users, and the rooms each may
-// view and publish into) into NATS permissions on the protocol's subjects:
-// for the embedded broker directly, and as a stock nats-server
-// configuration for external brokers.
+// view, publish into, replay and record) into NATS permissions on the
+// protocol's subjects and on JetStream's API: for the embedded broker
+// directly, and as a stock nats-server configuration for external brokers.
 //
 // Viewing room R is subscribing to vidhub.R.> (and beating the viewer's own
 // presence); publishing into R as user U is publishing on vidhub.R.U.>, so
-// a user can never publish under another participant's name.
+// a user can never publish under another participant's name. Replaying R
+// (replay, export, snapshot) and recording R (start, update, stop) are
+// rights of their own, on the JetStream API subjects of R's recording,
+// the stream VIDHUB_R: watching R live gives neither.
 package access
 
 import (
@@ -26,7 +29,7 @@ import (
 	"github.com/vidhub/vidhub/protocol"
 )
 
-// AnyRoom in a view or publish list means every room.
+// AnyRoom in a view, publish, replay or record list means every room.
 const AnyRoom = protocol.AnyRoom
 
 // ErrBadFile is returned (wrapped) for an access file that cannot be used.
@@ -48,6 +51,12 @@ type User struct {
 	// View and Publish list room names, or "*" for every room.
 	View    []string `yaml:"view,omitempty"`
 	Publish []string `yaml:"publish,omitempty"`
+	// Replay lists the rooms whose recordings the user may read: replay
+	// (vidhub view --from), export and snapshot. Record lists the rooms
+	// the user may start, update and stop recording; it also lets the
+	// user list every recording. "*" is every room, as for View.
+	Replay []string `yaml:"replay,omitempty"`
+	Record []string `yaml:"record,omitempty"`
 	// AnyName lets the user publish, and announce viewers, under any
 	// participant name in its rooms. It is for a web gateway, which
 	// publishes for browsers under the names they choose and checks those
@@ -101,7 +110,7 @@ func (f *File) Check() error {
 		case u.NKey != "" && !nkeys.IsValidPublicUserKey(u.NKey):
 			return fmt.Errorf("%w: user %s: nkey is not a public user key (U...); make one with \"nk -gen user -pubout\"", ErrBadFile, u.Name)
 		}
-		for _, r := range append(slices.Clone(u.View), u.Publish...) {
+		for _, r := range slices.Concat(u.View, u.Publish, u.Replay, u.Record) {
 			if r == AnyRoom {
 				continue
 			}
@@ -109,8 +118,8 @@ func (f *File) Check() error {
 				return fmt.Errorf("%w: user %s: %w (or %q for every room)", ErrBadFile, u.Name, err, AnyRoom)
 			}
 		}
-		if len(u.View) == 0 && len(u.Publish) == 0 {
-			return fmt.Errorf("%w: user %s may neither view nor publish; give it view: or publish: rooms", ErrBadFile, u.Name)
+		if len(u.View) == 0 && len(u.Publish) == 0 && len(u.Replay) == 0 && len(u.Record) == 0 {
+			return fmt.Errorf("%w: user %s may neither view, publish, replay nor record; give it view:, publish:, replay: or record: rooms", ErrBadFile, u.Name)
 		}
 	}
 	return nil
@@ -142,9 +151,78 @@ func (u User) subjects() (pub, sub []string) {
 		sub = add(sub, protocol.RoomPresence(r))
 		sub = add(sub, protocol.ParticipantKey(r, as))
 	}
-	// Replies to the client's own requests.
+	for _, r := range u.Publish {
+		// A publisher asks which of its layers its room's recording keeps.
+		pub = add(pub, jsAPI("STREAM.INFO", r))
+	}
+	for _, r := range u.Replay {
+		for _, s := range replaySubjects(r) {
+			pub = add(pub, s)
+		}
+	}
+	for _, r := range u.Record {
+		for _, s := range recordSubjects(r) {
+			pub = add(pub, s)
+		}
+	}
+	if len(u.Record) > 0 {
+		// Listing is not per room: JetStream has no room-scoped list.
+		pub = add(pub, JSAPIPrefix+"STREAM.LIST")
+	}
+	// Replies to the client's own requests, JetStream's among them (API
+	// responses, and the messages a replay's consumer delivers).
 	sub = add(sub, "_INBOX.>")
 	return pub, sub
+}
+
+// JSAPIPrefix starts every JetStream API subject.
+const JSAPIPrefix = "$JS.API."
+
+// StreamPrefix starts the name of every room's recording (the stream
+// VIDHUB_<room>); it is record.StreamPrefix, which this package cannot
+// import (the record package needs the media code, the broker must not).
+const StreamPrefix = "VIDHUB_"
+
+// streamToken is the stream name token of room's JetStream API subjects:
+// its recording's name, or, for AnyRoom, a wildcard for every stream. A
+// NATS wildcard stands for a whole token, so "*" matches every stream
+// of the account, vidhub's or not: run vidhub in an account of its own.
+func streamToken(room string) string {
+	if room == AnyRoom {
+		return "*"
+	}
+	return StreamPrefix + room
+}
+
+// jsAPI is the JetStream API subject of op (such as "STREAM.INFO") on
+// room's recording.
+func jsAPI(op, room string) string { return JSAPIPrefix + op + "." + streamToken(room) }
+
+// replaySubjects are what reading room's recording publishes to, found
+// by running replay, export and snapshot as a user with only these: the
+// recording's info (which layers it keeps), and an ordered consumer,
+// which creates an ephemeral consumer ("CONSUMER.CREATE.<stream>.<name>",
+// or with ".<filter subject>" when it takes one participant's layer),
+// pulls from it, and deletes it when it starts over.
+func replaySubjects(room string) []string {
+	return []string{
+		jsAPI("STREAM.INFO", room),
+		jsAPI("CONSUMER.CREATE", room) + ".>",
+		jsAPI("CONSUMER.MSG.NEXT", room) + ".*",
+		jsAPI("CONSUMER.DELETE", room) + ".*",
+	}
+}
+
+// recordSubjects are what starting, updating and stopping room's
+// recording publishes to: CreateOrUpdateStream tries an update first and
+// creates the stream when there is none.
+func recordSubjects(room string) []string {
+	return []string{
+		jsAPI("STREAM.CREATE", room),
+		jsAPI("STREAM.UPDATE", room),
+		jsAPI("STREAM.DELETE", room),
+		jsAPI("STREAM.INFO", room),
+	}
 }
 
 // A publisher answers a keyframe request it cannot serve with a fresh

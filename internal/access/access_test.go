@@ -30,7 +30,8 @@ func TestParseExample(t *testing.T) {
 		t.Fatalf("%d users", len(f.Users))
 	}
 	alice := f.Users[0].Permissions()
-	wantPub := []string{"vidhub.lobby.alice.presence", "vidhub.lobby.*.key", "vidhub.hall.alice.presence", "vidhub.hall.*.key", "vidhub.lobby.alice.>"}
+	wantPub := []string{"vidhub.lobby.alice.presence", "vidhub.lobby.*.key", "vidhub.hall.alice.presence", "vidhub.hall.*.key", "vidhub.lobby.alice.>",
+		"$JS.API.STREAM.INFO.VIDHUB_lobby"}
 	if !slices.Equal(alice.Publish.Allow, wantPub) {
 		t.Errorf("alice publish %v, want %v", alice.Publish.Allow, wantPub)
 	}
@@ -51,7 +52,7 @@ func TestParseExample(t *testing.T) {
 	// A publisher in every room publishes only under its own name there,
 	// and hears every room's presence and the keyframe requests to it.
 	cam := f.Users[2].Permissions()
-	if !slices.Equal(cam.Publish.Allow, []string{"vidhub.*.cam.>"}) || !slices.Equal(cam.Subscribe.Allow, []string{"vidhub.*.*.presence", "vidhub.*.cam.key", "_INBOX.>"}) {
+	if !slices.Equal(cam.Publish.Allow, []string{"vidhub.*.cam.>", "$JS.API.STREAM.INFO.*"}) || !slices.Equal(cam.Subscribe.Allow, []string{"vidhub.*.*.presence", "vidhub.*.cam.key", "_INBOX.>"}) {
 		t.Errorf("cam %+v %+v", cam.Publish, cam.Subscribe)
 	}
 	users, nkeyUsers := f.ServerUsers()
@@ -76,7 +77,10 @@ func TestParseRejects(t *testing.T) {
 		{"users:\n  - name: a\n    nkey: SUAAAA\n    view: [r]", "public user key"},
 		{"users:\n  - name: a\n    password: x\n    view: [a.b]", "user a"},
 		{"users:\n  - name: a\n    password: x\n    view: [\">\"]", "user a"},
-		{"users:\n  - name: a\n    password: x", "neither view nor publish"},
+		{"users:\n  - name: a\n    password: x", "neither view, publish, replay nor record"},
+		{"users:\n  - name: a\n    password: x\n    replay: [a.b]", "user a"},
+		{"users:\n  - name: a\n    password: x\n    record: [\">\"]", "user a"},
+		{"users:\n  - name: a\n    password: x\n    replay: [\"VIDHUB_*\"]", "user a"},
 		{"users:\n  - name: a\n    password: x\n    view: [r]\n  - name: a\n    password: y\n    view: [r]", "twice"},
 		{"users:\n  - name: a\n    pasword: x\n    view: [r]", "pasword"},
 		{"not: [yaml", ""},
@@ -102,6 +106,10 @@ func FuzzParse(f *testing.F) {
 		for _, u := range file.Users {
 			p := u.Permissions()
 			for _, s := range p.Publish.Allow {
+				if strings.HasPrefix(s, JSAPIPrefix) {
+					checkJSSubject(t, u, s)
+					continue
+				}
 				parts := strings.Split(s, ".")
 				if len(parts) == 4 && parts[0] == "vidhub" && parts[2] == "*" && parts[3] == "key" {
 					continue
@@ -119,6 +127,41 @@ func FuzzParse(f *testing.F) {
 	})
 }
 
+// checkJSSubject fails t unless s, a JetStream API subject u may publish
+// to, is on the recording of one of u's rooms, of the kind its right
+// allows; or the list of recordings, for a recorder.
+func checkJSSubject(t *testing.T, u User, s string) {
+	t.Helper()
+	op, stream, ok := strings.Cut(strings.TrimPrefix(s, JSAPIPrefix), "."+StreamPrefix)
+	if s == JSAPIPrefix+"STREAM.LIST" && len(u.Record) > 0 {
+		return
+	}
+	var room string
+	if ok {
+		room, _, _ = strings.Cut(stream, ".")
+	} else {
+		// "*": every room, every stream.
+		var tail string
+		op, tail, _ = strings.Cut(strings.TrimPrefix(s, JSAPIPrefix), ".*")
+		room = AnyRoom
+		if tail != "" && tail != ".>" && tail != ".*" {
+			t.Fatalf("user %q may publish %q", u.Name, s)
+		}
+	}
+	var rooms []string
+	switch op {
+	case "STREAM.INFO":
+		rooms = slices.Concat(u.Publish, u.Replay, u.Record)
+	case "CONSUMER.CREATE", "CONSUMER.MSG.NEXT", "CONSUMER.DELETE":
+		rooms = u.Replay
+	case "STREAM.CREATE", "STREAM.UPDATE", "STREAM.DELETE":
+		rooms = u.Record
+	}
+	if !slices.Contains(rooms, room) {
+		t.Fatalf("user %q may publish %q", u.Name, s)
+	}
+}
+
 // TestAnyName: a gateway user may publish and announce presence under any
 // participant name, but only in its own rooms.
 func TestAnyName(t *testing.T) {
@@ -134,7 +177,8 @@ users:
 		t.Fatal(err)
 	}
 	p := f.Users[0].Permissions()
-	want := []string{"vidhub.lobby.*.presence", "vidhub.lobby.*.key", "vidhub.lobby.*.>", "vidhub.hall.*.>"}
+	want := []string{"vidhub.lobby.*.presence", "vidhub.lobby.*.key", "vidhub.lobby.*.>", "vidhub.hall.*.>",
+		"$JS.API.STREAM.INFO.VIDHUB_lobby", "$JS.API.STREAM.INFO.VIDHUB_hall"}
 	if !slices.Equal(p.Publish.Allow, want) {
 		t.Errorf("publish %v, want %v", p.Publish.Allow, want)
 	}

@@ -1,14 +1,15 @@
 // Package webtoken makes and checks vidhub's room tokens: signed,
-// expiring grants that let a browser view and publish in a room of the
-// web gateway.
+// expiring grants that let a browser view, publish in, and replay the
+// recording of a room of the web gateway.
 //
 // A token is two base64url (unpadded) parts joined by a dot:
 //
 //	base64url(JSON claims) "." base64url(HMAC-SHA256(key, "vidhub-token-v1." + first part))
 //
-// with claims like {"room":"lobby","view":true,"publish":true,"name":"ann",
-// "exp":1764000000,"iat":1763913600} (room "*" means every room, name ""
-// any participant name, exp and iat in Unix seconds). The key is the
+// with claims like {"room":"lobby","view":true,"publish":true,"replay":true,
+// "name":"ann","exp":1764000000,"iat":1763913600} (room "*" means every
+// room, name "" any participant name, exp and iat in Unix seconds; a
+// right left out is not granted). The key is the
 // content of a key file of at least 32 bytes (NewKeyFile writes 32
 // random bytes, hex-encoded). Whoever holds the key can mint tokens;
 // whoever holds a token has its rights until it expires, so tokens travel
@@ -64,7 +65,8 @@ var (
 	ErrExpired = errors.New("room token expired")
 	// ErrWrongRoom: the token is for another room.
 	ErrWrongRoom = errors.New("room token is for another room")
-	// ErrNoRight: the token does not grant viewing or publishing.
+	// ErrNoRight: the token does not grant viewing, publishing or
+	// replaying.
 	ErrNoRight = errors.New("room token does not allow this")
 	// ErrWrongName: the token lets its holder publish under another name.
 	ErrWrongName = errors.New("room token is for another participant name")
@@ -82,6 +84,9 @@ type Claims struct {
 	View bool `json:"view,omitempty"`
 	// Publish allows publishing into the room.
 	Publish bool `json:"publish,omitempty"`
+	// Replay allows watching the room's recording (the room page's
+	// timeline): a right apart from View, as in the access file.
+	Replay bool `json:"replay,omitempty"`
 	// Name, when set, is the only participant name the holder may
 	// publish under.
 	Name string `json:"name,omitempty"`
@@ -106,8 +111,8 @@ func (c Claims) check() error {
 	if c.Expires <= 0 {
 		return errors.New("no expiry")
 	}
-	if !c.View && !c.Publish {
-		return errors.New("grants neither view nor publish")
+	if !c.View && !c.Publish && !c.Replay {
+		return errors.New("grants neither view, publish nor replay")
 	}
 	return nil
 }
@@ -125,6 +130,18 @@ func (c Claims) CanView(room string) error {
 	}
 	if !c.View {
 		return fmt.Errorf("%w: it does not allow viewing room %s", ErrNoRight, room)
+	}
+	return nil
+}
+
+// CanReplay returns nil when the token lets its holder watch the
+// recording of room.
+func (c Claims) CanReplay(room string) error {
+	if !c.Covers(room) {
+		return fmt.Errorf("%w: it is for room %s, not %s", ErrWrongRoom, c.Room, room)
+	}
+	if !c.Replay {
+		return fmt.Errorf("%w: it does not allow replaying room %s", ErrNoRight, room)
 	}
 	return nil
 }

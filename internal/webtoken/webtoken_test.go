@@ -90,10 +90,39 @@ func TestRights(t *testing.T) {
 		{Claims{Room: "lobby", Publish: true}.CanView("lobby"), ErrNoRight},
 		{Claims{Room: "*", View: true}.CanView("any"), nil},
 		{Claims{Room: "*", Publish: true}.CanPublish("any", "who"), nil},
+		// Replaying is a right of its own: viewing does not give it, nor
+		// it viewing.
+		{c.CanReplay("lobby"), ErrNoRight},
+		{Claims{Room: "lobby", Replay: true}.CanReplay("lobby"), nil},
+		{Claims{Room: "lobby", Replay: true}.CanReplay("hall"), ErrWrongRoom},
+		{Claims{Room: "lobby", Replay: true}.CanView("lobby"), ErrNoRight},
+		{Claims{Room: "*", Replay: true}.CanReplay("any"), nil},
 	} {
 		if !errors.Is(tc.err, tc.want) || (tc.want == nil) != (tc.err == nil) {
 			t.Errorf("got %v, want %v", tc.err, tc.want)
 		}
+	}
+}
+
+// TestReplayClaim: a replay-only token is a token, and its right
+// survives signing and verifying; an old token without the claim grants
+// no replay.
+func TestReplayClaim(t *testing.T) {
+	tok, err := testKey.Sign(Claims{Room: "lobby", Replay: true, Expires: time.Now().Add(time.Hour).Unix()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := testKey.Verify(tok, time.Now())
+	if err != nil || c.CanReplay("lobby") != nil || c.CanView("lobby") == nil {
+		t.Errorf("replay-only token: %+v, %v", c, err)
+	}
+	tok, _ = testKey.Sign(Claims{Room: "lobby", View: true, Expires: time.Now().Add(time.Hour).Unix()})
+	payload, _, _ := strings.Cut(tok, ".")
+	if b, _ := b64.DecodeString(payload); strings.Contains(string(b), "replay") {
+		t.Errorf("a token without replay says %s", b)
+	}
+	if c, err := testKey.Verify(tok, time.Now()); err != nil || !errors.Is(c.CanReplay("lobby"), ErrNoRight) {
+		t.Errorf("view-only token: %+v, %v, replay %v", c, err, c.CanReplay("lobby"))
 	}
 }
 
