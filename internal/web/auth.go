@@ -29,7 +29,7 @@ func RoomCookie(room string) string {
 }
 
 // openClaims are the rights of everyone on a gateway without a token key.
-var openClaims = webtoken.Claims{Room: webtoken.AnyRoom, View: true, Publish: true}
+var openClaims = webtoken.Claims{Room: webtoken.AnyRoom, View: true, Publish: true, Replay: true}
 
 // tokensOf returns the tokens a request carries for room ("" for a
 // request about no one room), in the order they are tried: ?token=

@@ -15,6 +15,7 @@ import (
 
 	"github.com/vidhub/vidhub/broker"
 	"github.com/vidhub/vidhub/internal/hubtest"
+	"github.com/vidhub/vidhub/internal/webtoken"
 	"github.com/vidhub/vidhub/protocol"
 	"github.com/vidhub/vidhub/publisher"
 	"github.com/vidhub/vidhub/record"
@@ -408,4 +409,54 @@ func TestReplayRefused(t *testing.T) {
 	if err != nil || json.Unmarshal(b, &st) != nil || st.Type != "room" || len(st.Publishers) != 0 {
 		t.Errorf("an empty recording's room state: %s %v", b, err)
 	}
+}
+
+// TestReplayNeedsRight: with room tokens, replaying a room needs a token
+// with the replay right for it. A view-only token gets the live room, a
+// recording API that says it may not replay (the page hides its
+// timeline), and a 403 with the reason at a replaying socket's upgrade.
+func TestReplayNeedsRight(t *testing.T) {
+	key, _ := tokenKey(t)
+	h := startHub(t, broker.Config{StoreDir: t.TempDir()}, Config{Tokens: key})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := record.Start(ctx, h.nc, record.Config{Room: "kept"}); err != nil {
+		t.Fatal(err)
+	}
+	viewOnly := mint(t, key, webtoken.Claims{Room: "kept", View: true})
+	replay := mint(t, key, webtoken.Claims{Room: "kept", View: true, Replay: true})
+	otherRoom := mint(t, key, webtoken.Claims{Room: "hall", View: true, Replay: true})
+
+	for _, tc := range []struct {
+		tok    string
+		replay bool
+	}{{viewOnly, false}, {replay, true}} {
+		code, body := get(t, h.url+"/api/rooms/kept/recording?token="+tc.tok)
+		var doc recordingDoc
+		if code != 200 || json.Unmarshal([]byte(body), &doc) != nil || !doc.Recording || doc.Replay != tc.replay {
+			t.Errorf("recording API with replay right %v: %d %s", tc.replay, code, body)
+		}
+		if !tc.replay && !strings.Contains(doc.Reason, "does not allow replaying room kept") {
+			t.Errorf("the recording API does not say why the token may not replay: %s", body)
+		}
+	}
+	for _, tc := range []struct {
+		tok    string
+		status int
+		says   string
+	}{
+		{viewOnly, 403, "does not allow replaying room kept"},
+		{otherRoom, 403, "for room hall, not kept"},
+		{"", 401, "needs a room token"},
+	} {
+		_, status, body := dialStatus(t, ctx, wsURL(h.url, "/ws/view/kept?from=-5s&token="+tc.tok), nil)
+		if status != tc.status || !strings.Contains(body, tc.says) {
+			t.Errorf("replay with %q: %d %q, want %d saying %q", tc.says, status, body, tc.status, tc.says)
+		}
+	}
+	if _, status, body := dialStatus(t, ctx, wsURL(h.url, "/ws/view/kept?token="+viewOnly), nil); status != 0 {
+		t.Errorf("a view-only token watching live: %d %s", status, body)
+	}
+	c, _ := dialReplay(t, ctx, h.url, "/ws/view/kept?from=-5s&token="+replay)
+	_ = c.Close(websocket.StatusNormalClosure, "")
 }

@@ -2,6 +2,6 @@ package web
 
 import "github.com/vidhub/vidhub/internal/webtoken"
 
-// canReplay returns nil when c lets its holder replay room's recording.
-// TODO(replay right): c.CanReplay(room) once webtoken has it.
-func canReplay(c webtoken.Claims, room string) error { return c.CanView(room) }
+// canReplay returns nil when c lets its holder replay room's recording:
+// the replay right, for that room (webtoken.Claims.CanReplay).
+func canReplay(c webtoken.Claims, room string) error { return c.CanReplay(room) }
