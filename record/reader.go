@@ -23,6 +23,10 @@ import (
 // soon as the broker answers again.
 const Reorder = 2 * time.Second
 
+// MaxSpeed is the fastest a recording plays: Play's speed is above 0 and
+// at most MaxSpeed.
+const MaxSpeed = 16
+
 // ReadConfig says what a Reader reads.
 type ReadConfig struct {
 	Room string

@@ -14,7 +14,7 @@ import (
 )
 
 // MaxSpeed is the fastest replay.
-const MaxSpeed = 16
+const MaxSpeed = record.MaxSpeed
 
 // ErrBadReplay is returned (wrapped) by Join for a replay it cannot
 // start as asked.

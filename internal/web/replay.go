@@ -19,7 +19,7 @@ import (
 
 // MaxReplaySpeed is the fastest a viewing socket replays a recording
 // (speed=), as vidhub view --speed.
-const MaxReplaySpeed = 16
+const MaxReplaySpeed = record.MaxSpeed
 
 // Bounds on the run since the last keyframe a replay keeps per
 // publisher and H.264 layer, to serve a page that takes that layer anew
