@@ -95,15 +95,6 @@ func (r *recorder) recorded(l protocol.Layer) bool {
 	return ls != nil && slices.Contains(*ls, l)
 }
 
-// any reports whether any layer is recorded.
-func (r *recorder) any() bool {
-	if r == nil {
-		return false
-	}
-	ls := r.layers.Load()
-	return ls != nil && len(*ls) > 0
-}
-
 // track prepares msg, a frame of layer l captured at at, for a recording
 // of l: it gets a reply subject and a Nats-Msg-Id of its own, and a copy
 // is kept until acknowledged. Without a recording of l it does nothing.
