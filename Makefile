@@ -102,13 +102,17 @@ PROFILE   ?=
 # (CGO_ENABLED=0), whose publishers send JPEG only, and "make image" says
 # so. IMAGE_BUILD=lite or IMAGE_BUILD=static picks one (lite then fails
 # where it cannot be built).
+# The build context, IMAGE_DIR, holds rootfs/ (the binary and a CA bundle,
+# laid out as in the image) and data/, an empty directory that becomes the
+# image's /data, the brokers' JetStream store: the image is two layers.
 IMAGE_BUILD ?=
 LITE_TAGS   := vidhub_lite netgo osusergo
 LITE_PROBE  := printf '\043include <stdint.h>\n\043include <x264.h>\nint main(void) { x264_param_t p; return x264_param_default_preset(&p, 0, 0); }\n' | \
 	$${CC:-gcc} -x c -static -o /dev/null - -lx264 -lm -lpthread -ldl >/dev/null 2>&1
 
 image: ## build vidhub (the lite build where the host can, else the static one) and the FROM-scratch image IMAGE (default vidhub:latest)
-	@mkdir -p $(IMAGE_DIR)
+	@rm -rf $(IMAGE_DIR)/vidhub $(IMAGE_DIR)/ca-certificates.crt $(IMAGE_DIR)/data && \
+	mkdir -p $(IMAGE_DIR)/rootfs/etc/ssl/certs $(IMAGE_DIR)/data
 	@build='$(IMAGE_BUILD)'; \
 	if [ -z "$$build" ]; then \
 		if $(LITE_PROBE); then build=lite; else \
@@ -118,12 +122,13 @@ image: ## build vidhub (the lite build where the host can, else the static one) 
 	fi; \
 	case "$$build" in \
 	lite) echo "image: the lite build (static, libx264 linked in: publishes H.264)"; \
-		set -x; CGO_ENABLED=1 $(GO) build -trimpath -tags '$(LITE_TAGS)' -ldflags '$(LDFLAGS) -linkmode external -extldflags -static' -o $(IMAGE_DIR)/vidhub ./cmd/vidhub ;; \
+		set -x; CGO_ENABLED=1 $(GO) build -trimpath -tags '$(LITE_TAGS)' -ldflags '$(LDFLAGS) -linkmode external -extldflags -static' -o $(IMAGE_DIR)/rootfs/vidhub ./cmd/vidhub ;; \
 	static) echo "image: the static build (CGO_ENABLED=0: publishes JPEG only)"; \
-		set -x; CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(IMAGE_DIR)/vidhub ./cmd/vidhub ;; \
+		set -x; CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(IMAGE_DIR)/rootfs/vidhub ./cmd/vidhub ;; \
 	*) echo "image: IMAGE_BUILD=$$build: want lite or static" >&2; exit 2 ;; \
 	esac && { set +x; } 2>/dev/null && \
-	if [ -r /etc/ssl/certs/ca-certificates.crt ]; then cp /etc/ssl/certs/ca-certificates.crt $(IMAGE_DIR)/; else : > $(IMAGE_DIR)/ca-certificates.crt; fi && \
+	if [ -r /etc/ssl/certs/ca-certificates.crt ]; then cp /etc/ssl/certs/ca-certificates.crt $(IMAGE_DIR)/rootfs/etc/ssl/certs/; else : > $(IMAGE_DIR)/rootfs/etc/ssl/certs/ca-certificates.crt; fi && \
+	chmod -R u=rwX,go=rX $(IMAGE_DIR)/rootfs $(IMAGE_DIR)/data && \
 	docker build -f deploy/Dockerfile -t $(IMAGE) \
 		--build-arg VERSION=$(VERSION) \
 		--build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null || echo unknown) \
@@ -133,10 +138,10 @@ image: ## build vidhub (the lite build where the host can, else the static one) 
 	echo "image: $(IMAGE), $$build build, $$(docker image inspect --format '{{.Size}}' $(IMAGE) | awk '{printf "%.1f MB", $$1/1e6}')"
 
 up: image ## build the image and start the compose stack (PROFILE=cluster for three brokers); web on http://localhost:8080
-	VIDHUB_IMAGE=$(IMAGE) $(COMPOSE) $(if $(PROFILE),--profile $(PROFILE)) up -d
+	VIDHUB_IMAGE=$(IMAGE) $(if $(filter cluster,$(PROFILE)),VIDHUB_CLUSTER_ENV=deploy/compose/cluster.env) $(COMPOSE) $(if $(PROFILE),--profile $(PROFILE)) up -d
 	@echo "vidhub is up: web http://localhost:$${VIDHUB_WEB_PORT:-8080}  NATS nats://localhost:$${VIDHUB_NATS_PORT:-4222}  monitoring http://localhost:$${VIDHUB_MONITOR_PORT:-8222}"
 
-down: ## stop the compose stack and remove its containers and networks (every profile)
+down: ## stop the compose stack and remove its containers and networks (every profile); recordings stay on the volumes (docker compose --profile cluster down -v deletes them)
 	VIDHUB_IMAGE=$(IMAGE) $(COMPOSE) --profile cluster down --remove-orphans
 
 # --- soak (not part of "make test": it runs for SOAK, default 10 minutes) ---

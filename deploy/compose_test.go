@@ -2,6 +2,7 @@ package deploy_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -20,9 +21,11 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vidhub/vidhub/internal/hubtest"
 	"github.com/vidhub/vidhub/protocol"
+	"github.com/vidhub/vidhub/record"
 )
 
 // The image the compose tests build, once per test process, under a tag
@@ -116,7 +119,7 @@ func newStack(t *testing.T) *stack {
 	compose := needDocker(t)
 	image := buildImage(t)
 	s := &stack{t: t, compose: compose, project: "vidhubtest" + randHex(4), ports: map[string]int{}}
-	s.env = []string{"VIDHUB_IMAGE=" + image, "COMPOSE_PROFILES=", "VIDHUB_NATS_URLS=", "VIDHUB_LOG_LEVEL=info"}
+	s.env = []string{"VIDHUB_IMAGE=" + image, "COMPOSE_PROFILES=", "VIDHUB_NATS_URLS=", "VIDHUB_LOG_LEVEL=info", "VIDHUB_CLUSTER_ENV="}
 	for _, v := range []string{"VIDHUB_NATS_PORT", "VIDHUB_MONITOR_PORT", "VIDHUB_WEB_PORT",
 		"VIDHUB_NATS_PORT_2", "VIDHUB_MONITOR_PORT_2", "VIDHUB_NATS_PORT_3", "VIDHUB_MONITOR_PORT_3"} {
 		s.ports[v] = hubtest.FreePort(t)
@@ -130,6 +133,16 @@ func newStack(t *testing.T) *stack {
 		s.down()
 	})
 	return s
+}
+
+// clustered makes the stack's broker a member of the cluster profile's
+// cluster, as "make up PROFILE=cluster" does.
+func (s *stack) clustered() {
+	for i, kv := range s.env {
+		if strings.HasPrefix(kv, "VIDHUB_CLUSTER_ENV=") {
+			s.env[i] = "VIDHUB_CLUSTER_ENV=deploy/compose/cluster.env"
+		}
+	}
 }
 
 // run runs a compose subcommand of the project.
@@ -453,13 +466,110 @@ func TestComposeDefaultStack(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "lite build") {
 		t.Errorf("vidhub version in the image: exit %d, %s%s; want the lite build", code, out, errOut)
 	}
-	for _, svc := range []string{"pattern-lobby", "web"} {
+	for _, svc := range []string{"pattern-lobby", "web", "broker"} {
 		out, _, _ := runCmd(t, time.Minute, nil, "docker", "inspect", "--format", "{{.Config.User}}|{{.HostConfig.ReadonlyRootfs}}", s.container(svc))
 		if strings.TrimSpace(out) != "65532:65532|true" {
 			t.Errorf("service %s runs as user|read-only %q, want 65532:65532|true", svc, strings.TrimSpace(out))
 		}
 	}
+
+	// Recording: the broker keeps its store on its volume, and a
+	// recording outlasts the broker's container.
+	start := time.Now()
+	checkRecordingKept(t, s)
+	t.Logf("recording kept across the broker's re-created container: checked in %v", time.Since(start).Round(time.Millisecond))
 	downClean(t, s)
+}
+
+// recordRoom runs "vidhub record" against url (a comma-separated list of
+// brokers) for room, with args.
+func recordRoom(t *testing.T, url, room string, args ...string) {
+	t.Helper()
+	out, errOut, code := runCmd(t, time.Minute, nil, vidhubBin(t), append([]string{"record", "--nats", url, "--room", room}, args...)...)
+	if code != 0 {
+		t.Fatalf("vidhub record --room %s %v: exit %d\n%s%s", room, args, code, out, errOut)
+	}
+	t.Logf("%s", strings.TrimSpace(out))
+}
+
+// recording is the recording of room; it fails the test after a minute
+// of errors.
+func recording(t *testing.T, nc *nats.Conn, room string) record.Info {
+	t.Helper()
+	var (
+		i   record.Info
+		err error
+	)
+	hubtest.Eventually(t, time.Minute, func() bool {
+		i, err = getRecording(nc, room)
+		return err == nil
+	}, "the recording of room %s: %v", room, hubtest.Lazy(func() any { return err }))
+	return i
+}
+
+// getRecording asks for the recording of room, for at most 5 seconds.
+func getRecording(nc *nats.Conn, room string) (record.Info, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return record.Get(ctx, nc, room)
+}
+
+// connectRetry connects to url, trying for a minute (a broker that is
+// starting).
+func connectRetry(t *testing.T, url string) *nats.Conn {
+	t.Helper()
+	var (
+		nc  *nats.Conn
+		err error
+	)
+	hubtest.Eventually(t, time.Minute, func() bool {
+		nc, err = nats.Connect(url, nats.Name("compose test"), nats.IgnoreDiscoveredServers(),
+			nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond), nats.Timeout(2*time.Second))
+		return err == nil
+	}, "cannot connect to %s: %v", url, hubtest.Lazy(func() any { return err }))
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// checkRecordingKept records lobby on the default stack's broker, re-creates
+// the broker's container (as a new image or "docker compose down" and
+// "up" would), and checks the recording is still there, whole, and goes
+// on.
+func checkRecordingKept(t *testing.T, s *stack) {
+	t.Helper()
+	// The store is the broker's named volume, on a read-only root.
+	out, _, _ := runCmd(t, time.Minute, nil, "docker", "inspect", "--format",
+		"{{range .Mounts}}{{.Type}} {{.Name}} {{.Destination}} {{.RW}};{{end}}", s.container("broker"))
+	if want := "volume " + s.project + "_broker-data /data true;"; !strings.Contains(out, want) {
+		t.Errorf("broker's mounts are %q, want %q", strings.TrimSpace(out), want)
+	}
+	url := s.natsURL("VIDHUB_NATS_PORT")
+	recordRoom(t, url, "lobby")
+	nc := connectRetry(t, url)
+	hubtest.WaitRecorded(t, nc, "lobby", 2*time.Second)
+	before := recording(t, nc, "lobby")
+	nc.Close()
+
+	old := s.container("broker")
+	recreated := time.Now()
+	s.must(3*time.Minute, "up", "-d", "--no-deps", "--force-recreate", "--timeout", "5", "broker")
+	if s.container("broker") == old {
+		t.Fatalf("compose up --force-recreate kept the broker's container %s", old)
+	}
+	nc = connectRetry(t, url)
+	after := recording(t, nc, "lobby")
+	if after.Msgs < before.Msgs || !after.First.Equal(before.First) {
+		t.Errorf("the recording of lobby before the broker's new container: %d messages from %v; after: %d from %v",
+			before.Msgs, before.First, after.Msgs, after.First)
+	}
+	// The publisher comes back to the broker, and its frames are recorded
+	// again.
+	hubtest.Eventually(t, time.Minute, func() bool {
+		i, err := getRecording(nc, "lobby")
+		return err == nil && i.Msgs > after.Msgs+10 && i.Last.After(recreated)
+	}, "nothing recorded in lobby since the broker's new container started")
+	t.Logf("lobby's recording: %d messages before the broker's container was re-created, %d after",
+		before.Msgs, recording(t, nc, "lobby").Msgs)
 }
 
 // connz lists the names of the client connections of a broker.
@@ -486,8 +596,11 @@ func connz(monitor string) []string {
 // TestComposeClusterProfile: the cluster profile runs three brokers in one
 // NATS cluster; stopping the broker that serves the web gateway moves it,
 // and the publishers that were there, to the others within a few seconds.
+// A recording with three replicas loses no frame to SIGKILL of its
+// leader, and goes on.
 func TestComposeClusterProfile(t *testing.T) {
 	s := newStack(t)
+	s.clustered()
 	upTime := upAndCheck(t, s, "--profile", "cluster")
 	t.Logf("cluster stack serving frames %v after compose up", upTime.Round(time.Millisecond))
 	waitHealthy(t, s, "broker", "broker-2", "broker-3", "web", "pattern-lobby", "pattern-studio")
@@ -572,5 +685,184 @@ func TestComposeClusterProfile(t *testing.T) {
 		}
 		return n == 3
 	}, "web and the two publishers are not all connected to the surviving brokers")
+
+	// Recording on three brokers: the stopped one comes back, lobby is
+	// recorded with a copy on each, and SIGKILL of the recording's leader
+	// loses no frame of it.
+	start = time.Now()
+	s.must(time.Minute, "--profile", "cluster", "start", victim)
+	for name, m := range monitors {
+		hubtest.Eventually(t, 60*time.Second, func() bool { return routePeers(m) == 2 },
+			"%s does not route to the two other brokers after %s started again", name, victim)
+	}
+	waitHealthy(t, s, victim)
+	all := s.natsURL("VIDHUB_NATS_PORT") + "," + s.natsURL("VIDHUB_NATS_PORT_2") + "," + s.natsURL("VIDHUB_NATS_PORT_3")
+	checkLeaderKill(t, s, all, monitors, natsPort)
+	t.Logf("recording across the leader's SIGKILL: checked in %v (with %s started again)", time.Since(start).Round(time.Millisecond), victim)
 	downClean(t, s)
+}
+
+// streamInfo is the stream of room's recording as the brokers at nc see
+// it.
+func streamInfo(js jetstream.JetStream, room string) (*jetstream.StreamInfo, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, record.StreamName(room))
+	if err != nil {
+		return nil, err
+	}
+	return st.Info(ctx)
+}
+
+// checkLeaderKill records lobby with three replicas, kills the broker
+// that leads its stream (SIGKILL: no goodbye to the cluster), and checks
+// that the recording goes on under a new leader and lost no frame:
+// demo-1's h264 layer has every Vidhub-Seq from the first recorded to the
+// last.
+func checkLeaderKill(t *testing.T, s *stack, all string, monitors, natsPort map[string]string) {
+	t.Helper()
+	recordRoom(t, all, "lobby", "--replicas", "3")
+	nc := connectRetry(t, all)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hubtest.WaitRecorded(t, nc, "lobby", 3*time.Second)
+	// A leader, and both followers current.
+	var si *jetstream.StreamInfo
+	hubtest.Eventually(t, 30*time.Second, func() bool {
+		si, err = streamInfo(js, "lobby")
+		if err != nil || si.Cluster == nil || si.Cluster.Leader == "" || len(si.Cluster.Replicas) != 2 {
+			return false
+		}
+		for _, r := range si.Cluster.Replicas {
+			if !r.Current || r.Offline {
+				return false
+			}
+		}
+		return true
+	}, "lobby's recording has no leader with two current replicas: %v %+v", hubtest.Lazy(func() any { return err }), hubtest.Lazy(func() any { return si }))
+	leader := si.Cluster.Leader
+	if _, ok := monitors[leader]; !ok {
+		t.Fatalf("lobby's recording is led by %q, not one of the stack's brokers", leader)
+	}
+	pubOnLeader := slices.Contains(connz(monitors[leader]), "vidhub publish lobby/demo-1")
+	t.Logf("killing %s (SIGKILL), the leader of lobby's recording; demo-1's publisher connected to it: %v", leader, pubOnLeader)
+
+	killed := time.Now()
+	if out, errOut, code := runCmd(t, time.Minute, nil, "docker", "kill", "--signal", "KILL", s.container(leader)); code != 0 {
+		t.Fatalf("docker kill %s: exit %d %s%s", leader, code, out, errOut)
+	}
+	// A new leader, and more recorded under it.
+	var newLeader string
+	hubtest.Eventually(t, 60*time.Second, func() bool {
+		si, err = streamInfo(js, "lobby")
+		if err != nil || si.Cluster == nil || si.Cluster.Leader == "" || si.Cluster.Leader == leader {
+			return false
+		}
+		newLeader = si.Cluster.Leader
+		return true
+	}, "lobby's recording has no new leader after %s's SIGKILL: %v", leader, hubtest.Lazy(func() any { return err }))
+	elected := time.Since(killed)
+	hubtest.Eventually(t, 60*time.Second, func() bool {
+		si, err = streamInfo(js, "lobby")
+		return err == nil && si.State.LastTime.After(killed.Add(elected+3*time.Second))
+	}, "lobby's recording did not go on under %s: %v", newLeader, hubtest.Lazy(func() any { return err }))
+	t.Logf("%s leads lobby's recording %v after %s's SIGKILL; %d messages recorded",
+		newLeader, elected.Round(time.Millisecond), leader, si.State.Msgs)
+
+	// Every frame of the h264 layer, in whatever order it comes.
+	seqs := readSeqs(t, js, "lobby", protocol.H264)
+	if len(seqs) == 0 {
+		t.Fatalf("lobby's recording holds no %s frames", protocol.H264)
+	}
+	for subject, got := range seqs {
+		lo, hi := uint64(1<<64-1), uint64(0)
+		for n := range got {
+			lo, hi = min(lo, n), max(hi, n)
+		}
+		lost := (hi - lo + 1) - uint64(len(got))
+		if lost == 0 {
+			t.Logf("%s: Vidhub-Seq %d to %d, none missing", subject, lo, hi)
+			continue
+		}
+		var gaps []string
+		for n := lo; n <= hi && len(gaps) < 5; n++ {
+			if got[n] {
+				continue
+			}
+			m := n
+			for m+1 <= hi && !got[m+1] {
+				m++
+			}
+			gaps = append(gaps, fmt.Sprintf("%d-%d", n, m))
+			n = m
+		}
+		t.Errorf("%s: %d frames lost from the recording across %s's SIGKILL (publisher on it: %v): Vidhub-Seq %d to %d has %d; missing %s",
+			subject, lost, leader, pubOnLeader, lo, hi, len(got), strings.Join(gaps, ", "))
+	}
+}
+
+// readSeqs reads every message of room's recording on layer, with an
+// ordered consumer, and returns each subject's (each publisher's)
+// Vidhub-Seq numbers. A read that fails (the cluster still settling after
+// losing a broker) starts again, for a minute and a half.
+func readSeqs(t *testing.T, js jetstream.JetStream, room string, layer protocol.Layer) map[string]map[uint64]bool {
+	t.Helper()
+	var (
+		seqs map[string]map[uint64]bool
+		err  error
+		n    int
+	)
+	hubtest.Eventually(t, 90*time.Second, func() bool {
+		n++
+		if seqs, err = readSeqsOnce(js, room, layer); err != nil {
+			t.Logf("reading %s's recording, attempt %d: %v", room, n, err)
+		}
+		return err == nil
+	}, "cannot read %s's recording: %v", room, hubtest.Lazy(func() any { return err }))
+	return seqs
+}
+
+func readSeqsOnce(js jetstream.JetStream, room string, layer protocol.Layer) (map[string]map[uint64]bool, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := js.OrderedConsumer(ctx, record.StreamName(room), jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{protocol.RoomFrames(room, layer)},
+	})
+	if err != nil {
+		return nil, err
+	}
+	seqs := map[string]map[uint64]bool{}
+	for {
+		b, err := c.Fetch(500, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			return nil, err
+		}
+		got := 0
+		for m := range b.Messages() {
+			got++
+			n, err := strconv.ParseUint(m.Headers().Get(protocol.HeaderSeq), 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("a message on %s with %s %q", m.Subject(), protocol.HeaderSeq, m.Headers().Get(protocol.HeaderSeq))
+			}
+			if seqs[m.Subject()] == nil {
+				seqs[m.Subject()] = map[uint64]bool{}
+			}
+			seqs[m.Subject()][n] = true
+			md, err := m.Metadata()
+			if err != nil {
+				return nil, err
+			}
+			if md.NumPending == 0 {
+				return seqs, nil
+			}
+		}
+		if err := b.Error(); err != nil {
+			return nil, err
+		}
+		if got == 0 {
+			return nil, fmt.Errorf("no message in 5 s, with more pending (%d subjects so far)", len(seqs))
+		}
+	}
 }
