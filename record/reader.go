@@ -80,6 +80,7 @@ type Reader struct {
 	order   []string             // subjects in the order first held
 	last    map[string]time.Time // per frame subject, the capture time handed on last
 	lastSeq map[string]uint64    // per frame subject, the stream sequence handed on last
+	number  map[string]uint64    // per frame subject, the Vidhub-Seq handed on last
 	ready   []Item               // to hand on, in order
 	stats   ReadStats
 }
@@ -113,7 +114,7 @@ func NewReader(ctx context.Context, nc *nats.Conn, cfg ReadConfig) (*Reader, err
 	}
 	return &Reader{
 		cfg: cfg, cons: cons,
-		held: map[string][]Item{}, last: map[string]time.Time{}, lastSeq: map[string]uint64{},
+		held: map[string][]Item{}, last: map[string]time.Time{}, lastSeq: map[string]uint64{}, number: map[string]uint64{},
 	}, nil
 }
 
@@ -133,7 +134,7 @@ func (r *Reader) Next(ctx context.Context) (Item, error) {
 		}
 		if len(r.pending) > 0 {
 			top := r.pending[0]
-			if r.eof || r.newest.Sub(top.stored) > Reorder || time.Since(top.read) > Reorder {
+			if r.eof || r.next(top) || r.newest.Sub(top.stored) > Reorder || time.Since(top.read) > Reorder {
 				r.take(heap.Pop(&r.pending).(Item))
 				continue
 			}
@@ -210,6 +211,18 @@ func (r *Reader) add(m jetstream.Msg) {
 	heap.Push(&r.pending, it)
 }
 
+// next reports whether it can be handed on without waiting out Reorder:
+// anything but a frame, the first frame of its subject, or the frame
+// numbered next. A frame after a gap waits, in case the missing ones were
+// sent again and are stored a little later.
+func (r *Reader) next(it Item) bool {
+	if !it.Frame {
+		return true
+	}
+	n, ok := r.number[it.Msg.Subject]
+	return !ok || (it.Meta.Seq != 0 && it.Meta.Seq == n+1)
+}
+
 // take hands on an item that has waited out Reorder, in capture order.
 func (r *Reader) take(it Item) {
 	subj := it.Msg.Subject
@@ -221,7 +234,7 @@ func (r *Reader) take(it Item) {
 		if it.seq < r.lastSeq[subj] {
 			r.stats.Reordered++
 		}
-		r.last[subj], r.lastSeq[subj] = it.At, max(it.seq, r.lastSeq[subj])
+		r.last[subj], r.lastSeq[subj], r.number[subj] = it.At, max(it.seq, r.lastSeq[subj]), it.Meta.Seq
 	}
 	if !r.started && it.At.Before(r.cfg.From) {
 		r.hold(it)
