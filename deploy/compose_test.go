@@ -746,6 +746,17 @@ func checkLeaderKill(t *testing.T, s *stack, all string, monitors, natsPort map[
 	if _, ok := monitors[leader]; !ok {
 		t.Fatalf("lobby's recording is led by %q, not one of the stack's brokers", leader)
 	}
+	// demo-1 publishes into the recording with acknowledgements once it
+	// has heard the room is recorded (publisher.RecordCheckEvery): its
+	// frames then carry a Nats-Msg-Id.
+	hubtest.Eventually(t, 30*time.Second, func() bool {
+		s, err := js.Stream(context.Background(), record.StreamName("lobby"))
+		if err != nil {
+			return false
+		}
+		m, err := s.GetLastMsgForSubject(context.Background(), "vidhub.lobby.demo-1.h264")
+		return err == nil && m.Header.Get(jetstream.MsgIDHeader) != ""
+	}, "demo-1 does not publish into lobby's recording with acknowledgements (no Nats-Msg-Id on its frames)")
 	pubOnLeader := slices.Contains(connz(monitors[leader]), "vidhub publish lobby/demo-1")
 	t.Logf("killing %s (SIGKILL), the leader of lobby's recording; demo-1's publisher connected to it: %v", leader, pubOnLeader)
 

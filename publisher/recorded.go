@@ -31,7 +31,7 @@ import (
 const (
 	// RecordCheckEvery is how often a publisher asks its broker whether
 	// its room is recorded, and which layers.
-	RecordCheckEvery = 5 * time.Second
+	RecordCheckEvery = 2 * time.Second
 	// AckWait is how long a recorded frame waits for its acknowledgement
 	// before it is sent again.
 	AckWait = time.Second

@@ -83,6 +83,7 @@ func Export(ctx context.Context, nc *nats.Conn, cfg ExportConfig) (Exported, err
 	if err != nil {
 		return out, err
 	}
+	defer rd.Close()
 	var (
 		w     media.MP4Writer
 		chain protocol.Chain

@@ -120,6 +120,7 @@ func TestRecordRidesThroughLeaderLoss(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer rd.Close()
 	var seqs []uint64
 	for {
 		it, err := rd.Next(ctx(t))

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -64,12 +65,15 @@ type Item struct {
 // publisher: frames a publisher sent again after a broker's failover are
 // put back in their place, and frames stored twice are dropped. A gap
 // that remains (a publisher was offline) stays a gap. A Reader is not
-// safe for concurrent use.
+// safe for concurrent use, but for Close.
 type Reader struct {
 	cfg   ReadConfig
-	cons  jetstream.Consumer
-	batch jetstream.MessageBatch // being read; nil between fetches
-	got   int                    // messages of batch read so far
+	it    jetstream.MessagesContext
+	msgs  chan jetstream.Msg // what the pull goroutine read
+	errc  chan error         // why it stopped
+	done  chan struct{}      // closed by Close
+	close sync.Once
+	quiet time.Time // when a message last came (not Follow: a second of quiet is the end)
 
 	pending itemHeap  // read, not yet handed on
 	newest  time.Time // the latest store time read
@@ -112,10 +116,46 @@ func NewReader(ctx context.Context, nc *nats.Conn, cfg ReadConfig) (*Reader, err
 	if err != nil {
 		return nil, fmt.Errorf("reading the recording of room %s: %w", cfg.Room, explain(err))
 	}
-	return &Reader{
-		cfg: cfg, cons: cons,
-		held: map[string][]Item{}, last: map[string]time.Time{}, lastSeq: map[string]uint64{}, number: map[string]uint64{},
-	}, nil
+	// One pipelined pull, not a Fetch per batch: each Fetch of an
+	// ordered consumer makes it a new consumer on the broker.
+	it, err := cons.Messages(jetstream.PullMaxMessages(256))
+	if err != nil {
+		return nil, fmt.Errorf("reading the recording of room %s: %w", cfg.Room, explain(err))
+	}
+	r := &Reader{
+		cfg: cfg, it: it, msgs: make(chan jetstream.Msg), errc: make(chan error, 1), done: make(chan struct{}),
+		quiet: time.Now(),
+		held:  map[string][]Item{}, last: map[string]time.Time{}, lastSeq: map[string]uint64{}, number: map[string]uint64{},
+	}
+	if ci := cons.CachedInfo(); !cfg.Follow && ci != nil && ci.NumPending == 0 {
+		r.eof = true // nothing recorded from there on
+	}
+	go r.pull()
+	return r, nil
+}
+
+// pull hands the messages of the recording to Next until Close.
+func (r *Reader) pull() {
+	for {
+		m, err := r.it.Next()
+		if err != nil {
+			r.errc <- err
+			return
+		}
+		select {
+		case r.msgs <- m:
+		case <-r.done:
+			return
+		}
+	}
+}
+
+// Close stops reading and lets the broker forget the Reader's consumer.
+func (r *Reader) Close() {
+	r.close.Do(func() {
+		close(r.done)
+		r.it.Stop()
+	})
 }
 
 // Stats returns what the Reader dropped and reordered so far.
@@ -155,35 +195,27 @@ func (r *Reader) Next(ctx context.Context) (Item, error) {
 	}
 }
 
-// read reads at most one message, waiting up to wait for it.
+// read reads at most one message, waiting up to wait for it. Without
+// Follow, a second without a message is the recording's end.
 func (r *Reader) read(ctx context.Context, wait time.Duration) error {
-	if r.batch == nil {
-		b, err := r.cons.Fetch(256, jetstream.FetchMaxWait(time.Second))
-		if err != nil {
-			return fmt.Errorf("reading the recording of room %s: %w", r.cfg.Room, explain(err))
-		}
-		r.batch, r.got = b, 0
+	if !r.cfg.Follow {
+		wait = min(wait, time.Until(r.quiet.Add(time.Second)))
 	}
-	timer := time.NewTimer(wait)
+	timer := time.NewTimer(max(wait, 0))
 	defer timer.Stop()
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
+	case err := <-r.errc:
+		r.errc <- err // for the next call
+		return fmt.Errorf("reading the recording of room %s: %w", r.cfg.Room, explain(err))
 	case <-timer.C:
-		return nil
-	case m, ok := <-r.batch.Messages():
-		if !ok {
-			err := r.batch.Error()
-			r.batch = nil
-			if err != nil && !errors.Is(err, nats.ErrTimeout) {
-				return fmt.Errorf("reading the recording of room %s: %w", r.cfg.Room, explain(err))
-			}
-			if !r.cfg.Follow && r.got == 0 {
-				r.eof = true // a whole fetch found nothing more
-			}
-			return nil
+		if !r.cfg.Follow && time.Since(r.quiet) >= time.Second {
+			r.eof = true
 		}
-		r.got++
+		return nil
+	case m := <-r.msgs:
+		r.quiet = time.Now()
 		r.add(m)
 		return nil
 	}

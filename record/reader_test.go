@@ -79,6 +79,7 @@ func TestReaderPutsRetriesInPlace(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		defer rd.Close()
 		var seqs []uint64
 		var before []bool
 		for {

@@ -79,6 +79,7 @@ func TakeSnapshot(ctx context.Context, nc *nats.Conn, cfg SnapshotConfig) (Snaps
 	if err != nil {
 		return out, err
 	}
+	defer rd.Close()
 	var run [][]byte
 	var metas []protocol.FrameMeta
 	for {

@@ -62,6 +62,7 @@ func (r *Room) startReplay() error {
 // feed plays the recording to the room's handlers, from the keyframe
 // at or before Config.From of every publisher on, paced by capture time.
 func (r *Room) feed(ctx context.Context) {
+	defer r.replay.rd.Close()
 	err := record.Play(ctx, r.replay.rd, r.replay.from, r.replay.speed, func(it record.Item) { r.dispatch(it.Msg) })
 	switch {
 	case err == nil:

@@ -217,6 +217,7 @@ func (rp *replay) choiceChanged() {
 // run plays the recording to the socket until ctx ends; an error means
 // the recording could not be read on.
 func (rp *replay) run(ctx context.Context) error {
+	defer rp.rd.Close()
 	rp.v.log.Info("browser replaying", "from", rp.from.UTC().Format(time.RFC3339Nano), "speed", rp.speed)
 	err := record.Play(ctx, rp.rd, rp.from, rp.speed, func(it record.Item) { rp.deliver(ctx, it) })
 	if ctx.Err() != nil {

@@ -775,6 +775,9 @@ func (g *Gateway) serveView(w http.ResponseWriter, r *http.Request) {
 	conn, err := websocket.Accept(w, r, g.acceptOptions())
 	if err != nil {
 		g.refuse("upgrade", "refused a viewing socket", "room", room, "err", err)
+		if rp != nil {
+			rp.rd.Close()
+		}
 		return
 	}
 	conn.SetReadLimit(viewReadLimit)
