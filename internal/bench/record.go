@@ -251,6 +251,13 @@ func recordScenario(ctx context.Context, env *runEnv) (*RecordReport, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The same, where nothing decodes: the replay's own pacing (the
+	// target) against a plain live subscription.
+	paced, err := pacingTiming(ctx, nc, room, seekBack, timing)
+	if err != nil {
+		return nil, err
+	}
+	rr.Timing = append(rr.Timing, paced...)
 	for _, t := range rr.Timing {
 		env.logf("record timing %-9s %d pairs: |arrival - capture interval| p50 %.2f p99 %.2f max %.2f ms, %.1f fps", t.Path, t.Pairs, t.P50, t.P99, t.Max, t.FPS)
 	}
@@ -422,6 +429,62 @@ func replayTiming(ctx context.Context, url, room string, layer subscriber.LayerM
 		out = append(out, res)
 	}
 	return out, nil
+}
+
+// Paths of the pacing measured where nothing decodes.
+const (
+	pathReplayReader = "replay 1x, reader"
+	pathLiveSub      = "live, subscription"
+)
+
+// pacingTiming measures, for d, when record.Play hands on each frame of
+// the h264 layer of a replay at 1x from now-seekBack, and when a plain
+// subscription to the same layer gets it live: the replay's pacing
+// without a decoder competing for the CPU.
+func pacingTiming(ctx context.Context, nc *nats.Conn, room string, seekBack, d time.Duration) ([]TimingResult, error) {
+	from := time.Now().Add(-seekBack)
+	subject := protocol.RoomFrames(room, protocol.H264)
+	var mu sync.Mutex
+	got := [2]map[string][]arrival{{}, {}}
+	note := func(i int, participant string, seq uint64, at time.Time) {
+		now := time.Now()
+		mu.Lock()
+		defer mu.Unlock()
+		if a := got[i][participant]; len(a) < maxSamples {
+			got[i][participant] = append(a, arrival{seq, now, at})
+		}
+	}
+	rd, err := record.NewReader(ctx, nc, record.ReadConfig{Room: room, From: from, Subjects: []string{subject}, Follow: true})
+	if err != nil {
+		return nil, err
+	}
+	defer rd.Close()
+	sub, err := nc.Subscribe(subject, func(m *nats.Msg) {
+		s, err := protocol.ParseSubject(m.Subject)
+		if meta, merr := protocol.ParseFrameHeader(m.Header); err == nil && merr == nil {
+			note(1, s.Participant(), meta.Seq, meta.CaptureTime())
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	pctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	t0 := time.Now()
+	err = record.Play(pctx, rd, from, 1, func(it record.Item) {
+		if s, err := protocol.ParseSubject(it.Msg.Subject); err == nil && it.Frame && !it.Before {
+			note(0, s.Participant(), it.Meta.Seq, it.At)
+		}
+	})
+	if err != nil && pctx.Err() == nil {
+		return nil, err
+	}
+	el := time.Since(t0).Seconds()
+	_ = sub.Unsubscribe()
+	mu.Lock()
+	defer mu.Unlock()
+	return []TimingResult{timing(pathReplayReader, got[0], el), timing(pathLiveSub, got[1], el)}, nil
 }
 
 // timing is the deviation of the arrival intervals from the capture
