@@ -116,24 +116,33 @@ func TestRecordRidesThroughLeaderLoss(t *testing.T) {
 
 	layer := recordedLayers()[0]
 	a, _ := protocol.NewAddress(room, "cam")
-	rd, err := record.NewReader(ctx(t), ctl, record.ReadConfig{Room: room, From: killed.Add(-time.Hour), Subjects: []string{a.FrameSubject(layer)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rd.Close()
+	// Right after the loss, the cluster may still be settling: a read
+	// that fails is tried again.
 	var seqs []uint64
-	for {
-		it, err := rd.Next(ctx(t))
-		if errors.Is(err, io.EOF) {
-			break
+	var rd *record.Reader
+	read := func() error {
+		c, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		seqs = seqs[:0]
+		if rd, err = record.NewReader(c, ctl, record.ReadConfig{Room: room, From: killed.Add(-time.Hour), Subjects: []string{a.FrameSubject(layer)}}); err != nil {
+			return err
 		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if it.Frame {
-			seqs = append(seqs, it.Meta.Seq)
+		defer rd.Close()
+		for {
+			it, err := rd.Next(c)
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if it.Frame {
+				seqs = append(seqs, it.Meta.Seq)
+			}
 		}
 	}
+	hubtest.Eventually(t, 60*time.Second, func() bool { err = read(); return err == nil },
+		"reading the recording: %v", hubtest.Lazy(func() any { return err }))
 	if len(seqs) < 150 {
 		t.Fatalf("the recording holds %d frames of %s; want the 150 and more published", len(seqs), layer)
 	}

@@ -24,6 +24,9 @@ import (
 // soon as the broker answers again.
 const Reorder = 2 * time.Second
 
+// consumerWait bounds one attempt to open a recording for reading.
+const consumerWait = 5 * time.Second
+
 // MaxSpeed is the fastest a recording plays: Play's speed is above 0 and
 // at most MaxSpeed.
 const MaxSpeed = 16
@@ -109,10 +112,20 @@ func NewReader(ctx context.Context, nc *nats.Conn, cfg ReadConfig) (*Reader, err
 		return nil, err
 	}
 	start := cfg.From.Add(-LookBack)
-	cons, err := js.OrderedConsumer(ctx, StreamName(cfg.Room), jetstream.OrderedConsumerConfig{
-		FilterSubjects: cfg.Subjects,
-		DeliverPolicy:  jetstream.DeliverByStartTimePolicy, OptStartTime: &start,
-	})
+	var cons jetstream.Consumer
+	for {
+		// Right after a broker of a cluster is lost, a consumer can be
+		// placed on it and never answer: ask again, elsewhere.
+		actx, cancel := context.WithTimeout(ctx, consumerWait)
+		cons, err = js.OrderedConsumer(actx, StreamName(cfg.Room), jetstream.OrderedConsumerConfig{
+			FilterSubjects: cfg.Subjects,
+			DeliverPolicy:  jetstream.DeliverByStartTimePolicy, OptStartTime: &start,
+		})
+		cancel()
+		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+			break
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("reading the recording of room %s: %w", cfg.Room, explain(err))
 	}
