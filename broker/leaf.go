@@ -180,6 +180,9 @@ func isLocal(host string) bool {
 // with a bad one.
 func ParseLeaf(hub string) (*url.URL, error) {
 	h := strings.TrimSpace(hub)
+	if !strings.Contains(h, "://") {
+		return nil, fmt.Errorf("%w: leaf hub %q has no scheme; write nats:// or tls:// before it (nats://%s)", ErrStart, redact(h), redact(h))
+	}
 	u, err := url.Parse(h)
 	if err != nil || u.Host == "" {
 		return nil, fmt.Errorf("%w: leaf hub %q is not a URL like nats://hub.example.com:%d", ErrStart, redact(h), DefaultLeafPort)
