@@ -94,6 +94,30 @@ type Config struct {
 	// server skips it, so every member can get the same list. Routes
 	// need a cluster listen address. Empty means the config file's.
 	Routes []string
+
+	// LeafListen is where this broker accepts leaf nodes (edge brokers
+	// that link to it as their hub), HOST:PORT (NATS uses 7422); a port
+	// of 0 or -1 picks a free one (see LeafURL). Leaf connections
+	// authenticate like clients: with Access, as one of its users, whose
+	// rights then bound what crosses the link. Empty means the config
+	// file's leafnodes listen address, or none.
+	LeafListen string
+	// Leaf makes this broker a leaf node of a hub: the hub's leaf URLs,
+	// nats://HOST:PORT or tls://HOST:PORT, with user:password in the URL
+	// for a password user of the hub. Several URLs are members of one hub
+	// cluster; the broker keeps one link and fails over between them.
+	// The broker starts and serves its own clients whether or not the hub
+	// is reachable, and links in the background, retrying every
+	// LeafReconnect. Only subjects someone subscribes to on the other
+	// side cross the link. Empty means the config file's leafnodes
+	// remotes, or none; set, it replaces them.
+	Leaf []string
+	// LeafCreds is a file the leaf link authenticates with: a NATS
+	// credentials file (user JWT and seed) or a user NKey seed file.
+	LeafCreds string
+	// LeafCA is a CA bundle (PEM) trusted for the hub's certificate,
+	// beside the system's roots; it turns on TLS for the link.
+	LeafCA string
 }
 
 // Broker is a running embedded NATS server.
@@ -102,6 +126,7 @@ type Broker struct {
 	log        *slog.Logger
 	maxPayload int
 	tls        bool
+	leafURL    string
 	closeOnce  sync.Once
 }
 
@@ -129,6 +154,9 @@ func Start(cfg Config) (*Broker, error) {
 	if err := checkFree("cluster", opts.Cluster.Host, opts.Cluster.Port); err != nil {
 		return nil, err
 	}
+	if err := checkFree("leaf node", opts.LeafNode.Host, opts.LeafNode.Port); err != nil {
+		return nil, err
+	}
 
 	srv, err := server.NewServer(opts)
 	if err != nil {
@@ -150,13 +178,24 @@ func Start(cfg Config) (*Broker, error) {
 		}
 		return nil, fmt.Errorf("%w: not ready for connections after %v", ErrStart, timeout)
 	}
-	b := &Broker{srv: srv, log: log, maxPayload: int(opts.MaxPayload), tls: opts.TLSConfig != nil}
+	b := &Broker{srv: srv, log: log, maxPayload: int(opts.MaxPayload), tls: opts.TLSConfig != nil,
+		leafURL: leafURL(srv, opts.LeafNode.TLSConfig != nil)}
 	log.Info("broker ready", "url", b.ClientURL(), "max_payload", opts.MaxPayload, "monitoring", b.MonitorURL())
 	if srv.JetStreamEnabled() {
 		log.Info("JetStream on: rooms can be recorded", "store", srv.StoreDir())
 	}
 	if u := b.ClusterURL(); u != "" {
 		log.Info("cluster listening", "cluster", opts.Cluster.Name, "url", u, "routes", len(opts.Routes))
+	}
+	if u := b.LeafURL(); u != "" {
+		log.Info("accepting leaf nodes", "url", u)
+	}
+	for _, r := range opts.LeafNode.Remotes {
+		hubs := make([]string, len(r.URLs))
+		for i, u := range r.URLs {
+			hubs[i] = u.Redacted()
+		}
+		log.Info("leaf node of a hub: linking in the background", "hub", strings.Join(hubs, ","), "reconnect", opts.LeafNode.ReconnectInterval)
 	}
 	return b, nil
 }
@@ -186,6 +225,9 @@ func (cfg Config) options() (*server.Options, error) {
 		opts.HTTPHost, opts.HTTPPort = host, port
 	}
 	if err := cfg.clusterOptions(opts); err != nil {
+		return nil, err
+	}
+	if err := cfg.leafOptions(opts); err != nil {
 		return nil, err
 	}
 	switch {
@@ -222,6 +264,7 @@ func (cfg Config) options() (*server.Options, error) {
 	if err := cfg.tls(opts); err != nil {
 		return nil, err
 	}
+	leafServerTLS(opts)
 	return opts, nil
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"strings"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -24,6 +25,10 @@ func runBroker(ctx context.Context, env *cmdEnv, args []string) error {
 	clusterAdvertise := fs.String("cluster-advertise", "", "HOST:PORT to tell other members to use for this one, when it differs from --cluster-listen")
 	routes := fs.String("routes", "", "comma-separated cluster members to connect to, e.g. nats://b1:6222,nats://b2:6222 (this broker's own address may be in the list)")
 	store := fs.String("store", "", "directory for JetStream's file store: turns on recording rooms (vidhub record); recordings outlast a restart on the same directory")
+	leafListen := fs.String("leaf-listen", "", "address edge brokers link to as leaf nodes, HOST:PORT, e.g. 0.0.0.0:7422 (none when empty and no config file leafnodes block)")
+	leaf := fs.String("leaf", "", "run as a leaf node of a hub: its comma-separated leaf URLs, nats://HUB:7422 or tls://, user:password@ in the URL for a password user; only watched subjects cross the link")
+	leafCreds := fs.String("leaf-creds", "", "file the leaf link authenticates with: a NATS credentials file (JWT and seed) or a user NKey seed")
+	leafCA := fs.String("leaf-ca", "", "CA bundle (PEM) trusted for the hub's certificate besides the system's; turns on TLS for the leaf link")
 	accessFile := fs.String("access", "", "access file (YAML): users and the rooms each may view and publish into")
 	tlsCert := fs.String("tls-cert", "", "server certificate (PEM): turns on TLS for clients")
 	tlsKey := fs.String("tls-key", "", "server certificate's key (PEM)")
@@ -52,7 +57,7 @@ func runBroker(ctx context.Context, env *cmdEnv, args []string) error {
 		ConfigFile: *config, HTTP: *httpAddr, Logger: log,
 		ServerName: *serverName, ClusterName: *clusterName,
 		ClusterListen: *clusterListen, ClusterAdvertise: *clusterAdvertise,
-		StoreDir: *store,
+		StoreDir: *store, LeafListen: *leafListen, LeafCreds: *leafCreds, LeafCA: *leafCA,
 	}
 	cfg.TLSCert, cfg.TLSKey, cfg.TLSCA, cfg.TLSVerify = *tlsCert, *tlsKey, *tlsCA, *tlsVerify
 	if *accessFile != "" {
@@ -73,6 +78,18 @@ func runBroker(ctx context.Context, env *cmdEnv, args []string) error {
 		if _, err := broker.ParseRoute(r); err != nil {
 			return usageError{err}
 		}
+	}
+	for l := range strings.SplitSeq(*leaf, ",") {
+		if l = strings.TrimSpace(l); l == "" {
+			continue
+		}
+		if _, err := broker.ParseLeaf(l); err != nil {
+			return usageError{err}
+		}
+		cfg.Leaf = append(cfg.Leaf, l)
+	}
+	if len(cfg.Leaf) == 0 && (*leafCreds != "" || *leafCA != "") {
+		return usagef("--leaf-creds and --leaf-ca go with --leaf (the hub's URL, e.g. nats://hub:7422)")
 	}
 	// With a config file, only what was asked for explicitly (on the
 	// command line or in the environment) overrides it.
@@ -99,6 +116,12 @@ func runBroker(ctx context.Context, env *cmdEnv, args []string) error {
 	if u := b.ClusterURL(); u != "" {
 		fmt.Fprintf(env.stdout, "cluster %s: routes on %s\n", b.Server().ClusterName(), u)
 	}
+	if u := b.LeafURL(); u != "" {
+		fmt.Fprintf(env.stdout, "leaf nodes link to %s\n", u)
+	}
+	if len(cfg.Leaf) > 0 {
+		fmt.Fprintf(env.stdout, "leaf node of %s: links in the background and relinks by itself\n", redactURLs(cfg.Leaf))
+	}
 	if on, dir := b.JetStream(); on {
 		fmt.Fprintf(env.stdout, "JetStream store in %s: rooms can be recorded (vidhub record)\n", dir)
 	}
@@ -118,5 +141,21 @@ func openWarning(srv *server.Server) string {
 	case v.TLSVerify:
 		return "no users configured (no --access file, no authorization in --config): any client with a certificate from --tls-ca may view and publish into every room"
 	}
-	return "no users configured (no --access file, no authorization in --config): any client may view and publish into every room"
+	msg := "no users configured (no --access file, no authorization in --config): any client may view and publish into every room"
+	if v.LeafNode.Port > 0 {
+		msg += ", and any broker may link as a leaf node"
+	}
+	return msg
+}
+
+// redactURLs joins URLs with their passwords hidden.
+func redactURLs(urls []string) string {
+	out := make([]string, len(urls))
+	for i, s := range urls {
+		out[i] = s
+		if u, err := url.Parse(s); err == nil {
+			out[i] = u.Redacted()
+		}
+	}
+	return strings.Join(out, ",")
 }
