@@ -24,8 +24,13 @@ import (
 // soon as the broker answers again.
 const Reorder = 2 * time.Second
 
-// consumerWait bounds one attempt to open a recording for reading.
-const consumerWait = 5 * time.Second
+// consumerWait bounds one attempt to open a recording for reading;
+// quietEnd is how long a Reader without Follow waits for a message the
+// broker did not say was the last (each message says how many follow).
+const (
+	consumerWait = 5 * time.Second
+	quietEnd     = 2 * time.Second
+)
 
 // MaxSpeed is the fastest a recording plays: Play's speed is above 0 and
 // at most MaxSpeed.
@@ -76,7 +81,7 @@ type Reader struct {
 	errc  chan error         // why it stopped
 	done  chan struct{}      // closed by Close
 	close sync.Once
-	quiet time.Time // when a message last came (not Follow: a second of quiet is the end)
+	quiet time.Time // when a message last came (not Follow: quietEnd of quiet is the end)
 
 	pending itemHeap  // read, not yet handed on
 	newest  time.Time // the latest store time read
@@ -209,10 +214,10 @@ func (r *Reader) Next(ctx context.Context) (Item, error) {
 }
 
 // read reads at most one message, waiting up to wait for it. Without
-// Follow, a second without a message is the recording's end.
+// Follow, quietEnd without a message is the recording's end.
 func (r *Reader) read(ctx context.Context, wait time.Duration) error {
 	if !r.cfg.Follow {
-		wait = min(wait, time.Until(r.quiet.Add(time.Second)))
+		wait = min(wait, time.Until(r.quiet.Add(quietEnd)))
 	}
 	timer := time.NewTimer(max(wait, 0))
 	defer timer.Stop()
@@ -223,7 +228,7 @@ func (r *Reader) read(ctx context.Context, wait time.Duration) error {
 		r.errc <- err // for the next call
 		return fmt.Errorf("reading the recording of room %s: %w", r.cfg.Room, explain(err))
 	case <-timer.C:
-		if !r.cfg.Follow && time.Since(r.quiet) >= time.Second {
+		if !r.cfg.Follow && time.Since(r.quiet) >= quietEnd {
 			r.eof = true
 		}
 		return nil
@@ -344,28 +349,72 @@ func (h *itemHeap) Pop() any {
 	return it
 }
 
+// playAhead is how far, in capture time, Play reads beyond the next item
+// it hands on: publishers' frames reach a recording in capture order
+// each, but a little out of order between publishers (one encodes or
+// sends more slowly), and Play hands them on in capture order across the
+// whole room.
+const playAhead = 250 * time.Millisecond
+
 // Play hands each item of rd to deliver at its time: what leads into
 // from at once, then everything else paced by capture time from from on,
 // speed times as fast as it was recorded. It returns at the recording's
 // end (nil), or when ctx is done or reading fails.
 func Play(ctx context.Context, rd *Reader, from time.Time, speed float64, deliver func(Item)) error {
-	var wall time.Time // when the replay reached from
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	for {
-		it, err := rd.Next(ctx)
+	var (
+		h      itemHeap
+		wall   time.Time // when the replay reached from
+		newest time.Time // the latest capture time read
+		end    bool      // the recording's end was read
+	)
+	pull := func(c context.Context) error {
+		it, err := rd.Next(c)
 		if errors.Is(err, io.EOF) {
+			end = true
 			return nil
 		}
 		if err != nil {
 			return err
 		}
-		if !it.Before {
+		if it.At.After(newest) {
+			newest = it.At
+		}
+		heap.Push(&h, it)
+		return nil
+	}
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		if len(h) == 0 {
+			if end {
+				return nil
+			}
+			if err := pull(ctx); err != nil {
+				return err
+			}
+			continue
+		}
+		top := h[0]
+		if !top.Before {
 			if wall.IsZero() {
 				wall = time.Now()
 			}
-			due := wall.Add(time.Duration(float64(it.At.Sub(from)) / speed))
-			if d := time.Until(due); d > 0 {
+			due := wall.Add(time.Duration(float64(top.At.Sub(from)) / speed))
+			if !end && newest.Sub(top.At) < playAhead {
+				// Read on, but hand top on when it is due.
+				c, cancel := context.WithDeadline(ctx, due)
+				err := pull(c)
+				cancel()
+				if err == nil {
+					continue
+				}
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				if !errors.Is(err, context.DeadlineExceeded) {
+					return err
+				}
+			} else if d := time.Until(due); d > 0 {
 				timer.Reset(d)
 				select {
 				case <-ctx.Done():
@@ -374,6 +423,7 @@ func Play(ctx context.Context, rd *Reader, from time.Time, speed float64, delive
 				}
 			}
 		}
-		deliver(it)
+		heap.Pop(&h)
+		deliver(top)
 	}
 }
