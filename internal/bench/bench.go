@@ -172,26 +172,11 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	rep.Machine.Encoder = publisherEncoder
 
 	// The broker: a vidhub broker process, or the embedded one here.
-	if env.exe != "" {
-		ch, err := startChild("broker", env.exe, "broker", "--listen", "127.0.0.1:0", "--log-level", "warn")
-		if err != nil {
-			return nil, err
-		}
-		defer ch.stop()
-		line, err := ch.waitLine("listening on", 20*time.Second)
-		if err != nil {
-			return nil, err
-		}
-		env.url, env.brokerPid = brokerURL(line), ch.pid()
-	} else {
-		b, err := broker.Start(broker.Config{})
-		if err != nil {
-			return nil, err
-		}
-		defer b.Close()
-		env.url = b.ClientURL()
+	stop, err := env.startBroker("broker", "")
+	if err != nil {
+		return nil, err
 	}
-	var err error
+	defer stop()
 	if env.p, err = capturePayloads(ctx, env.url); err != nil {
 		return nil, err
 	}
@@ -602,4 +587,33 @@ func loadavg() string {
 		return ""
 	}
 	return strings.Join(f[:3], " ")
+}
+
+// startBroker starts the broker of a scenario, a vidhub broker process
+// (env.exe) or else one embedded here, with a JetStream store in
+// storeDir when it is set, and points env at it. stop stops it.
+func (env *runEnv) startBroker(name, storeDir string) (stop func(), err error) {
+	if env.exe == "" {
+		b, err := broker.Start(broker.Config{StoreDir: storeDir})
+		if err != nil {
+			return nil, err
+		}
+		env.url, env.brokerPid = b.ClientURL(), 0
+		return b.Close, nil
+	}
+	args := []string{"broker", "--listen", "127.0.0.1:0", "--log-level", "warn"}
+	if storeDir != "" {
+		args = append(args, "--store", storeDir)
+	}
+	ch, err := startChild(name, env.exe, args...)
+	if err != nil {
+		return nil, err
+	}
+	line, err := ch.waitLine("listening on", 20*time.Second)
+	if err != nil {
+		ch.stop()
+		return nil, err
+	}
+	env.url, env.brokerPid = brokerURL(line), ch.pid()
+	return ch.stop, nil
 }

@@ -14,7 +14,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/vidhub/vidhub/broker"
 	"github.com/vidhub/vidhub/internal/media"
 	"github.com/vidhub/vidhub/internal/natsconn"
 	"github.com/vidhub/vidhub/protocol"
@@ -116,25 +115,11 @@ func recordScenario(ctx context.Context, env *runEnv) (*RecordReport, error) {
 	}
 	defer os.RemoveAll(dir)
 	renv := *env
-	if env.exe != "" {
-		ch, err := startChild("recording broker", env.exe, "broker", "--listen", "127.0.0.1:0", "--store", dir, "--log-level", "warn")
-		if err != nil {
-			return nil, err
-		}
-		defer ch.stop()
-		line, err := ch.waitLine("listening on", 20*time.Second)
-		if err != nil {
-			return nil, err
-		}
-		renv.url, renv.brokerPid = brokerURL(line), ch.pid()
-	} else {
-		b, err := broker.Start(broker.Config{StoreDir: dir})
-		if err != nil {
-			return nil, err
-		}
-		defer b.Close()
-		renv.url, renv.brokerPid = b.ClientURL(), 0
+	stop, err := renv.startBroker("recording broker", dir)
+	if err != nil {
+		return nil, err
 	}
+	defer stop()
 	nc, err := natsconn.Connect(natsconn.Config{URL: renv.url, Name: "bench recording"})
 	if err != nil {
 		return nil, err
