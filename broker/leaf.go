@@ -16,12 +16,34 @@ import (
 	"github.com/nats-io/nkeys"
 )
 
-// LeafReconnect is how long a leaf broker waits between attempts to reach
-// its hub (nats-server's leafnodes reconnect interval, whose default is
-// the same). A hub that comes back is linked again within about this
-// long, plus the handshake; a config file's leafnodes block may set its
-// own (reconnect: "2s").
-const LeafReconnect = time.Second
+// Leaf link timing. A WAN link can die without a word (no reset, only
+// silence): the edge notices by its pings going unanswered, then tries
+// to reach the hub again and again. nats-server's defaults (a ping every
+// 2 min, an attempt every 1 to 2 s after a dial that may take 1 s) leave
+// a hub without the edge's video for minutes after a silent outage, or
+// up to 3 s after the link is back; these bring both down to about a
+// second (BENCHMARKS.md, "Cameras at the edge").
+const (
+	// LeafReconnect is how long a leaf broker waits between attempts to
+	// reach its hub, plus up to as much again at random (nats-server's
+	// leafnodes reconnect interval). A config file's leafnodes block may
+	// set its own (reconnect: "2s").
+	LeafReconnect = 250 * time.Millisecond
+	// LeafPing is how often a leaf broker pings: its link is declared
+	// dead, and dialled again, when two pings in a row go unanswered
+	// (about 3 s of silence). It applies to the broker's clients too,
+	// which answer pings by themselves. A config file's ping_interval
+	// overrides it.
+	LeafPing = time.Second
+	// LeafWriteDeadline is how long a write to a leaf link may block
+	// before the link is closed, dropping what it holds, and dialled
+	// again (nats-server keeps retrying for as long as it takes, by
+	// default: after a silent outage, the hub then waits for TCP's
+	// backed-off retransmissions, seconds after the link is back, and
+	// gets stale video first). Live video held up longer is worth
+	// nothing; a config file's leafnodes write_deadline overrides it.
+	LeafWriteDeadline = 2 * time.Second
+)
 
 // DefaultLeafPort is the port NATS hubs usually accept leaf nodes on.
 const DefaultLeafPort = 7422
@@ -69,6 +91,13 @@ func (cfg Config) leafOptions(opts *server.Options) error {
 		// One remote with every URL: they are members of one hub, and
 		// the broker keeps one link to it, failing over between them.
 		opts.LeafNode.Remotes = []*server.RemoteLeafOpts{remote}
+	}
+	if len(opts.LeafNode.Remotes) > 0 && opts.PingInterval == 0 {
+		opts.PingInterval = LeafPing
+	}
+	if (len(opts.LeafNode.Remotes) > 0 || opts.LeafNode.Port != 0) && opts.LeafNode.WriteDeadline == 0 {
+		opts.LeafNode.WriteDeadline = LeafWriteDeadline
+		opts.LeafNode.WriteTimeout = server.WriteTimeoutPolicyClose
 	}
 	if opts.LeafNode.ReconnectInterval == 0 {
 		opts.LeafNode.ReconnectInterval = LeafReconnect

@@ -198,3 +198,4 @@ func TestLeafHubUnreachable(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
