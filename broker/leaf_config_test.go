@@ -198,4 +198,3 @@ func TestLeafHubUnreachable(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
-
