@@ -137,12 +137,14 @@ image: ## build vidhub (the lite build where the host can, else the static one) 
 		$(IMAGE_DIR) && \
 	echo "image: $(IMAGE), $$build build, $$(docker image inspect --format '{{.Size}}' $(IMAGE) | awk '{printf "%.1f MB", $$1/1e6}')"
 
-up: image ## build the image and start the compose stack (PROFILE=cluster for three brokers); web on http://localhost:8080
-	VIDHUB_IMAGE=$(IMAGE) $(if $(filter cluster,$(PROFILE)),VIDHUB_CLUSTER_ENV=deploy/compose/cluster.env) $(COMPOSE) $(if $(PROFILE),--profile $(PROFILE)) up -d
-	@echo "vidhub is up: web http://localhost:$${VIDHUB_WEB_PORT:-8080}  NATS nats://localhost:$${VIDHUB_NATS_PORT:-4222}  monitoring http://localhost:$${VIDHUB_MONITOR_PORT:-8222}"
+# PROFILE is one profile or several, space-separated: PROFILE="cluster edge".
+up: image ## build the image and start the compose stack (PROFILE=cluster for three brokers, PROFILE=edge for an edge broker and camera linked as a leaf); web on http://localhost:8080
+	VIDHUB_IMAGE=$(IMAGE) $(if $(filter cluster,$(PROFILE)),VIDHUB_CLUSTER_ENV=deploy/compose/cluster.env) $(COMPOSE) $(foreach p,$(PROFILE),--profile $(p)) up -d
+	@echo "vidhub is up: web http://localhost:$${VIDHUB_WEB_PORT:-8080}  NATS nats://localhost:$${VIDHUB_NATS_PORT:-4222}  monitoring http://localhost:$${VIDHUB_MONITOR_PORT:-8222}  leaf nodes nats://localhost:$${VIDHUB_LEAF_PORT:-7422}"
+	$(if $(filter edge,$(PROFILE)),@echo "edge: broker nats://localhost:$${VIDHUB_EDGE_NATS_PORT:-4225}  monitoring http://localhost:$${VIDHUB_EDGE_MONITOR_PORT:-8225}/leafz  camera in room edge")
 
 down: ## stop the compose stack and remove its containers and networks (every profile); recordings stay on the volumes (docker compose --profile cluster down -v deletes them)
-	VIDHUB_IMAGE=$(IMAGE) $(COMPOSE) --profile cluster down --remove-orphans
+	VIDHUB_IMAGE=$(IMAGE) $(COMPOSE) --profile cluster --profile edge down --remove-orphans
 
 # --- soak (not part of "make test": it runs for SOAK, default 10 minutes) ---
 SOAK        ?= 10m

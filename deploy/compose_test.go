@@ -119,15 +119,16 @@ func newStack(t *testing.T) *stack {
 	compose := needDocker(t)
 	image := buildImage(t)
 	s := &stack{t: t, compose: compose, project: "vidhubtest" + randHex(4), ports: map[string]int{}}
-	s.env = []string{"VIDHUB_IMAGE=" + image, "COMPOSE_PROFILES=", "VIDHUB_NATS_URLS=", "VIDHUB_LOG_LEVEL=info", "VIDHUB_CLUSTER_ENV="}
-	for _, v := range []string{"VIDHUB_NATS_PORT", "VIDHUB_MONITOR_PORT", "VIDHUB_WEB_PORT",
-		"VIDHUB_NATS_PORT_2", "VIDHUB_MONITOR_PORT_2", "VIDHUB_NATS_PORT_3", "VIDHUB_MONITOR_PORT_3"} {
+	s.env = []string{"VIDHUB_IMAGE=" + image, "COMPOSE_PROFILES=", "VIDHUB_NATS_URLS=", "VIDHUB_LOG_LEVEL=info", "VIDHUB_CLUSTER_ENV=", "VIDHUB_EDGE_HUB="}
+	for _, v := range []string{"VIDHUB_NATS_PORT", "VIDHUB_MONITOR_PORT", "VIDHUB_WEB_PORT", "VIDHUB_LEAF_PORT",
+		"VIDHUB_NATS_PORT_2", "VIDHUB_MONITOR_PORT_2", "VIDHUB_NATS_PORT_3", "VIDHUB_MONITOR_PORT_3",
+		"VIDHUB_EDGE_NATS_PORT", "VIDHUB_EDGE_MONITOR_PORT"} {
 		s.ports[v] = hubtest.FreePort(t)
 		s.env = append(s.env, v+"=127.0.0.1:"+strconv.Itoa(s.ports[v]))
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			out, errOut, _ := s.run(2*time.Minute, "--profile", "cluster", "logs", "--no-color", "--tail", "60")
+			out, errOut, _ := s.run(2*time.Minute, append(allProfiles(), "logs", "--no-color", "--tail", "60")...)
 			t.Logf("compose logs:\n%s%s", out, errOut)
 		}
 		s.down()
@@ -161,10 +162,16 @@ func (s *stack) must(timeout time.Duration, args ...string) string {
 	return out
 }
 
+// allProfiles names every profile of docker-compose.yml, for the
+// commands that must see all of the project's services (down, ps, logs).
+func allProfiles() []string {
+	return []string{"--profile", "cluster", "--profile", "edge"}
+}
+
 // down removes the project's containers and networks.
 func (s *stack) down() {
 	s.t.Helper()
-	if out, errOut, code := s.run(3*time.Minute, "--profile", "cluster", "down", "--remove-orphans", "--volumes", "--timeout", "5"); code != 0 {
+	if out, errOut, code := s.run(3*time.Minute, append(allProfiles(), "down", "--remove-orphans", "--volumes", "--timeout", "5")...); code != 0 {
 		s.t.Errorf("compose down: exit %d\n%s%s", code, out, errOut)
 	}
 }
@@ -197,7 +204,7 @@ func (s *stack) natsURL(port string) string {
 // container is the ID of a service's container.
 func (s *stack) container(service string) string {
 	s.t.Helper()
-	id := strings.TrimSpace(s.must(time.Minute, "--profile", "cluster", "ps", "-q", service))
+	id := strings.TrimSpace(s.must(time.Minute, append(allProfiles(), "ps", "-q", service)...))
 	if id == "" {
 		s.t.Fatalf("service %s has no container", service)
 	}
@@ -434,7 +441,10 @@ func downClean(t *testing.T, s *stack) {
 }
 
 // TestComposeDefaultStack: "make image" and the default stack come up and
-// serve both demo rooms to the host; down leaves nothing behind.
+// serve both demo rooms to the host; a recording outlasts the broker's
+// container; the edge profile's broker and camera, brought up on the
+// same project, link to the stack's broker as a leaf node and send video
+// over the link only while the hub watches; down leaves nothing behind.
 func TestComposeDefaultStack(t *testing.T) {
 	s := newStack(t)
 	upTime := upAndCheck(t, s)
@@ -478,6 +488,12 @@ func TestComposeDefaultStack(t *testing.T) {
 	start := time.Now()
 	checkRecordingKept(t, s)
 	t.Logf("recording kept across the broker's re-created container: checked in %v", time.Since(start).Round(time.Millisecond))
+
+	// The edge profile, on the stack that is up: its broker links to
+	// broker as a leaf node, and only watched video crosses.
+	start = time.Now()
+	checkEdgeProfile(t, s)
+	t.Logf("edge profile on the running stack: checked in %v", time.Since(start).Round(time.Millisecond))
 	downClean(t, s)
 }
 
