@@ -539,8 +539,8 @@ func (r *Room) onFrame(m *nats.Msg) {
 		r.countBad(nil, err)
 		return
 	}
-	if s.Key || s.Presence {
-		return // a keyframe request to a publisher of the room
+	if !s.Frame() {
+		return // a keyframe request or a receiver report to a publisher of the room
 	}
 	meta, err := protocol.ParseLayerFrame(s.Layer, m.Header, m.Data)
 	if err == nil && r.replay == nil {
