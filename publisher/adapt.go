@@ -28,6 +28,9 @@ const (
 	// by riseMin in all, means congestion too: a queue is building.
 	riseReports = 4
 	riseMin     = 30 * time.Millisecond
+	// A queueing delay that fell by drainMin since the viewer's last
+	// report is draining: the last step down works, take no other.
+	drainMin = 20 * time.Millisecond
 	// lossHigh is the share of frames missed that means congestion.
 	lossHigh = 0.03
 	// rateLow: a viewer that received less than this share of what the
@@ -36,8 +39,9 @@ const (
 	// downFactor times the rate the viewers received is the new bitrate:
 	// below the path's capacity, so the queue drains.
 	downFactor = 0.75
-	// downHold is the least time between two steps down: the reports
-	// that follow one still show the queue it drains.
+	// downHold is the least time between two steps down. Besides, the
+	// reports that follow one show frames captured before it (as old as
+	// their queueing delay) for a while: those do not count.
 	downHold = time.Second
 	// calmBeforeUp is how long no congestion must last before climbing,
 	// upEvery the time between two steps up, upFactor each step's size.
@@ -78,12 +82,10 @@ type adapter struct {
 
 // reporter is what the adapter keeps of one viewer.
 type reporter struct {
-	last time.Time
-	rep  protocol.Report
-	// used marks a report a step down was taken on: it says nothing
-	// about the rate that followed.
-	used  bool
-	mins  []delayMark // the lowest delay of each report in baseWindow
+	last  time.Time
+	rep   protocol.Report
+	prev  protocol.Report // the one before, for a receive rate over two
+	mins  []delayMark     // the lowest delay of each report in baseWindow
 	queue []time.Duration
 }
 
@@ -118,7 +120,7 @@ func (a *adapter) report(r protocol.Report, now time.Time) {
 		v = &reporter{}
 		a.viewers[r.From] = v
 	}
-	v.last, v.rep, v.used = now, r, false
+	v.last, v.prev, v.rep = now, v.rep, r
 	if r.Frames == 0 {
 		return // no delay to learn from
 	}
@@ -148,25 +150,36 @@ func (a *adapter) forget(now time.Time) {
 // verdict is what one viewer's latest report says.
 type verdict struct {
 	congested bool
+	draining  bool // congested, but its queue shrinks
 	why       string
-	rate      float64 // bits per second received
+	rate      float64       // bits per second received
+	queue     time.Duration // queueing delay
 }
 
 // judge reads viewer v's state; sentRate is what the layer published in
 // the last second, bits per second (0: unknown).
 func (v *reporter) judge(sentRate float64) verdict {
 	r := v.rep
+	// The receive rate over the last two reports: a keyframe lands in
+	// one of them.
 	out := verdict{rate: r.ReceiveRate()}
+	if p := v.prev; p.Interval > 0 {
+		out.rate = float64(r.Bytes+p.Bytes) * 8 * 1000 / float64(r.Interval+p.Interval)
+	}
 	q := time.Duration(0)
 	if n := len(v.queue); n > 0 {
 		q = v.queue[n-1]
 	}
+	out.queue = q
 	rising := len(v.queue) == riseReports && v.queue[riseReports-1]-v.queue[0] >= riseMin
 	for i := 1; rising && i < len(v.queue); i++ {
 		rising = v.queue[i] > v.queue[i-1]
 	}
 	expected := r.Frames + r.Missed
+	draining := len(v.queue) >= 2 && v.queue[len(v.queue)-2]-q >= drainMin
 	switch {
+	case q > queueHigh && draining:
+		out.draining = true
 	case q > queueHigh:
 		out.congested, out.why = true, fmt.Sprintf("%d ms queueing delay", q.Milliseconds())
 	case rising:
@@ -177,6 +190,12 @@ func (v *reporter) judge(sentRate float64) verdict {
 		out.congested, out.why = true, fmt.Sprintf("%.2f of %.2f Mbit/s received", out.rate/1e6, sentRate/1e6)
 	}
 	return out
+}
+
+// predates reports whether the frames of v's last report, which waited
+// q in a queue, were captured before t.
+func (v *reporter) predates(q time.Duration, t time.Time) bool {
+	return v.last.Add(-q - protocol.ReportEvery).Before(t)
 }
 
 // published notes the layer's published byte count at now.
@@ -215,15 +234,22 @@ func (a *adapter) decide(now time.Time) (s rateState, why string, changed bool) 
 	}
 	sent := a.sentRate()
 	var congested []verdict
+	draining := 0
 	for _, v := range a.viewers {
-		if vd := v.judge(sent); vd.congested && !v.used {
+		switch vd := v.judge(sent); {
+		case vd.draining || vd.congested && v.predates(vd.queue, a.lastDown):
+			draining++
+		case vd.congested:
 			congested = append(congested, vd)
 		}
 	}
 	old := a.state
-	if 2*len(congested) > len(a.viewers) {
+	if 2*(len(congested)+draining) > len(a.viewers) {
+		// Congested: no climbing. A step down only on news: a queue
+		// that drains says the last step works, and frames captured
+		// before it say nothing of it.
 		a.lastCongested = now
-		if now.Sub(a.lastDown) < downHold {
+		if 2*len(congested) <= len(a.viewers) || now.Sub(a.lastDown) < downHold {
 			return a.state, "", false
 		}
 		slices.SortFunc(congested, func(x, y verdict) int { return cmp.Compare(x.rate, y.rate) })
@@ -233,9 +259,6 @@ func (a *adapter) decide(now time.Time) (s rateState, why string, changed bool) 
 			return a.state, "", false
 		}
 		a.lastDown, a.downs = now, a.downs+1
-		for _, v := range a.viewers {
-			v.used = true
-		}
 		why = fmt.Sprintf("%d of %d viewers see %s (%.2f Mbit/s received): %s", len(congested), len(a.viewers), mid.why, mid.rate/1e6, describeStep(old, s))
 		return s, why, true
 	}

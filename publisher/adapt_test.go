@@ -9,15 +9,51 @@ import (
 	"github.com/vidhub/vidhub/protocol"
 )
 
-// link is one viewer's path in the synthetic runs below: it carries
-// capacity bits per second, with clock the offset of the viewer's clock
-// and base its uncongested one-way delay. queue is the backlog in bits.
+// link is one viewer's path in the synthetic runs below: a queue in
+// front of capacity bits per second, with clock the offset of the
+// viewer's clock and base its uncongested one-way delay.
 type link struct {
 	name     string
 	capacity float64
 	clock    time.Duration
 	base     time.Duration
-	queue    float64
+	queue    []chunk // what waits, oldest first
+}
+
+// chunk is what the publisher sent in one round, evenly over the dt
+// before at; bits of it wait.
+type chunk struct {
+	at          time.Time
+	bits, total float64
+}
+
+// carry queues what was sent at now and passes on what the link carries
+// in dt: bits, and the capture time of the newest frame among them.
+func (l *link) carry(now time.Time, sent float64, dt time.Duration) (bits float64, newest time.Time) {
+	l.queue = append(l.queue, chunk{at: now, bits: sent, total: sent})
+	budget := l.capacity * dt.Seconds()
+	for budget > 0 && len(l.queue) > 0 {
+		c := &l.queue[0]
+		n := min(budget, c.bits)
+		c.bits -= n
+		budget -= n
+		bits += n
+		done := (c.total - c.bits) / c.total // of the chunk, sent in order
+		newest = c.at.Add(-time.Duration((1 - done) * float64(dt)))
+		if c.bits <= 0 {
+			l.queue = l.queue[1:]
+		}
+	}
+	return bits, newest
+}
+
+// backlog is how long what waits takes to pass.
+func (l *link) backlog() time.Duration {
+	var bits float64
+	for _, c := range l.queue {
+		bits += c.bits
+	}
+	return time.Duration(bits / l.capacity * float64(time.Second))
 }
 
 // sim feeds an adapter the reports of viewers behind links, each
@@ -50,10 +86,12 @@ func (s *sim) run(d time.Duration) rateState {
 		s.sent += uint64(in / 8)
 		s.a.published(s.sent, s.now)
 		for _, l := range s.links {
-			l.queue += in
-			out := min(l.queue, l.capacity*dt.Seconds())
-			l.queue -= out
-			delay := l.base + time.Duration(l.queue/l.capacity*float64(time.Second))
+			out, newest := l.carry(s.now, in, dt)
+			if out == 0 {
+				s.a.report(protocol.Report{From: l.name, Layer: protocol.H264, Interval: int(dt.Milliseconds())}, s.now)
+				continue
+			}
+			delay := l.base + s.now.Sub(newest)
 			ms := int((delay + l.clock).Milliseconds())
 			frames := 15
 			if st.HalfFPS {
@@ -89,7 +127,7 @@ func TestAdaptStepsDownAndClimbsBack(t *testing.T) {
 	if st.Bitrate > 1_000_000 || st.Bitrate < 500_000 || st.HalfFPS {
 		t.Errorf("on a 1 Mbit/s link after 20 s: %+v, want 0.5 to 1 Mbit/s at the full frame rate", st)
 	}
-	if q := time.Duration(l.queue / l.capacity * float64(time.Second)); q > 300*time.Millisecond {
+	if q := l.backlog(); q > 300*time.Millisecond {
 		t.Errorf("queue of %v after 20 s: a backlog\n%s", q, strings.Join(s.log, "\n"))
 	}
 	l.capacity = 10e6 // lifted
