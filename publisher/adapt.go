@@ -37,8 +37,12 @@ const (
 	// publisher sent in the last second is congested.
 	rateLow = 0.5
 	// downFactor times the rate the viewers received is the new bitrate:
-	// below the path's capacity, so the queue drains.
-	downFactor = 0.75
+	// below the path's capacity, so the queue drains; lower still when
+	// the queue is long, so that it drains within drainWithin (but not
+	// below minDownFactor of the capacity).
+	downFactor    = 0.75
+	drainWithin   = 3 * time.Second
+	minDownFactor = 0.25
 	// downHold is the least time between two steps down. Besides, the
 	// reports that follow one show frames captured before it (as old as
 	// their queueing delay) for a while: those do not count.
@@ -160,11 +164,15 @@ type verdict struct {
 // the last second, bits per second (0: unknown).
 func (v *reporter) judge(sentRate float64) verdict {
 	r := v.rep
-	// The receive rate over the last two reports: a keyframe lands in
-	// one of them.
+	// Whether far less arrived than was sent is judged over the last two
+	// reports (a keyframe lands in one of them); the capacity is the lower
+	// of that and the last report's rate (at the onset of congestion the
+	// one before still shows the clear path).
 	out := verdict{rate: r.ReceiveRate()}
+	avg := out.rate
 	if p := v.prev; p.Interval > 0 {
-		out.rate = float64(r.Bytes+p.Bytes) * 8 * 1000 / float64(r.Interval+p.Interval)
+		avg = float64(r.Bytes+p.Bytes) * 8 * 1000 / float64(r.Interval+p.Interval)
+		out.rate = min(out.rate, avg)
 	}
 	q := time.Duration(0)
 	if n := len(v.queue); n > 0 {
@@ -186,8 +194,8 @@ func (v *reporter) judge(sentRate float64) verdict {
 		out.congested, out.why = true, fmt.Sprintf("queueing delay rising to %d ms", q.Milliseconds())
 	case expected >= 5 && float64(r.Missed) > lossHigh*float64(expected):
 		out.congested, out.why = true, fmt.Sprintf("%.0f%% of frames lost", 100*float64(r.Missed)/float64(expected))
-	case sentRate > 0 && out.rate < rateLow*sentRate:
-		out.congested, out.why = true, fmt.Sprintf("%.2f of %.2f Mbit/s received", out.rate/1e6, sentRate/1e6)
+	case sentRate > 0 && avg < rateLow*sentRate:
+		out.congested, out.why = true, fmt.Sprintf("%.2f of %.2f Mbit/s received", avg/1e6, sentRate/1e6)
 	}
 	return out
 }
@@ -254,7 +262,7 @@ func (a *adapter) decide(now time.Time) (s rateState, why string, changed bool) 
 		}
 		slices.SortFunc(congested, func(x, y verdict) int { return cmp.Compare(x.rate, y.rate) })
 		mid := congested[len(congested)/2]
-		s, changed = a.stepDown(mid.rate)
+		s, changed = a.stepDown(mid.rate, mid.queue)
 		if !changed {
 			return a.state, "", false
 		}
@@ -277,11 +285,14 @@ func (a *adapter) decide(now time.Time) (s rateState, why string, changed bool) 
 }
 
 // stepDown lowers the rate below capacity, the rate the viewers received
-// (bits per second): the bitrate to downFactor of it, at most downFactor
-// of what it was; at the floor, half the frame rate. a.mu is held.
-func (a *adapter) stepDown(capacity float64) (rateState, bool) {
+// (bits per second), with a queue of q in front of them: the bitrate to
+// downFactor of it or less (so the queue drains within drainWithin), at
+// most downFactor of what it was; at the floor, half the frame rate.
+// a.mu is held.
+func (a *adapter) stepDown(capacity float64, q time.Duration) (rateState, bool) {
 	s := a.state
-	target := int(min(downFactor*capacity, downFactor*float64(s.Bitrate)))
+	f := min(downFactor, max(minDownFactor, 1-q.Seconds()/drainWithin.Seconds()))
+	target := int(min(f*capacity, downFactor*float64(s.Bitrate)))
 	switch {
 	case target >= a.min:
 		s.Bitrate = target

@@ -94,18 +94,26 @@ func TestAdaptOverSlowLeafLink(t *testing.T) {
 		"no step down within 3 s of the link falling to %d kbit/s: %+v", slow/1000, hubtest.Lazy(func() any { return adapt() }))
 	t.Logf("stepped down after %v: %+v", time.Since(start).Round(10*time.Millisecond), adapt())
 
-	// No growing backlog: the queue built before the step drains, and
-	// over the last 2 s of 10 the latency is back near the link's own.
+	// No growing backlog: the queue built before the step drains, the
+	// latency comes back near the link's own and stays there.
 	var worst float64
 	var s subscriber.TileStats
-	for i := range 20 {
+	for i := 0; ; i++ {
 		s = cam()
 		worst = max(worst, s.LatencyP99)
-		if i >= 16 && (s.LatencyP99 > 400 || s.FPS < 10) {
-			t.Errorf("%.1f s after the step down: %v (publisher %+v)", float64(i+1)/2, s, adapt())
+		if s.LatencyP99 < 400 && s.FPS > 10 {
+			t.Logf("latency back down %.1f s after the step down; its p99 peaked at %.0f ms", float64(i+1)/2, worst)
+			break
+		}
+		if i == 40 {
+			t.Fatalf("20 s after the step down the latency is still high: %v (publisher %+v)", s, adapt())
 		}
 	}
-	t.Logf("latency p99 peaked at %.0f ms after the link fell", worst)
+	for range 6 {
+		if s = cam(); s.LatencyP99 > 600 {
+			t.Errorf("latency grows again on the slow link: %v (publisher %+v)", s, adapt())
+		}
+	}
 	if a := adapt(); a.Bitrate > slow {
 		t.Errorf("on a %d kbit/s link the publisher codes %+v", slow/1000, a)
 	}
