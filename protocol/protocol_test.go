@@ -102,6 +102,10 @@ func TestParseSubject(t *testing.T) {
 		{"vidhub.lobby.alice.hi", true, "lobby", "alice", false, Hi},
 		{"vidhub.lobby.alice.lo", true, "lobby", "alice", false, Lo},
 		{"vidhub.lobby.alice.presence", true, "lobby", "alice", true, ""},
+		{"vidhub.lobby.alice.h264lo", true, "lobby", "alice", false, H264Lo},
+		{"vidhub.lobby.alice.rr", true, "lobby", "alice", false, ""},
+		{"vidhub.lobby.rr.hi", true, "lobby", "rr", false, Hi},
+		{"vidhub.lobby.*.rr", false, "", "", false, ""},
 		{"vidhub.lobby.alice.mid", false, "", "", false, ""},
 		{"vidhub.lobby.*.hi", false, "", "", false, ""},
 		{"vidhub.lobby.alice.hi.x", false, "", "", false, ""},
@@ -285,8 +289,15 @@ func FuzzValidateName(f *testing.F) {
 	})
 }
 
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 func FuzzParseSubject(f *testing.F) {
-	for _, s := range []string{"vidhub.lobby.alice.hi", "vidhub.a.b.presence", "vidhub.>", "vidhub.a..hi", "x"} {
+	for _, s := range []string{"vidhub.lobby.alice.hi", "vidhub.a.b.presence", "vidhub.a.b.key", "vidhub.a.rr.rr", "vidhub.>", "vidhub.a..hi", "x"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -294,11 +305,10 @@ func FuzzParseSubject(f *testing.F) {
 		if err != nil {
 			return
 		}
-		want := sub.FrameSubject(sub.Layer)
-		if sub.Presence {
-			want = sub.PresenceSubject()
+		if n := btoi(sub.Presence) + btoi(sub.Key) + btoi(sub.Report) + btoi(sub.Frame()); n != 1 {
+			t.Fatalf("ParseSubject(%q) = %+v: %d kinds at once", s, sub, n)
 		}
-		if want != s {
+		if want := sub.String(); want != s {
 			t.Fatalf("ParseSubject(%q) rebuilds as %q", s, want)
 		}
 	})

@@ -64,6 +64,9 @@ const presenceToken = "presence"
 // keyToken is the last token of a keyframe request subject.
 const keyToken = "key"
 
+// reportToken is the last token of a receiver report subject.
+const reportToken = "rr"
+
 // ErrBadSubject is returned (wrapped) for a subject that is not one of
 // protocol v1's.
 var ErrBadSubject = errors.New("not a vidhub subject")
@@ -112,6 +115,10 @@ func (a Address) PresenceSubject() string {
 
 // KeySubject is the subject viewers ask the participant for a keyframe on.
 func (a Address) KeySubject() string { return ParticipantKey(a.room, a.participant) }
+
+// ReportSubject is the subject viewers send receiver reports about the
+// participant's H.264 layers on (protocol v2).
+func (a Address) ReportSubject() string { return ParticipantReport(a.room, a.participant) }
 
 // AllSubjects matches everything the participant may publish: the
 // permission a publisher needs.
@@ -180,6 +187,14 @@ func ParticipantKey(room, participant string) string {
 	return RoomPrefix(room) + participant + "." + keyToken
 }
 
+// ParticipantReport is the subject on which viewers send participant in
+// room receiver reports (protocol v2, see Report); with AnyParticipant it
+// matches every participant's: the publish permission a viewer needs to
+// report. Like ParticipantKey it is not media.
+func ParticipantReport(room, participant string) string {
+	return RoomPrefix(room) + participant + "." + reportToken
+}
+
 // RetrySubject is where a publisher sends a frame of frameSubject again
 // when the broker of a recording did not acknowledge it in time (for
 // instance while a cluster elects the recording's leader). A recording
@@ -201,14 +216,34 @@ const AllPresence = Prefix + ".*.*." + presenceToken
 type Subject struct {
 	Address
 	// Presence is true for a presence subject, Key for a keyframe
-	// request; otherwise Layer is set.
+	// request, Report for a receiver report; otherwise Layer is set.
 	Presence bool
 	Key      bool
+	Report   bool
 	Layer    Layer
 }
 
-// ParseSubject parses a frame, presence or keyframe request subject. It rejects anything else,
-// including wildcards and invalid names.
+// Frame reports whether s is a frame subject (Layer is set), not
+// presence, a keyframe request or a receiver report.
+func (s Subject) Frame() bool { return s.Layer != "" }
+
+// String rebuilds the subject.
+func (s Subject) String() string {
+	switch {
+	case s.Presence:
+		return s.PresenceSubject()
+	case s.Key:
+		return s.KeySubject()
+	case s.Report:
+		return s.ReportSubject()
+	}
+	return s.FrameSubject(s.Layer)
+}
+
+// ParseSubject parses a frame, presence, keyframe request or receiver
+// report subject. It rejects anything else, including wildcards and
+// invalid names. No layer is named like the other last tokens, so a
+// subject is always exactly one of them.
 func ParseSubject(s string) (Subject, error) {
 	rest, ok := strings.CutPrefix(s, Prefix+".")
 	if !ok {
@@ -217,7 +252,7 @@ func ParseSubject(s string) (Subject, error) {
 	room, rest, ok1 := strings.Cut(rest, ".")
 	participant, last, ok2 := strings.Cut(rest, ".")
 	if !ok1 || !ok2 {
-		return Subject{}, fmt.Errorf("%w: %q is not %s.<room>.<participant>.<layer|presence|key>", ErrBadSubject, s, Prefix)
+		return Subject{}, fmt.Errorf("%w: %q is not %s.<room>.<participant>.<layer|presence|key|rr>", ErrBadSubject, s, Prefix)
 	}
 	a, err := NewAddress(room, participant)
 	if err != nil {
@@ -228,6 +263,9 @@ func ParseSubject(s string) (Subject, error) {
 	}
 	if last == keyToken {
 		return Subject{Address: a, Key: true}, nil
+	}
+	if last == reportToken {
+		return Subject{Address: a, Report: true}, nil
 	}
 	l, err := ParseLayer(last)
 	if err != nil {

@@ -61,6 +61,10 @@ type h264Layer struct {
 	// while it is the frame at hand, the small layer codes the full one's
 	// I420 picture (enc.Input) instead of converting the frame again.
 	coded time.Time
+	// adapt, with Config.Adapt, decides the layer's rate from receiver
+	// reports; sent counts the bytes it published, for it.
+	adapt *adapter
+	sent  uint64
 }
 
 // openH264 opens the encoders of both H.264 layers and learns their codec
@@ -89,7 +93,14 @@ func (p *Publisher) openH264() error {
 		hl := &h264Layer{layer: l, w: w, h: h, enc: enc, codec: enc.Codec(),
 			hdr: protocol.NewCodecHeader(protocol.CodecH264), subject: p.addr.FrameSubject(l), needKey: true}
 		p.h264[i] = hl
-		p.bitrates[i] = bitrate
+		p.bitrates[i].Store(int64(bitrate))
+		if p.cfg.Adapt {
+			floor := bitrate / 5
+			if i == 0 && p.cfg.MinBitrate > 0 {
+				floor = p.cfg.MinBitrate
+			}
+			hl.adapt = newAdapter(l, bitrate, floor)
+		}
 		if hl.codec == "" {
 			// The encoder states its profile and level in its first SPS:
 			// code one blank picture to read it. The first real frame is
@@ -152,6 +163,9 @@ func (p *Publisher) sendH264(c captured, i int, online bool) {
 	if hl == nil {
 		return
 	}
+	if p.halfFPS[i].Load() && c.seq%2 == 0 {
+		return // adapted to half the frame rate: the numbering goes on unbroken
+	}
 	force := hl.needKey
 	if p.keyWanted[i].Load() && c.at.Sub(hl.lastForced) >= KeyRequestEvery {
 		force = true
@@ -203,6 +217,7 @@ func (p *Publisher) sendH264(c captured, i int, online bool) {
 		return
 	}
 	hl.needKey = false
+	hl.sent += uint64(len(au.Data))
 	p.bytes.Add(uint64(len(au.Data)))
 	if au.Key {
 		p.keyframes.Add(1)
@@ -225,8 +240,75 @@ func (p *Publisher) streams() []protocol.LayerInfo {
 		if hl == nil {
 			continue
 		}
-		out = append(out, protocol.LayerInfo{Layer: hl.layer, Width: hl.w, Height: hl.h, FPS: p.cfg.FPS,
-			Codec: hl.codec, Bitrate: p.bitrates[i]})
+		out = append(out, protocol.LayerInfo{Layer: hl.layer, Width: hl.w, Height: hl.h, FPS: p.fps(i),
+			Codec: hl.codec, Bitrate: int(p.bitrates[i].Load())})
+	}
+	return out
+}
+
+// fps is the frame rate H.264 layer i is coded at now.
+func (p *Publisher) fps(i int) float64 {
+	if p.halfFPS[i].Load() {
+		return p.cfg.FPS / 2
+	}
+	return p.cfg.FPS
+}
+
+// adapting reports whether some H.264 layer adapts to receiver reports.
+func (p *Publisher) adapting() bool {
+	return p.h264[0] != nil && p.h264[0].adapt != nil || p.h264[1] != nil && p.h264[1].adapt != nil
+}
+
+// onReport is the NATS callback for receiver reports: it hands each to
+// its layer's adapter, which the publish goroutine consults.
+func (p *Publisher) onReport(m *nats.Msg) {
+	r, err := protocol.DecodeReport(m.Data)
+	if err != nil {
+		return
+	}
+	i := 0
+	if r.Layer.Small() {
+		i = 1
+	}
+	if hl := p.h264[i]; hl != nil && hl.adapt != nil {
+		hl.adapt.report(r, time.Now())
+	}
+}
+
+// adapt runs every protocol.ReportEvery on the publish goroutine: each
+// adapted layer's decision, applied at once.
+func (p *Publisher) adapt(now time.Time) {
+	for i, hl := range p.h264 {
+		if hl == nil || hl.adapt == nil {
+			continue
+		}
+		hl.adapt.published(hl.sent, now)
+		s, why, changed := hl.adapt.decide(now)
+		if !changed {
+			continue
+		}
+		if int64(s.Bitrate) != p.bitrates[i].Load() {
+			if err := hl.enc.SetBitrate(s.Bitrate); err != nil {
+				p.log.Warn("cannot change the H.264 bitrate", "layer", hl.layer, "err", err)
+				continue
+			}
+			p.bitrates[i].Store(int64(s.Bitrate))
+		}
+		p.halfFPS[i].Store(s.HalfFPS)
+		p.log.Info("adapting to the viewers' path: "+why, "layer", hl.layer)
+	}
+}
+
+// adaptStats is Stats.Adapt.
+func (p *Publisher) adaptStats() []AdaptStats {
+	var out []AdaptStats
+	for i, hl := range p.h264 {
+		if hl == nil || hl.adapt == nil {
+			continue
+		}
+		downs, ups := hl.adapt.counts()
+		out = append(out, AdaptStats{Layer: hl.layer, Bitrate: int(p.bitrates[i].Load()), FPS: p.fps(i),
+			Width: hl.w, Height: hl.h, Downs: downs, Ups: ups})
 	}
 	return out
 }

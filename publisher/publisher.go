@@ -85,6 +85,15 @@ type Config struct {
 	// KeyInt is the longest time between two H.264 keyframes; 0 means
 	// DefaultKeyInt.
 	KeyInt time.Duration
+	// Adapt adapts the H.264 layers the publisher encodes to what its
+	// viewers' receiver reports say of the path (adapt.go): bitrate down
+	// to MinBitrate, then half the frame rate, and back up to Bitrate. A
+	// source passed through cannot be re-rated.
+	Adapt bool
+	// MinBitrate is the lowest bitrate Adapt takes the h264 layer to,
+	// bits per second; 0 means a fifth of its bitrate. The small layer
+	// goes down to a fifth of its own.
+	MinBitrate int
 	// Logger receives the publisher's log; nil discards it.
 	Logger *slog.Logger
 }
@@ -112,6 +121,20 @@ type Stats struct {
 	// Record says how the frames of layers the room's recording keeps
 	// fared: acknowledged, sent again, given up.
 	Record RecordStats
+	// Adapt says what each H.264 layer encodes now, when it adapts
+	// (Config.Adapt).
+	Adapt []AdaptStats `json:",omitempty"`
+}
+
+// AdaptStats is the state of one adapted H.264 layer.
+type AdaptStats struct {
+	Layer   protocol.Layer `json:"layer"`
+	Bitrate int            `json:"bitrate"` // target, bits per second
+	FPS     float64        `json:"fps"`
+	Width   int            `json:"width"`
+	Height  int            `json:"height"`
+	Downs   int            `json:"downs"` // steps down taken
+	Ups     int            `json:"ups"`   // steps up taken
 }
 
 // layerOrder indexes Publisher.encoding.
@@ -144,7 +167,8 @@ type Publisher struct {
 	encoding                         [4]atomic.Bool // as layerOrder
 
 	h264                   [2]*h264Layer // h264, h264lo; nil for codec JPEG
-	bitrates               [2]int
+	bitrates               [2]atomic.Int64
+	halfFPS                [2]atomic.Bool // adapted down to every other frame
 	keyWanted              [2]atomic.Bool // a viewer asked for a keyframe
 	keyframes, keyRequests atomic.Uint64
 	encodeErrLog, bigLog   rate.Sometimes
@@ -202,6 +226,9 @@ func New(nc *nats.Conn, cfg Config) (*Publisher, error) {
 	}
 	if cfg.Bitrate < 0 || cfg.Bitrate > 1_000_000_000 {
 		return nil, fmt.Errorf("%w: bitrate %d is outside 0 to 1000000000 bit/s", ErrBadConfig, cfg.Bitrate)
+	}
+	if cfg.MinBitrate < 0 || cfg.MinBitrate > 1_000_000_000 || (cfg.Bitrate > 0 && cfg.MinBitrate > cfg.Bitrate) {
+		return nil, fmt.Errorf("%w: minimum bitrate %d is outside 0 to the bitrate (%d) bit/s", ErrBadConfig, cfg.MinBitrate, cfg.Bitrate)
 	}
 	if cfg.Quality < 1 || cfg.Quality > 100 {
 		return nil, fmt.Errorf("%w: quality %d is outside 1 to 100", ErrBadConfig, cfg.Quality)
@@ -269,6 +296,7 @@ func (p *Publisher) Stats() Stats {
 		KeyRequests:    p.keyRequests.Load(),
 		GOPReplies:     p.gopReplies.Load(),
 		Record:         p.rec.stats(),
+		Adapt:          p.adaptStats(),
 	}
 }
 
@@ -306,6 +334,13 @@ func (p *Publisher) Run(ctx context.Context) error {
 		sub, err := p.nc.Subscribe(p.addr.KeySubject(), p.onKeyRequest)
 		if err != nil {
 			return fmt.Errorf("listening for keyframe requests: %w", err)
+		}
+		defer func() { _ = sub.Unsubscribe() }()
+	}
+	if p.adapting() {
+		sub, err := p.nc.Subscribe(p.addr.ReportSubject(), p.onReport)
+		if err != nil {
+			return fmt.Errorf("listening for receiver reports: %w", err)
 		}
 		defer func() { _ = sub.Unsubscribe() }()
 	}
@@ -419,16 +454,25 @@ func (p *Publisher) publish(ctx context.Context) {
 	offline := false
 	tick := time.NewTicker(statsEvery)
 	defer tick.Stop()
+	adapt := time.NewTicker(protocol.ReportEvery)
+	defer adapt.Stop()
 	for {
 		var c captured
 		select {
 		case <-ctx.Done():
 			return
+		case now := <-adapt.C:
+			p.adapt(now)
+			continue
 		case <-tick.C:
 			st := p.Stats()
 			p.log.Info("publishing", "published", st.Published, "kbytes", st.Bytes/1000,
 				"dropped_offline", st.DroppedOffline, "dropped_busy", st.DroppedBusy, "oversize", st.Oversize,
 				"quality", st.Quality, "encoding", st.Encoding, "skipped", st.Skipped)
+			for _, a := range st.Adapt {
+				p.log.Info("adapting", "layer", a.Layer, "bitrate", a.Bitrate, "fps", a.FPS,
+					"size", fmt.Sprintf("%dx%d", a.Width, a.Height), "downs", a.Downs, "ups", a.Ups)
+			}
 			if r := st.Record; len(r.Layers) > 0 || r.Unacked > 0 {
 				p.log.Info("recorded", "layers", r.Layers, "acked", r.Acked, "unacked", r.Unacked,
 					"resent", r.Resent, "lost", r.Lost, "refused", r.Refused)

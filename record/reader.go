@@ -253,7 +253,7 @@ func (r *Reader) add(m jetstream.Msg) {
 		r.newest = it.stored
 	}
 	it.At = it.stored
-	if s, err := protocol.ParseSubject(it.Msg.Subject); err == nil && !s.Presence && !s.Key {
+	if s, err := protocol.ParseSubject(it.Msg.Subject); err == nil && s.Frame() {
 		if meta, err := protocol.ParseLayerFrame(s.Layer, it.Msg.Header, it.Msg.Data); err == nil {
 			it.Frame, it.Meta, it.At = true, meta, meta.CaptureTime()
 		}

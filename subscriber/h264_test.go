@@ -148,3 +148,47 @@ func TestDecoderCatchesGaps(t *testing.T) {
 		t.Errorf("corrupt_shown %d: the decoder showed pictures from a broken chain", st.CorruptShown)
 	}
 }
+
+// TestReceiverReports checks that a viewer sends an H.264 publisher a
+// receiver report about the layer it takes every ReportEvery: its name,
+// the layer, frames and bytes received, no loss, and sane delays.
+func TestReceiverReports(t *testing.T) {
+	b := hubtest.Broker(t, broker.Config{})
+	nc := hubtest.Connect(t, b.ClientURL())
+	reports := make(chan protocol.Report, 64)
+	sub, err := nc.Subscribe(protocol.ParticipantReport("rr", "alice"), func(m *nats.Msg) {
+		r, err := protocol.DecodeReport(m.Data)
+		if err != nil {
+			t.Errorf("bad report %q: %v", m.Data, err)
+			return
+		}
+		select {
+		case reports <- r:
+		default:
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	publish(t, b.ClientURL(), h264Pattern("rr", "alice"))
+	join(t, b.ClientURL(), subscriber.Config{Room: "rr", Name: "v1", Layer: subscriber.LayerHi})
+	var got []protocol.Report
+	deadline := time.After(20 * time.Second)
+	for len(got) < 4 {
+		select {
+		case r := <-reports:
+			if r.Frames > 0 {
+				got = append(got, r)
+			}
+		case <-deadline:
+			t.Fatalf("%d reports with frames in 20 s: %+v", len(got), got)
+		}
+	}
+	for _, r := range got {
+		if r.From != "v1" || r.Layer != protocol.H264 || r.Interval < 100 || r.Interval > 2000 || r.Bytes <= 0 ||
+			r.Missed != 0 || r.DelayMin < 0 || r.DelayMax > 5000 || r.Frames > 60 {
+			t.Errorf("report %+v: want one from v1 on h264 over about 500 ms, frames and bytes received, none missed, delays of 0 to 5 s", r)
+		}
+	}
+}

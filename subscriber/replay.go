@@ -84,5 +84,5 @@ func (r *Room) dispatch(m *nats.Msg) {
 // isFrame reports whether m is a frame (not presence).
 func isFrame(m *nats.Msg) bool {
 	s, err := protocol.ParseSubject(m.Subject)
-	return err == nil && !s.Presence && !s.Key
+	return err == nil && s.Frame()
 }

@@ -54,6 +54,9 @@ const (
 	// stallAfter is how long a live publisher may send no frame before its
 	// tile shows it as stalled.
 	stallAfter = 2 * time.Second
+	// reportQuiet: a publisher silent for this long gets no more receiver
+	// reports, until its frames come again.
+	reportQuiet = 2 * time.Second
 	// leftFor is how long frames still in flight from a participant that
 	// said it was leaving are ignored.
 	leftFor = 2 * time.Second
@@ -157,6 +160,9 @@ type Room struct {
 
 	// replay, when set, feeds the room from its recording (Config.From).
 	replay *replay
+	// noReports: the broker refused a receiver report; on the room's
+	// goroutine.
+	noReports bool
 
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -539,8 +545,8 @@ func (r *Room) onFrame(m *nats.Msg) {
 		r.countBad(nil, err)
 		return
 	}
-	if s.Key || s.Presence {
-		return // a keyframe request to a publisher of the room
+	if !s.Frame() {
+		return // a keyframe request or a receiver report to a publisher of the room
 	}
 	meta, err := protocol.ParseLayerFrame(s.Layer, m.Header, m.Data)
 	if err == nil && r.replay == nil {
@@ -691,11 +697,15 @@ func (r *Room) loop(ctx context.Context) {
 	defer stats.Stop()
 	beat := time.NewTicker(protocol.Beat)
 	defer beat.Stop()
+	report := time.NewTicker(protocol.ReportEvery)
+	defer report.Stop()
 	r.beat(false)
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case now := <-report.C:
+			r.report(now)
 		case <-r.changed:
 			r.pickLayer()
 		case now := <-beat.C:
@@ -763,6 +773,35 @@ func (r *Room) sweep(now time.Time) {
 	for name, at := range r.left {
 		if now.Sub(at) > leftFor {
 			delete(r.left, name)
+		}
+	}
+}
+
+// report sends each H.264 publisher a receiver report on what this
+// viewer received of it since the last (protocol.Report), so that it can
+// adapt its bitrate to the path. A broker that refuses them (an access
+// configuration older than receiver reports) stops them.
+func (r *Room) report(now time.Time) {
+	if r.replay != nil || r.noReports || !r.nc.IsConnected() {
+		return
+	}
+	if le := r.nc.LastError(); errors.Is(le, nats.ErrPermissionViolation) && strings.Contains(le.Error(), ".rr\"") {
+		r.noReports = true
+		r.log.Warn("the broker refuses receiver reports: publishers cannot adapt to this viewer's path; give viewers publish rights to "+
+			protocol.ParticipantReport(r.cfg.Room, protocol.AnyParticipant), "err", le)
+		return
+	}
+	for _, t := range r.Tiles() {
+		rep, ok := t.takeReport(r.cfg.Name, now)
+		if !ok {
+			continue
+		}
+		b, err := rep.Encode()
+		if err == nil {
+			err = r.nc.Publish(protocol.ParticipantReport(r.cfg.Room, t.Name()), b)
+		}
+		if err != nil {
+			r.log.Debug("receiver report not sent", "participant", t.Name(), "err", err)
 		}
 	}
 }

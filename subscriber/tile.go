@@ -108,6 +108,10 @@ type Tile struct {
 	// h264 is the H.264 state once an H.264 frame came; nil for a JPEG
 	// publisher. Set once, under mu.
 	h264 *h264Tile
+	// rep is the receiver report being gathered (H.264 only).
+	rep       protocol.Report
+	repStart  time.Time
+	repFrames bool // rep has frames and delays
 }
 
 func newTile(room, name string, self bool, now time.Time) *Tile {
@@ -199,11 +203,50 @@ func (t *Tile) stop() {
 // onAU takes an H.264 access unit from the NATS callback.
 func (t *Tile) onAU(h *h264Tile, f *Frame, now time.Time) {
 	t.mu.Lock()
-	t.countSeqLocked(f.Layer, f.Meta.Seq)
+	missed := t.countSeqLocked(f.Layer, f.Meta.Seq)
 	t.lastFrame = now
 	t.winBytes += uint64(len(f.AU))
+	t.noteReportLocked(f, missed, now)
 	t.mu.Unlock()
 	h.offer(f, now)
+}
+
+// noteReportLocked adds an access unit to the receiver report. t.mu is
+// held.
+func (t *Tile) noteReportLocked(f *Frame, missed uint64, now time.Time) {
+	if f.Layer != t.rep.Layer {
+		// A new layer: its own report (the last one's frames are not
+		// reported: a layer switch is no sign of the path).
+		t.rep, t.repStart, t.repFrames = protocol.Report{Layer: f.Layer}, now, false
+	}
+	d := int(now.Sub(f.Meta.CaptureTime()).Milliseconds())
+	if !t.repFrames || d < t.rep.DelayMin {
+		t.rep.DelayMin = d
+	}
+	if !t.repFrames || d > t.rep.DelayMax {
+		t.rep.DelayMax = d
+	}
+	t.repFrames = true
+	t.rep.Frames++
+	t.rep.Missed += int(min(missed, 1<<20))
+	t.rep.Bytes += len(f.AU)
+}
+
+// takeReport returns the receiver report since the last one and starts
+// the next; ok is false for a tile that received no H.264 in the last
+// reportQuiet (so that a publisher gone or switched to JPEG is not
+// reported on).
+func (t *Tile) takeReport(from string, now time.Time) (r protocol.Report, ok bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.h264 == nil || t.self || t.rep.Layer == "" || now.Sub(t.lastFrame) > reportQuiet {
+		return protocol.Report{}, false
+	}
+	r = t.rep
+	r.From = from
+	r.Interval = max(1, int(now.Sub(t.repStart).Milliseconds()))
+	t.rep, t.repStart, t.repFrames = protocol.Report{Layer: r.Layer}, now, false
+	return r, true
 }
 
 // shown counts a decoded H.264 picture and, for a renderer, keeps it.
@@ -224,18 +267,20 @@ func (t *Tile) shown(f *Frame, at time.Time, keep bool) {
 	}
 }
 
-// countSeqLocked counts the frames missing before seq on layer l. t.mu is
-// held.
-func (t *Tile) countSeqLocked(l protocol.Layer, seq uint64) {
+// countSeqLocked counts the frames missing before seq on layer l, and
+// returns how many. t.mu is held.
+func (t *Tile) countSeqLocked(l protocol.Layer, seq uint64) (missed uint64) {
 	switch {
 	case l != t.lastLayer:
 		// A new layer starts its own sequence.
 	case seq > t.lastSeq+1:
-		t.gaps += seq - t.lastSeq - 1
+		missed = seq - t.lastSeq - 1
+		t.gaps += missed
 	case seq <= t.lastSeq:
 		// The publisher restarted under the same name: a new sequence.
 	}
 	t.lastSeq, t.lastLayer = seq, l
+	return missed
 }
 
 func (t *Tile) onFrame(l protocol.Layer, m protocol.FrameMeta, jpeg []byte, now time.Time, keep bool) {

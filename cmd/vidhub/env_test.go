@@ -67,6 +67,7 @@ func TestEnvNamesMeanOneThing(t *testing.T) {
 		"VIDHUB_SIZE": "a publisher's hi layer size", "VIDHUB_QUALITY": "JPEG quality",
 		"VIDHUB_LOOP": "loop a file source", "VIDHUB_ENCODE": "which layers to encode",
 		"VIDHUB_CODEC": "a publisher's codec", "VIDHUB_BITRATE": "H.264 target bitrate", "VIDHUB_KEYINT": "longest time between keyframes",
+		"VIDHUB_ADAPT": "a publisher adapts its H.264 to receiver reports", "VIDHUB_MIN_BITRATE": "lowest bitrate adapting goes to",
 		"VIDHUB_LAYER": "layer to watch", "VIDHUB_HEADLESS": "no window", "VIDHUB_FOR": "how long to watch",
 		"VIDHUB_JSON":           "print JSON",
 		"VIDHUB_FROM":           "where in a recording to start",

@@ -30,7 +30,7 @@ func TestParseExample(t *testing.T) {
 		t.Fatalf("%d users", len(f.Users))
 	}
 	alice := f.Users[0].Permissions()
-	wantPub := []string{"vidhub.lobby.alice.presence", "vidhub.lobby.*.key", "vidhub.hall.alice.presence", "vidhub.hall.*.key", "vidhub.lobby.alice.>",
+	wantPub := []string{"vidhub.lobby.alice.presence", "vidhub.lobby.*.key", "vidhub.lobby.*.rr", "vidhub.hall.alice.presence", "vidhub.hall.*.key", "vidhub.hall.*.rr", "vidhub.lobby.alice.>",
 		"$JS.API.STREAM.INFO.VIDHUB_lobby"}
 	if !slices.Equal(alice.Publish.Allow, wantPub) {
 		t.Errorf("alice publish %v, want %v", alice.Publish.Allow, wantPub)
@@ -46,13 +46,13 @@ func TestParseExample(t *testing.T) {
 		}
 	}
 	wall := f.Users[1].Permissions()
-	if !slices.Contains(wall.Subscribe.Allow, "vidhub.*.>") || !slices.Equal(wall.Publish.Allow, []string{"vidhub.*.wall.presence", "vidhub.*.*.key"}) {
+	if !slices.Contains(wall.Subscribe.Allow, "vidhub.*.>") || !slices.Equal(wall.Publish.Allow, []string{"vidhub.*.wall.presence", "vidhub.*.*.key", "vidhub.*.*.rr"}) {
 		t.Errorf("wall %+v %+v", wall.Publish, wall.Subscribe)
 	}
 	// A publisher in every room publishes only under its own name there,
 	// and hears every room's presence and the keyframe requests to it.
 	cam := f.Users[2].Permissions()
-	if !slices.Equal(cam.Publish.Allow, []string{"vidhub.*.cam.>", "$JS.API.STREAM.INFO.*"}) || !slices.Equal(cam.Subscribe.Allow, []string{"vidhub.*.*.presence", "vidhub.*.cam.key", "_INBOX.>"}) {
+	if !slices.Equal(cam.Publish.Allow, []string{"vidhub.*.cam.>", "$JS.API.STREAM.INFO.*"}) || !slices.Equal(cam.Subscribe.Allow, []string{"vidhub.*.*.presence", "vidhub.*.cam.key", "vidhub.*.cam.rr", "_INBOX.>"}) {
 		t.Errorf("cam %+v %+v", cam.Publish, cam.Subscribe)
 	}
 	users, nkeyUsers := f.ServerUsers()
@@ -102,7 +102,8 @@ func FuzzParse(f *testing.F) {
 		}
 		// Whatever is accepted yields permissions only on vidhub subjects
 		// (and inbox replies), and publish rights only under the user's
-		// name, but for keyframe requests, which are not media.
+		// name, but for keyframe requests and receiver reports, which
+		// are not media.
 		for _, u := range file.Users {
 			p := u.Permissions()
 			for _, s := range p.Publish.Allow {
@@ -111,7 +112,7 @@ func FuzzParse(f *testing.F) {
 					continue
 				}
 				parts := strings.Split(s, ".")
-				if len(parts) == 4 && parts[0] == "vidhub" && parts[2] == "*" && parts[3] == "key" {
+				if len(parts) == 4 && parts[0] == "vidhub" && parts[2] == "*" && (parts[3] == "key" || parts[3] == "rr") {
 					continue
 				}
 				if len(parts) != 4 || parts[0] != "vidhub" || parts[2] != u.Name {
@@ -177,7 +178,7 @@ users:
 		t.Fatal(err)
 	}
 	p := f.Users[0].Permissions()
-	want := []string{"vidhub.lobby.*.presence", "vidhub.lobby.*.key", "vidhub.lobby.*.>", "vidhub.hall.*.>",
+	want := []string{"vidhub.lobby.*.presence", "vidhub.lobby.*.key", "vidhub.lobby.*.rr", "vidhub.lobby.*.>", "vidhub.hall.*.>",
 		"$JS.API.STREAM.INFO.VIDHUB_lobby", "$JS.API.STREAM.INFO.VIDHUB_hall"}
 	if !slices.Equal(p.Publish.Allow, want) {
 		t.Errorf("publish %v, want %v", p.Publish.Allow, want)

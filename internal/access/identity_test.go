@@ -37,9 +37,9 @@ users:
 		user string
 		pub  []string
 	}{
-		{"bob", []string{"vidhub.lobby.bob.presence", "vidhub.lobby.*.key", "vidhub.lobby.bob.>", "$JS.API.STREAM.INFO.VIDHUB_lobby"}},
-		{"carol", []string{"vidhub.*.carol.presence", "vidhub.*.*.key"}},
-		{"gateway", []string{"vidhub.*.*.presence", "vidhub.*.*.key", "vidhub.lobby.*.>", "$JS.API.STREAM.INFO.VIDHUB_lobby"}},
+		{"bob", []string{"vidhub.lobby.bob.presence", "vidhub.lobby.*.key", "vidhub.lobby.*.rr", "vidhub.lobby.bob.>", "$JS.API.STREAM.INFO.VIDHUB_lobby"}},
+		{"carol", []string{"vidhub.*.carol.presence", "vidhub.*.*.key", "vidhub.*.*.rr"}},
+		{"gateway", []string{"vidhub.*.*.presence", "vidhub.*.*.key", "vidhub.*.*.rr", "vidhub.lobby.*.>", "$JS.API.STREAM.INFO.VIDHUB_lobby"}},
 	} {
 		i := slices.IndexFunc(f.Users, func(u access.User) bool { return u.Name == tc.user })
 		if got := f.Users[i].Permissions().Publish.Allow; !slices.Equal(got, tc.pub) {

@@ -391,6 +391,19 @@ int vx264_encode(vx264 *e, const uint8_t *pix, int fmt, int w, int h, int stride
 	return 0;
 }
 
+int vx264_set_bitrate(vx264 *e, int bitrate, int vbv_bufsize, char *msg) {
+	last_log[0] = 0;
+	x264_param_t p;
+	x264_encoder_parameters(e->x, &p);
+	p.rc.i_bitrate = bitrate / 1000;
+	p.rc.i_vbv_max_bitrate = bitrate / 1000;
+	p.rc.i_vbv_buffer_size = vbv_bufsize / 1000;
+	if (x264_encoder_reconfig(e->x, &p) < 0) {
+		return fail(msg, -1, "changing the bitrate");
+	}
+	return 0;
+}
+
 const uint8_t *vx264_packet(vx264 *e, int *size, int *key) {
 	*size = e->out_size;
 	*key = e->out_key;

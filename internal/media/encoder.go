@@ -111,6 +111,23 @@ func (e *encoder) Encode(img Image, forceKey bool) (AU, error) {
 	return au, nil
 }
 
+// SetBitrate changes the target bitrate (and the one-second VBV buffer
+// with it) from the next picture on, without a keyframe.
+func (e *encoder) SetBitrate(bps int) error {
+	if bps < minBitrate || bps > maxBitrate {
+		return fmt.Errorf("H.264 encoder: bitrate %d bit/s is out of range; use %d to %d", bps, minBitrate, maxBitrate)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.c == nil {
+		return fmt.Errorf("H.264 encoder: %w", errClosed)
+	}
+	if C.vx264_set_bitrate(e.c, C.int(bps), C.int(bps), e.msg.ptr()) < 0 {
+		return fmt.Errorf("H.264 encoder: %s", e.msg.String())
+	}
+	return nil
+}
+
 // Input is the I420 picture the last Encode coded, at the encoder's size,
 // in C memory: valid until the next Encode or Close. A smaller encoder
 // codes it for a fraction of the cost of converting the source again.

@@ -26,6 +26,9 @@ const uint8_t *vx264_headers(vx264 *e, int *size, char *msg);
 // bytes apart), or I420 (luma rows stride bytes apart, then both chroma
 // planes, rows stride/2 apart).
 int vx264_encode(vx264 *e, const uint8_t *pix, int fmt, int w, int h, int stride, int force_key, char *msg);
+// vx264_set_bitrate changes the target bitrate and the VBV buffer (bits
+// per second; bits) of an open encoder, from its next picture on.
+int vx264_set_bitrate(vx264 *e, int bitrate, int vbv_bufsize, char *msg);
 // vx264_packet returns the access unit of the last successful
 // vx264_encode.
 const uint8_t *vx264_packet(vx264 *e, int *size, int *key);

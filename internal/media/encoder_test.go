@@ -309,3 +309,55 @@ func BenchmarkEncode720p(b *testing.B) {
 	b.ReportMetric(100*cpu.Seconds()/float64(b.N)*30, "%core@30fps")
 	b.ReportMetric(float64(bytes*8)/float64(b.N)*30/1000, "kbit/s")
 }
+
+// TestEncodeSetBitrate checks that the output follows SetBitrate: two
+// seconds of a picture that is hard to code at 2 Mbit/s, then at
+// 500 kbit/s, with no keyframe at the change.
+func TestEncodeSetBitrate(t *testing.T) {
+	const fps, secs = 30, 2
+	cfg := EncoderConfig{Width: 640, Height: 360, FPS: fps, Bitrate: 2_000_000, KeyInt: 300}
+	enc, err := NewEncoder(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer enc.Close()
+	// bps measures the last second of secs seconds coded at the current
+	// rate: the first lets the VBV buffer settle.
+	frame := 0
+	bps := func() float64 {
+		bytes := 0
+		for i := range fps * secs {
+			au, err := enc.Encode(busyScene(cfg.Width, cfg.Height, frame), false)
+			if err != nil {
+				t.Fatalf("frame %d: %v", frame, err)
+			}
+			if au.Key && frame > 0 {
+				t.Errorf("frame %d is a keyframe: changing the bitrate must not force one", frame)
+			}
+			if i >= fps*(secs-1) {
+				bytes += len(au.Data)
+			}
+			frame++
+		}
+		return float64(bytes * 8)
+	}
+	high := bps()
+	if err := enc.SetBitrate(500_000); err != nil {
+		t.Fatal(err)
+	}
+	low := bps()
+	t.Logf("2 Mbit/s: %.0f bit/s; then 500 kbit/s: %.0f bit/s", high, low)
+	if high < 1_200_000 || high > 2_800_000 {
+		t.Errorf("at 2 Mbit/s the encoder made %.0f bit/s", high)
+	}
+	if low < 250_000 || low > 750_000 {
+		t.Errorf("after SetBitrate(500000) the encoder made %.0f bit/s", low)
+	}
+	if err := enc.SetBitrate(1); err == nil {
+		t.Error("SetBitrate(1) succeeded, want an error")
+	}
+	enc.Close()
+	if err := enc.SetBitrate(500_000); err == nil {
+		t.Error("SetBitrate after Close succeeded, want an error")
+	}
+}

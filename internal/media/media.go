@@ -103,6 +103,10 @@ type Encoder interface {
 	Codec() string
 	// Size is the coded picture's size.
 	Size() (w, h int)
+	// SetBitrate changes the target bitrate (bits per second) from the
+	// next picture on, without a keyframe: what adapting to the network
+	// needs.
+	SetBitrate(bps int) error
 	// Input is the I420 picture the last Encode coded, at the encoder's
 	// size (a zero Image before the first): valid until the next Encode
 	// or Close. A smaller encoder codes it for less than the source.

@@ -41,6 +41,12 @@ const encThreads = 1
 // checkConfig checks cfg and fills in its defaults: the bitrate from the
 // picture size and frame rate, and two seconds' worth of frames between
 // keyframes.
+// The bitrates SetBitrate takes, in bits per second.
+const (
+	minBitrate = 16_000
+	maxBitrate = 1_000_000_000
+)
+
 func checkConfig(cfg EncoderConfig) (EncoderConfig, error) {
 	if cfg.Width <= 0 || cfg.Height <= 0 || cfg.Width%2 != 0 || cfg.Height%2 != 0 || cfg.Width > 8192 || cfg.Height > 8192 {
 		return cfg, fmt.Errorf("H.264 encoder: size %dx%d: want even sizes from 2x2 to 8192x8192", cfg.Width, cfg.Height)

@@ -239,7 +239,7 @@ func New(cfg Config) (*Gateway, error) {
 		ended: map[protocol.Address][]endedPub{}, perToken: map[string]int{},
 		heard: newHeardNames(),
 	}
-	g.hub = newHub(cfg.Conn, log, g.m)
+	g.hub = newHub(cfg.Conn, log, g.m, g.self)
 	g.keys = newKeyAsker(cfg.Conn, g.m)
 	g.handler = g.routes()
 	return g, nil
@@ -438,6 +438,8 @@ func (g *Gateway) removeViewer(v *viewer) {
 func (g *Gateway) loop() {
 	t := time.NewTicker(protocol.Beat)
 	defer t.Stop()
+	reports := time.NewTicker(protocol.ReportEvery)
+	defer reports.Stop()
 	closed := g.nc.StatusChanged(nats.CLOSED)
 	defer g.nc.RemoveStatusListener(closed)
 	g.checkConn() // closed before the listener was added
@@ -445,6 +447,10 @@ func (g *Gateway) loop() {
 		select {
 		case <-g.ctx.Done():
 			return
+		case now := <-reports.C:
+			if g.nc.IsConnected() {
+				g.hub.report(now)
+			}
 		case <-closed:
 			g.checkConn()
 		case <-g.dir.changed:

@@ -433,3 +433,54 @@ func TestH264KeyRequestsHostile(t *testing.T) {
 	b, _ := json.Marshal(seen)
 	t.Logf("key requests on the broker: %s", b)
 }
+
+// TestGatewayReports: while a browser watches an H.264 publisher, the
+// gateway, a receiver on the NATS side, sends the publisher receiver
+// reports under its own participant name.
+func TestGatewayReports(t *testing.T) {
+	h := startHub(t, broker.Config{}, Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	reports := make(chan protocol.Report, 16)
+	nc := hubtest.Connect(t, h.b.ClientURL())
+	sub, err := nc.Subscribe(protocol.ParticipantReport("rr", "cam"), func(m *nats.Msg) {
+		if r, err := protocol.DecodeReport(m.Data); err == nil && r.Frames > 0 {
+			select {
+			case reports <- r:
+			default:
+			}
+		} else if err != nil {
+			t.Errorf("bad report %q: %v", m.Data, err)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	startFakeH264(t, ctx, h.b.ClientURL(), "rr", "cam", 1<<10, 25)
+	c := dial(t, ctx, h.url, "/ws/view/rr?presence=0")
+	sendJSON(t, ctx, c, h264Only("cam"))
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Go(func() {
+		for ctx.Err() == nil {
+			if _, err := readFrame(ctx, c, nil); err != nil {
+				return
+			}
+		}
+	})
+	for range 3 {
+		select {
+		case r := <-reports:
+			if !strings.HasPrefix(r.From, "gateway-") || r.Layer != protocol.H264 || r.Bytes < r.Frames || r.Interval < 100 || r.Interval > 2000 {
+				t.Errorf("report %+v: want one from the gateway on h264 over about 500 ms", r)
+			}
+		case <-ctx.Done():
+			t.Fatal("no receiver report from the gateway within a minute")
+		}
+	}
+}

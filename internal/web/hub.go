@@ -1,9 +1,11 @@
 package web
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,21 +35,41 @@ type feed struct {
 	key     feedKey
 	sub     *nats.Subscription
 	viewers atomic.Pointer[[]*viewer] // copy on write
+
+	// reports gathers, for an H.264 feed, a receiver report per
+	// publisher: the gateway is a receiver too, and its path from the
+	// publisher may be the congested one.
+	mu      sync.Mutex
+	reports map[string]*gatewayReport
+}
+
+// gatewayReport is what a feed received of one publisher since its last
+// receiver report.
+type gatewayReport struct {
+	rep     protocol.Report
+	since   time.Time
+	last    time.Time // the last frame
+	lastSeq uint64
+	frames  bool // rep has frames and delays
 }
 
 // hub fans frames out: one feed per room and layer however many
 // browsers watch, ended when the last one leaves.
 type hub struct {
-	nc  *nats.Conn
-	log *slog.Logger
-	m   *metrics
+	nc   *nats.Conn
+	log  *slog.Logger
+	m    *metrics
+	self string // the gateway's participant name: its reports' from
+	// noReports: the broker refused a receiver report (an access
+	// configuration older than them); on the gateway's loop only.
+	noReports bool
 
 	mu    sync.Mutex
 	feeds map[feedKey]*feed
 }
 
-func newHub(nc *nats.Conn, log *slog.Logger, m *metrics) *hub {
-	return &hub{nc: nc, log: log, m: m, feeds: map[feedKey]*feed{}}
+func newHub(nc *nats.Conn, log *slog.Logger, m *metrics, self string) *hub {
+	return &hub{nc: nc, log: log, m: m, self: self, feeds: map[feedKey]*feed{}}
 }
 
 // attach adds v to the feed of its room and layer l, subscribing when v
@@ -58,7 +80,7 @@ func (h *hub) attach(v *viewer, l protocol.Layer) error {
 	k := feedKey{v.room, l}
 	f := h.feeds[k]
 	if f == nil {
-		f = &feed{key: k}
+		f = &feed{key: k, reports: map[string]*gatewayReport{}}
 		f.viewers.Store(&[]*viewer{})
 		sub, err := h.nc.Subscribe(protocol.RoomFrames(k.room, l), func(m *nats.Msg) { h.onFrame(f, m) })
 		if err != nil {
@@ -141,17 +163,99 @@ func (h *hub) onFrame(f *feed, m *nats.Msg) {
 		return
 	}
 	h.m.framesIn[layerIndex(s.Layer)].Add(1)
+	name := s.Participant()
+	now := time.Now()
+	if s.Layer.Codec() == protocol.CodecH264 {
+		f.note(name, meta, len(m.Data), now)
+	}
 	vs := *f.viewers.Load()
 	if len(vs) == 0 {
 		return
 	}
-	name := s.Participant()
 	msg := AppendWire(make([]byte, 0, wireFixed+len(name)+len(m.Data)), WireFrame{
 		Participant: name, Layer: s.Layer, Meta: meta, Body: m.Data,
 	})
-	now := time.Now()
 	for _, v := range vs {
 		v.offer(name, s.Layer, meta, msg, now)
+	}
+}
+
+// maxReported bounds the publishers a feed reports on: frames under any
+// number of names would otherwise grow it without end.
+const maxReported = 1024
+
+// note adds an H.264 frame of publisher name to its receiver report.
+func (f *feed) note(name string, meta protocol.FrameMeta, size int, now time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r := f.reports[name]
+	if r == nil {
+		if len(f.reports) >= maxReported {
+			return
+		}
+		r = &gatewayReport{rep: protocol.Report{Layer: f.key.layer}, since: now}
+		f.reports[name] = r
+	}
+	if meta.Seq > r.lastSeq+1 && r.lastSeq > 0 {
+		r.rep.Missed += int(min(meta.Seq-r.lastSeq-1, 1<<20))
+	}
+	r.lastSeq, r.last = meta.Seq, now
+	d := int(now.Sub(meta.CaptureTime()).Milliseconds())
+	if !r.frames || d < r.rep.DelayMin {
+		r.rep.DelayMin = d
+	}
+	if !r.frames || d > r.rep.DelayMax {
+		r.rep.DelayMax = d
+	}
+	r.frames = true
+	r.rep.Frames++
+	r.rep.Bytes += size
+}
+
+// report sends each publisher of every H.264 feed the receiver report of
+// what the gateway received of it since the last (protocol.Report);
+// publishers silent for 2 s are dropped.
+func (h *hub) report(now time.Time) {
+	if h.noReports {
+		return
+	}
+	if le := h.nc.LastError(); errors.Is(le, nats.ErrPermissionViolation) && strings.Contains(le.Error(), ".rr\"") {
+		h.noReports = true
+		h.log.Warn("the broker refuses receiver reports: publishers cannot adapt to the gateway's path; give the gateway's user view rights (publish to vidhub.<room>.*.rr)", "err", le)
+		return
+	}
+	h.mu.Lock()
+	feeds := make([]*feed, 0, len(h.feeds))
+	for _, f := range h.feeds {
+		if f.key.layer.Codec() == protocol.CodecH264 {
+			feeds = append(feeds, f)
+		}
+	}
+	h.mu.Unlock()
+	for _, f := range feeds {
+		f.mu.Lock()
+		var out []protocol.Report
+		var to []string
+		for name, r := range f.reports {
+			if now.Sub(r.last) > 2*time.Second {
+				delete(f.reports, name)
+				continue
+			}
+			rep := r.rep
+			rep.From, rep.Interval = h.self, max(1, int(now.Sub(r.since).Milliseconds()))
+			out, to = append(out, rep), append(to, name)
+			r.rep, r.since, r.frames = protocol.Report{Layer: f.key.layer}, now, false
+		}
+		f.mu.Unlock()
+		for i, rep := range out {
+			b, err := rep.Encode()
+			if err == nil {
+				err = h.nc.Publish(protocol.ParticipantReport(f.key.room, to[i]), b)
+			}
+			if err != nil {
+				h.log.Debug("receiver report not sent", "room", f.key.room, "participant", to[i], "err", err)
+			}
+		}
 	}
 }
 

@@ -25,7 +25,7 @@ func fanoutFixture(tb testing.TB, n int) (*hub, *feed, *nats.Msg, []*viewer) {
 	tb.Helper()
 	log := slog.New(slog.DiscardHandler)
 	g := &Gateway{cfg: Config{WriteTimeout: DefaultWriteTimeout}, m: newMetrics(), log: log}
-	h := newHub(nil, log, g.m)
+	h := newHub(nil, log, g.m, "gateway-test")
 	f := &feed{key: feedKey{"lobby", protocol.Lo}}
 	vs := make([]*viewer, n)
 	for i := range vs {

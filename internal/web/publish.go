@@ -252,7 +252,9 @@ func (g *Gateway) pruneEnded(now time.Time) {
 // then goes to the handler the connection had before.
 func (g *Gateway) onAsyncError(nc *nats.Conn, sub *nats.Subscription, err error) {
 	if errors.Is(err, nats.ErrPermissionViolation) {
-		if s, perr := protocol.ParseSubject(publishRefusal(err)); perr == nil {
+		// A refused receiver report or keyframe request is no refusal
+		// of a browser's frames.
+		if s, perr := protocol.ParseSubject(publishRefusal(err)); perr == nil && !s.Report && !s.Key {
 			if a, aerr := protocol.NewAddress(s.Room(), s.Participant()); aerr == nil {
 				g.mu.Lock()
 				p := g.pubs[a]

@@ -235,7 +235,7 @@ func (rp *replay) run(ctx context.Context) error {
 func (rp *replay) deliver(ctx context.Context, it record.Item) {
 	rp.serveMoved(ctx)
 	s, err := protocol.ParseSubject(it.Msg.Subject)
-	if err != nil || s.Room() != rp.room || s.Key {
+	if err != nil || s.Room() != rp.room || s.Key || s.Report {
 		return
 	}
 	if it.At.After(rp.clock) {

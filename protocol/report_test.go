@@ -1,0 +1,56 @@
+package protocol
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestReport(t *testing.T) {
+	r := Report{From: strings.Repeat("v", MaxNameLen), Layer: H264Lo, Interval: 500, Frames: 15, Missed: 1,
+		Bytes: 1 << 30, DelayMin: -3_600_000, DelayMax: 120}
+	b, err := r.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) >= 200 {
+		t.Errorf("a report with the longest name is %d bytes, want < 200: %s", len(b), b)
+	}
+	got, err := DecodeReport(b)
+	if err != nil || got != r {
+		t.Fatalf("DecodeReport(%s) = %+v, %v; want %+v", b, got, err, r)
+	}
+	if rate := (Report{Interval: 500, Bytes: 62_500}).ReceiveRate(); rate != 1_000_000 {
+		t.Errorf("62500 bytes in 500 ms = %v bit/s, want 1e6", rate)
+	}
+	for _, bad := range []string{
+		`{"from":"a.b","l":"h264","ms":500}`,
+		`{"from":"v","l":"hi","ms":500}`,
+		`{"from":"v","l":"h264","ms":0}`,
+		`{"from":"v","l":"h264","ms":500,"n":-1}`,
+		`{"from":"v","l":"h264","ms":500,"dmin":5,"dmax":4}`,
+		`{"from":"v","l":"h264","ms":500,"b":` + strings.Repeat("9", 300) + `}`,
+		`not json`,
+	} {
+		if _, err := DecodeReport([]byte(bad)); !errors.Is(err, ErrBadReport) {
+			t.Errorf("DecodeReport(%.60s) = %v, want ErrBadReport", bad, err)
+		}
+	}
+	if s, err := ParseSubject(ParticipantReport("lobby", "cam")); err != nil || !s.Report || s.Frame() || s.Participant() != "cam" {
+		t.Errorf("ParseSubject(%q) = %+v, %v", ParticipantReport("lobby", "cam"), s, err)
+	}
+}
+
+func FuzzDecodeReport(f *testing.F) {
+	f.Add([]byte(`{"from":"v","l":"h264","ms":500,"n":15,"miss":0,"b":90000,"dmin":10,"dmax":30}`))
+	f.Add([]byte(`{}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := DecodeReport(b)
+		if err != nil {
+			return
+		}
+		if r.ReceiveRate() < 0 || r.Layer.Codec() != CodecH264 {
+			t.Fatalf("DecodeReport(%q) = %+v", b, r)
+		}
+	})
+}

@@ -1,0 +1,345 @@
+package publisher
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/vidhub/vidhub/protocol"
+)
+
+// How the publisher adapts an H.264 layer it encodes to the path to its
+// viewers (docs/architecture.md, "How the publisher adapts"). The
+// publisher's own connection, to an edge broker on the same machine,
+// never sees the congestion of the WAN link beyond it: its viewers do,
+// and say so in receiver reports (protocol.Report).
+const (
+	// reportMaxAge: older reports are ignored.
+	reportMaxAge = 2 * time.Second
+	// baseWindow is how far back the lowest delay a viewer reported
+	// counts as its uncongested delay: the clocks of publisher and
+	// viewer may differ, so only delay above it, queueing, means anything.
+	baseWindow = 10 * time.Second
+	// queueHigh is the queueing delay that means congestion.
+	queueHigh = 100 * time.Millisecond
+	// A queueing delay that rose in each of riseReports reports in a row,
+	// by riseMin in all, means congestion too: a queue is building.
+	riseReports = 4
+	riseMin     = 30 * time.Millisecond
+	// A queueing delay that fell by drainMin since the viewer's last
+	// report is draining: the last step down works, take no other.
+	drainMin = 20 * time.Millisecond
+	// lossHigh is the share of frames missed that means congestion.
+	lossHigh = 0.03
+	// rateLow: a viewer that received less than this share of what the
+	// publisher sent in the last second is congested.
+	rateLow = 0.5
+	// downFactor times the rate the viewers received is the new bitrate:
+	// below the path's capacity, so the queue drains; lower still when
+	// the queue is long, so that it drains within drainWithin (but not
+	// below minDownFactor of the capacity).
+	downFactor    = 0.75
+	drainWithin   = 3 * time.Second
+	minDownFactor = 0.25
+	// downHold is the least time between two steps down. Besides, the
+	// reports that follow one show frames captured before it (as old as
+	// their queueing delay) for a while: those do not count.
+	downHold = time.Second
+	// calmBeforeUp is how long no congestion must last before climbing,
+	// upEvery the time between two steps up, upFactor each step's size.
+	calmBeforeUp = 5 * time.Second
+	upEvery      = time.Second
+	upFactor     = 1.15
+	// maxReporters bounds the viewers followed per layer: reports are
+	// cheap to send, and anyone who may view the room may send them.
+	maxReporters = 256
+	// minFloor is the lowest floor bitrate a layer takes by default.
+	minFloor = 32_000
+)
+
+// rateState is what an adapted layer encodes: a bitrate and whether it
+// codes every other captured frame only.
+type rateState struct {
+	Bitrate int
+	HalfFPS bool
+}
+
+// adapter decides the rate of one H.264 layer from its viewers' reports.
+// Reports come from a NATS callback, decisions from the publish
+// goroutine; the clock is the caller's, so tests need no sleeps.
+type adapter struct {
+	layer    protocol.Layer
+	max, min int // bits per second
+
+	mu      sync.Mutex
+	state   rateState
+	viewers map[string]*reporter
+	// sent holds the bytes the layer published at each of the last
+	// decisions (newest last), for the rate the viewers should see.
+	sent []sentMark
+
+	lastDown, lastUp, lastCongested time.Time
+	downs, ups                      int
+}
+
+// reporter is what the adapter keeps of one viewer.
+type reporter struct {
+	last  time.Time
+	rep   protocol.Report
+	prev  protocol.Report // the one before, for a receive rate over two
+	mins  []delayMark     // the lowest delay of each report in baseWindow
+	queue []time.Duration
+}
+
+type delayMark struct {
+	at  time.Time
+	min int // ms
+}
+
+type sentMark struct {
+	at    time.Time
+	bytes uint64
+}
+
+func newAdapter(l protocol.Layer, maxBitrate, minBitrate int) *adapter {
+	minBitrate = min(max(minBitrate, minFloor), maxBitrate)
+	return &adapter{layer: l, max: maxBitrate, min: minBitrate, state: rateState{Bitrate: maxBitrate},
+		viewers: map[string]*reporter{}}
+}
+
+// report takes one receiver report about the adapter's layer.
+func (a *adapter) report(r protocol.Report, now time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	v := a.viewers[r.From]
+	if v == nil {
+		if len(a.viewers) >= maxReporters {
+			a.forget(now)
+			if len(a.viewers) >= maxReporters {
+				return
+			}
+		}
+		v = &reporter{}
+		a.viewers[r.From] = v
+	}
+	v.last, v.prev, v.rep = now, v.rep, r
+	if r.Frames == 0 {
+		return // no delay to learn from
+	}
+	v.mins = append(v.mins, delayMark{at: now, min: r.DelayMin})
+	for len(v.mins) > 0 && now.Sub(v.mins[0].at) > baseWindow {
+		v.mins = v.mins[1:]
+	}
+	base := r.DelayMin
+	for _, m := range v.mins {
+		base = min(base, m.min)
+	}
+	v.queue = append(v.queue, time.Duration(r.DelayMin-base)*time.Millisecond)
+	if len(v.queue) > riseReports {
+		v.queue = v.queue[len(v.queue)-riseReports:]
+	}
+}
+
+// forget drops the viewers whose reports are too old. a.mu is held.
+func (a *adapter) forget(now time.Time) {
+	for name, v := range a.viewers {
+		if now.Sub(v.last) > reportMaxAge {
+			delete(a.viewers, name)
+		}
+	}
+}
+
+// verdict is what one viewer's latest report says.
+type verdict struct {
+	congested bool
+	draining  bool // congested, but its queue shrinks
+	why       string
+	rate      float64       // bits per second received
+	queue     time.Duration // queueing delay
+}
+
+// judge reads viewer v's state; sentRate is what the layer published in
+// the last second, bits per second (0: unknown).
+func (v *reporter) judge(sentRate float64) verdict {
+	r := v.rep
+	// Whether far less arrived than was sent is judged over the last two
+	// reports (a keyframe lands in one of them); the capacity is the lower
+	// of that and the last report's rate (at the onset of congestion the
+	// one before still shows the clear path).
+	out := verdict{rate: r.ReceiveRate()}
+	avg := out.rate
+	if p := v.prev; p.Interval > 0 {
+		avg = float64(r.Bytes+p.Bytes) * 8 * 1000 / float64(r.Interval+p.Interval)
+		out.rate = min(out.rate, avg)
+	}
+	q := time.Duration(0)
+	if n := len(v.queue); n > 0 {
+		q = v.queue[n-1]
+	}
+	out.queue = q
+	rising := len(v.queue) == riseReports && v.queue[riseReports-1]-v.queue[0] >= riseMin
+	for i := 1; rising && i < len(v.queue); i++ {
+		rising = v.queue[i] > v.queue[i-1]
+	}
+	expected := r.Frames + r.Missed
+	draining := len(v.queue) >= 2 && v.queue[len(v.queue)-2]-q >= drainMin
+	switch {
+	case q > queueHigh && draining:
+		out.draining = true
+	case q > queueHigh:
+		out.congested, out.why = true, fmt.Sprintf("%d ms queueing delay", q.Milliseconds())
+	case rising:
+		out.congested, out.why = true, fmt.Sprintf("queueing delay rising to %d ms", q.Milliseconds())
+	case expected >= 5 && float64(r.Missed) > lossHigh*float64(expected):
+		out.congested, out.why = true, fmt.Sprintf("%.0f%% of frames lost", 100*float64(r.Missed)/float64(expected))
+	case sentRate > 0 && avg < rateLow*sentRate:
+		out.congested, out.why = true, fmt.Sprintf("%.2f of %.2f Mbit/s received", avg/1e6, sentRate/1e6)
+	}
+	return out
+}
+
+// predates reports whether the frames of v's last report, which waited
+// q in a queue, were captured before t.
+func (v *reporter) predates(q time.Duration, t time.Time) bool {
+	return v.last.Add(-q - protocol.ReportEvery).Before(t)
+}
+
+// published notes the layer's published byte count at now.
+func (a *adapter) published(bytes uint64, now time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.sent = append(a.sent, sentMark{at: now, bytes: bytes})
+	for len(a.sent) > 2 && now.Sub(a.sent[1].at) >= time.Second {
+		a.sent = a.sent[1:]
+	}
+}
+
+// sentRate is what the layer published over the last second or so, bits
+// per second; 0 before it knows. a.mu is held.
+func (a *adapter) sentRate() float64 {
+	if len(a.sent) < 2 {
+		return 0
+	}
+	first, last := a.sent[0], a.sent[len(a.sent)-1]
+	d := last.at.Sub(first.at)
+	if d < 500*time.Millisecond {
+		return 0
+	}
+	return float64(last.bytes-first.bytes) * 8 / d.Seconds()
+}
+
+// decide looks at the fresh reports and returns the layer's new state
+// and why it changed; changed is false when it holds. Without reports it
+// holds: nobody says anything about the path.
+func (a *adapter) decide(now time.Time) (s rateState, why string, changed bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.forget(now)
+	if len(a.viewers) == 0 {
+		return a.state, "", false
+	}
+	sent := a.sentRate()
+	var congested []verdict
+	draining := 0
+	for _, v := range a.viewers {
+		switch vd := v.judge(sent); {
+		case vd.draining || vd.congested && v.predates(vd.queue, a.lastDown):
+			draining++
+		case vd.congested:
+			congested = append(congested, vd)
+		}
+	}
+	old := a.state
+	if 2*(len(congested)+draining) > len(a.viewers) {
+		// Congested: no climbing. A step down only on news: a queue
+		// that drains says the last step works, and frames captured
+		// before it say nothing of it.
+		a.lastCongested = now
+		if 2*len(congested) <= len(a.viewers) || now.Sub(a.lastDown) < downHold {
+			return a.state, "", false
+		}
+		slices.SortFunc(congested, func(x, y verdict) int { return cmp.Compare(x.rate, y.rate) })
+		mid := congested[len(congested)/2]
+		s, changed = a.stepDown(mid.rate, mid.queue)
+		if !changed {
+			return a.state, "", false
+		}
+		a.lastDown, a.downs = now, a.downs+1
+		why = fmt.Sprintf("%d of %d viewers see %s (%.2f Mbit/s received): %s", len(congested), len(a.viewers), mid.why, mid.rate/1e6, describeStep(old, s))
+		return s, why, true
+	}
+	if now.Sub(a.lastCongested) < calmBeforeUp || now.Sub(a.lastUp) < upEvery {
+		return a.state, "", false
+	}
+	if s, changed = a.stepUp(); !changed {
+		return a.state, "", false
+	}
+	a.lastUp, a.ups = now, a.ups+1
+	why = fmt.Sprintf("no congestion for %v: %s", now.Sub(a.lastCongested).Round(time.Second), describeStep(old, s))
+	if a.lastCongested.IsZero() {
+		why = "no congestion: " + describeStep(old, s)
+	}
+	return s, why, true
+}
+
+// stepDown lowers the rate below capacity, the rate the viewers received
+// (bits per second), with a queue of q in front of them: the bitrate to
+// downFactor of it or less (so the queue drains within drainWithin), at
+// most downFactor of what it was; at the floor, half the frame rate.
+// a.mu is held.
+func (a *adapter) stepDown(capacity float64, q time.Duration) (rateState, bool) {
+	s := a.state
+	f := min(downFactor, max(minDownFactor, 1-q.Seconds()/drainWithin.Seconds()))
+	target := int(min(f*capacity, downFactor*float64(s.Bitrate)))
+	switch {
+	case target >= a.min:
+		s.Bitrate = target
+	case s.Bitrate > a.min:
+		s.Bitrate = a.min
+	case !s.HalfFPS:
+		s.HalfFPS = true
+	default:
+		return s, false // the lowest it goes
+	}
+	a.state = s
+	return s, true
+}
+
+// stepUp climbs back in the reverse order: the frame rate, then the
+// bitrate by upFactor a step, up to the configured one. a.mu is held.
+func (a *adapter) stepUp() (rateState, bool) {
+	s := a.state
+	switch {
+	case s.HalfFPS:
+		s.HalfFPS = false
+	case s.Bitrate < a.max:
+		s.Bitrate = int(float64(s.Bitrate) * upFactor)
+		if s.Bitrate > a.max*95/100 {
+			s.Bitrate = a.max
+		}
+	default:
+		return s, false
+	}
+	a.state = s
+	return s, true
+}
+
+// counts returns the steps taken down and up.
+func (a *adapter) counts() (downs, ups int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.downs, a.ups
+}
+
+// describeStep says what changed from a to b, for the log.
+func describeStep(a, b rateState) string {
+	switch {
+	case a.HalfFPS != b.HalfFPS && b.HalfFPS:
+		return "frame rate halved"
+	case a.HalfFPS != b.HalfFPS:
+		return "full frame rate"
+	}
+	return fmt.Sprintf("bitrate %.2f → %.2f Mbit/s", float64(a.Bitrate)/1e6, float64(b.Bitrate)/1e6)
+}

@@ -1,0 +1,193 @@
+package publisher
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vidhub/vidhub/protocol"
+)
+
+// link is one viewer's path in the synthetic runs below: a queue in
+// front of capacity bits per second, with clock the offset of the
+// viewer's clock and base its uncongested one-way delay.
+type link struct {
+	name     string
+	capacity float64
+	clock    time.Duration
+	base     time.Duration
+	queue    []chunk // what waits, oldest first
+}
+
+// chunk is what the publisher sent in one round, evenly over the dt
+// before at; bits of it wait.
+type chunk struct {
+	at          time.Time
+	bits, total float64
+}
+
+// carry queues what was sent at now and passes on what the link carries
+// in dt: bits, and the capture time of the newest frame among them.
+func (l *link) carry(now time.Time, sent float64, dt time.Duration) (bits float64, newest time.Time) {
+	l.queue = append(l.queue, chunk{at: now, bits: sent, total: sent})
+	budget := l.capacity * dt.Seconds()
+	for budget > 0 && len(l.queue) > 0 {
+		c := &l.queue[0]
+		n := min(budget, c.bits)
+		c.bits -= n
+		budget -= n
+		bits += n
+		done := (c.total - c.bits) / c.total // of the chunk, sent in order
+		newest = c.at.Add(-time.Duration((1 - done) * float64(dt)))
+		if c.bits <= 0 {
+			l.queue = l.queue[1:]
+		}
+	}
+	return bits, newest
+}
+
+// backlog is how long what waits takes to pass.
+func (l *link) backlog() time.Duration {
+	var bits float64
+	for _, c := range l.queue {
+		bits += c.bits
+	}
+	return time.Duration(bits / l.capacity * float64(time.Second))
+}
+
+// sim feeds an adapter the reports of viewers behind links, each
+// ReportEvery, with the publisher sending exactly its bitrate (halved at
+// half the frame rate), and decides after each round.
+type sim struct {
+	t     *testing.T
+	a     *adapter
+	now   time.Time
+	links []*link
+	sent  uint64
+	log   []string
+}
+
+func newSim(t *testing.T, a *adapter, links ...*link) *sim {
+	return &sim{t: t, a: a, now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), links: links}
+}
+
+// run runs d of rounds and returns the state at the end.
+func (s *sim) run(d time.Duration) rateState {
+	dt := protocol.ReportEvery
+	for end := s.now.Add(d); s.now.Before(end); {
+		s.now = s.now.Add(dt)
+		st := s.a.state
+		rate := float64(st.Bitrate)
+		if st.HalfFPS {
+			rate /= 2
+		}
+		in := rate * dt.Seconds()
+		s.sent += uint64(in / 8)
+		s.a.published(s.sent, s.now)
+		for _, l := range s.links {
+			out, newest := l.carry(s.now, in, dt)
+			if out == 0 {
+				s.a.report(protocol.Report{From: l.name, Layer: protocol.H264, Interval: int(dt.Milliseconds())}, s.now)
+				continue
+			}
+			delay := l.base + s.now.Sub(newest)
+			ms := int((delay + l.clock).Milliseconds())
+			frames := 15
+			if st.HalfFPS {
+				frames = 8
+			}
+			s.a.report(protocol.Report{From: l.name, Layer: protocol.H264, Interval: int(dt.Milliseconds()),
+				Frames: frames, Bytes: int(out / 8), DelayMin: ms, DelayMax: ms + 20}, s.now)
+		}
+		if _, why, ok := s.a.decide(s.now); ok {
+			s.log = append(s.log, fmt.Sprintf("%v %s", s.now.Format("04:05.0"), why))
+		}
+	}
+	return s.a.state
+}
+
+func TestAdaptStepsDownAndClimbsBack(t *testing.T) {
+	a := newAdapter(protocol.H264, 2_000_000, 300_000)
+	l := &link{name: "v1", capacity: 10e6, clock: -3 * time.Hour, base: 40 * time.Millisecond}
+	s := newSim(t, a, l)
+	if st := s.run(5 * time.Second); st.Bitrate != 2_000_000 || st.HalfFPS {
+		t.Fatalf("on a clear path: %+v, want the full 2 Mbit/s", st)
+	}
+	l.capacity = 1e6 // the link drops to 1 Mbit/s
+	start := s.now
+	for s.a.state.Bitrate >= 1_000_000 && s.now.Sub(start) < 3*time.Second {
+		s.run(protocol.ReportEvery)
+	}
+	if st := s.a.state; st.Bitrate >= 1_000_000 {
+		t.Fatalf("3 s after the link fell to 1 Mbit/s: %+v\n%s", st, strings.Join(s.log, "\n"))
+	}
+	t.Logf("adapted in %v", s.now.Sub(start))
+	st := s.run(20 * time.Second)
+	if st.Bitrate > 1_000_000 || st.Bitrate < 500_000 || st.HalfFPS {
+		t.Errorf("on a 1 Mbit/s link after 20 s: %+v, want 0.5 to 1 Mbit/s at the full frame rate", st)
+	}
+	if q := l.backlog(); q > 300*time.Millisecond {
+		t.Errorf("queue of %v after 20 s: a backlog\n%s", q, strings.Join(s.log, "\n"))
+	}
+	l.capacity = 10e6 // lifted
+	if st := s.run(30 * time.Second); st.Bitrate != 2_000_000 {
+		t.Errorf("30 s after the link came back: %+v, want the full 2 Mbit/s again\n%s", st, strings.Join(s.log, "\n"))
+	}
+	downs, ups := a.counts()
+	if downs == 0 || ups == 0 {
+		t.Errorf("%d steps down, %d up", downs, ups)
+	}
+	t.Logf("%d down, %d up:\n%s", downs, ups, strings.Join(s.log, "\n"))
+}
+
+func TestAdaptFloorThenFrameRate(t *testing.T) {
+	a := newAdapter(protocol.H264, 2_000_000, 500_000)
+	l := &link{name: "v1", capacity: 200_000, base: 20 * time.Millisecond}
+	s := newSim(t, a, l)
+	s.run(time.Second)
+	st := s.run(10 * time.Second)
+	if !st.HalfFPS || st.Bitrate != 500_000 {
+		t.Errorf("on a 200 kbit/s link with a 500 kbit/s floor: %+v, want the floor at half the frame rate\n%s", st, strings.Join(s.log, "\n"))
+	}
+	l.capacity = 5e6
+	if st := s.run(8 * time.Second); st.HalfFPS {
+		t.Errorf("8 s after the link came back: %+v, want the full frame rate again\n%s", st, strings.Join(s.log, "\n"))
+	}
+}
+
+// TestAdaptMajority: one viewer on a bad link of its own does not drag
+// the others down; two of three do.
+func TestAdaptMajority(t *testing.T) {
+	a := newAdapter(protocol.H264, 2_000_000, 100_000)
+	bad := &link{name: "bad", capacity: 300_000, base: 30 * time.Millisecond}
+	s := newSim(t, a, bad,
+		&link{name: "good1", capacity: 10e6, base: 10 * time.Millisecond},
+		&link{name: "good2", capacity: 10e6, clock: time.Minute, base: 80 * time.Millisecond})
+	if st := s.run(10 * time.Second); st.Bitrate != 2_000_000 {
+		t.Errorf("one viewer of three on a slow link: %+v, want 2 Mbit/s held\n%s", st, strings.Join(s.log, "\n"))
+	}
+	s.links[1].capacity = 300_000
+	if st := s.run(3 * time.Second); st.Bitrate >= 2_000_000 {
+		t.Errorf("two viewers of three on slow links: %+v, want a step down", st)
+	}
+}
+
+func TestAdaptLossAndSilence(t *testing.T) {
+	a := newAdapter(protocol.H264, 2_000_000, 100_000)
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	if _, _, changed := a.decide(now); changed {
+		t.Error("changed without reports")
+	}
+	a.report(protocol.Report{From: "v", Layer: protocol.H264, Interval: 500, Frames: 12, Missed: 3, Bytes: 100_000}, now)
+	st, why, changed := a.decide(now)
+	if !changed || st.Bitrate != int(downFactor*1_600_000) || !strings.Contains(why, "20% of frames lost") {
+		t.Errorf("20%% loss at 1.6 Mbit/s received: %+v %q", st, why)
+	}
+	// Reports stop: the rate holds, however long.
+	for i := range 100 {
+		if _, _, changed := a.decide(now.Add(time.Duration(i) * time.Second)); changed {
+			t.Fatalf("changed %d s after the last report", i)
+		}
+	}
+}
