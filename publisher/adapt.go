@@ -52,6 +52,17 @@ const (
 	calmBeforeUp = 5 * time.Second
 	upEvery      = time.Second
 	upFactor     = 1.15
+	// Near the capacity measured at the last congestion (the ceiling),
+	// above nearShare of it, the climb slows to nearFactor every
+	// nearEvery: it probes gently where the queue built last time,
+	// instead of running into it again and again. Past farShare of the
+	// ceiling without congestion, or after ceilingFor without any, the
+	// path has widened: it climbs at full pace again.
+	nearShare  = 0.8
+	farShare   = 1.25
+	nearFactor = 1.05
+	nearEvery  = 3 * time.Second
+	ceilingFor = 30 * time.Second
 	// maxReporters bounds the viewers followed per layer: reports are
 	// cheap to send, and anyone who may view the room may send them.
 	maxReporters = 256
@@ -82,6 +93,9 @@ type adapter struct {
 
 	lastDown, lastUp, lastCongested time.Time
 	downs, ups                      int
+	// ceiling is the rate the viewers received when the last step down
+	// was taken (bits per second).
+	ceiling float64
 }
 
 // reporter is what the adapter keeps of one viewer.
@@ -266,14 +280,21 @@ func (a *adapter) decide(now time.Time) (s rateState, why string, changed bool) 
 		if !changed {
 			return a.state, "", false
 		}
-		a.lastDown, a.downs = now, a.downs+1
+		a.lastDown, a.downs, a.ceiling = now, a.downs+1, mid.rate
 		why = fmt.Sprintf("%d of %d viewers see %s (%.2f Mbit/s received): %s", len(congested), len(a.viewers), mid.why, mid.rate/1e6, describeStep(old, s))
 		return s, why, true
 	}
-	if now.Sub(a.lastCongested) < calmBeforeUp || now.Sub(a.lastUp) < upEvery {
+	if now.Sub(a.lastCongested) < calmBeforeUp {
 		return a.state, "", false
 	}
-	if s, changed = a.stepUp(); !changed {
+	factor, every := upFactor, upEvery
+	if b := float64(a.state.Bitrate); now.Sub(a.lastCongested) < ceilingFor && b*upFactor > nearShare*a.ceiling && b < farShare*a.ceiling {
+		factor, every = nearFactor, nearEvery
+	}
+	if now.Sub(a.lastUp) < every {
+		return a.state, "", false
+	}
+	if s, changed = a.stepUp(factor); !changed {
 		return a.state, "", false
 	}
 	a.lastUp, a.ups = now, a.ups+1
@@ -308,14 +329,14 @@ func (a *adapter) stepDown(capacity float64, q time.Duration) (rateState, bool) 
 }
 
 // stepUp climbs back in the reverse order: the frame rate, then the
-// bitrate by upFactor a step, up to the configured one. a.mu is held.
-func (a *adapter) stepUp() (rateState, bool) {
+// bitrate by factor, up to the configured one. a.mu is held.
+func (a *adapter) stepUp(factor float64) (rateState, bool) {
 	s := a.state
 	switch {
 	case s.HalfFPS:
 		s.HalfFPS = false
 	case s.Bitrate < a.max:
-		s.Bitrate = int(float64(s.Bitrate) * upFactor)
+		s.Bitrate = int(float64(s.Bitrate) * factor)
 		if s.Bitrate > a.max*95/100 {
 			s.Bitrate = a.max
 		}

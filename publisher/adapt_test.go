@@ -191,3 +191,29 @@ func TestAdaptLossAndSilence(t *testing.T) {
 		}
 	}
 }
+
+// TestAdaptProbesGently: on a link that stays at 1 Mbit/s, the climb
+// slows near the rate measured at the last congestion, so the publisher
+// runs into the queue rarely (every 20 s or so), not every few seconds.
+func TestAdaptProbesGently(t *testing.T) {
+	a := newAdapter(protocol.H264, 2_000_000, 100_000)
+	l := &link{name: "v1", capacity: 1e6, base: 30 * time.Millisecond}
+	s := newSim(t, a, l)
+	s.run(10 * time.Second) // adapted
+	downs, _ := a.counts()
+	var worst time.Duration
+	for range 120 {
+		s.run(protocol.ReportEvery * 2)
+		worst = max(worst, l.backlog())
+	}
+	more, ups := a.counts()
+	// Climbing as fast as from far below (15% a second) would hit the
+	// queue every 8 s or so, 15 times in these 2 minutes.
+	t.Logf("in 2 min on a steady 1 Mbit/s link: %d steps down, %d up, longest queue %v\n%s", more-downs, ups, worst, strings.Join(s.log, "\n"))
+	if more-downs > 6 {
+		t.Errorf("%d steps down in 2 min on a steady link: the climb keeps running into the queue", more-downs)
+	}
+	if worst > 300*time.Millisecond {
+		t.Errorf("a queue of %v on a steady link", worst)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -56,10 +57,17 @@ func watchFrames(t *testing.T, nc *nats.Conn, subject string) *arrivals {
 
 // since returns the frames that arrived after from.
 func (a *arrivals) since(from time.Time) []arrival {
+	return a.between(from, time.Now().Add(time.Hour))
+}
+
+// between returns the frames that arrived from from to to.
+func (a *arrivals) between(from, to time.Time) []arrival {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	i, _ := slices.BinarySearchFunc(a.frames, from, func(f arrival, t time.Time) int { return f.at.Compare(t) })
-	return slices.Clone(a.frames[i:])
+	at := func(f arrival, t time.Time) int { return f.at.Compare(t) }
+	i, _ := slices.BinarySearchFunc(a.frames, from, at)
+	j, _ := slices.BinarySearchFunc(a.frames, to, at)
+	return slices.Clone(a.frames[i:max(i, j)])
 }
 
 // liveAgain is when, after from, a viewer could show the present again:
@@ -198,4 +206,63 @@ func TestEdgeLinkOutage(t *testing.T) {
 	if l, _ := hubStats.Last("cam"); l.CorruptShown != 0 {
 		t.Errorf("the hub viewer showed %d corrupt pictures", l.CorruptShown)
 	}
+}
+
+// TestEdgeLinkNarrows: the edge's uplink drops from 5 to 1 Mbit/s under
+// a 720p30 camera of about 1.4 Mbit/s. The publisher hears of it from
+// the hub viewer's receiver reports and steps its bitrate down; the hub
+// keeps getting every frame, and the queue in front of the link drains
+// instead of growing.
+func TestEdgeLinkNarrows(t *testing.T) {
+	site := startEdgeSite(t, "narrow", "cam")
+	bin := hubtest.Vidhub(t)
+	var hubStats hubtest.Stats
+	hubView := hubtest.StartProc(t, hubtest.ProcConfig{Stdout: &hubStats, Name: "hub viewer"},
+		bin, "view", "--nats", site.hubURL, "--room", "narrow", "--headless", "--json")
+	hubView.WaitFor(60*time.Second, func() bool { return hubStats.Frames("cam") > 90 }, "frames did not reach the hub viewer")
+
+	const adapting = "adapting to the viewers' path"
+	steps := func() int { return strings.Count(site.pub.Stderr.String(), adapting) }
+	before := steps()
+	site.link.RateUp("1mbit")
+	drop := time.Now()
+	site.pub.WaitFor(15*time.Second, func() bool { return steps() > before }, "the publisher did not adapt to a 1 Mbit/s link")
+	adapted := time.Since(drop)
+
+	// From when the target says it must have adapted (3 s) on, 24 s:
+	// long enough for the publisher to climb back and probe the link.
+	const span = 24 * time.Second
+	from := drop.Add(3 * time.Second)
+	hubView.WaitFor(span+25*time.Second, func() bool { return time.Since(from) >= span }, "")
+	all := site.hubFrame.between(from, from.Add(span))
+	got := summarize(all, span)
+	firstHalf := summarize(site.hubFrame.between(from, from.Add(span/2)), span/2)
+	lastHalf := summarize(site.hubFrame.between(from.Add(span/2), from.Add(span)), span/2)
+	t.Logf("link down to 1 Mbit/s: adapted after %v; then the hub gets %v (first half p50 %v, last half p50 %v)",
+		adapted.Round(time.Millisecond), got, firstHalf.p50.Round(time.Millisecond), lastHalf.p50.Round(time.Millisecond))
+	t.Logf("publisher's steps: %s", hubtest.Lazy(func() any { return adaptLines(site.pub.Stderr.String(), adapting) }))
+	if adapted > 6*time.Second {
+		t.Errorf("the publisher adapted %v after the link dropped", adapted)
+	}
+	if got.fps < 20 {
+		t.Errorf("over 1 Mbit/s after adapting, the hub got %.1f fps", got.fps)
+	}
+	// No growing backlog: the second half is no later than the first.
+	if lastHalf.p50 > firstHalf.p50+100*time.Millisecond || lastHalf.p50 > time.Second {
+		t.Errorf("frames reach the hub later and later: p50 %v, then %v", firstHalf.p50, lastHalf.p50)
+	}
+	if l, _ := hubStats.Last("cam"); l.CorruptShown != 0 {
+		t.Errorf("the hub viewer showed %d corrupt pictures", l.CorruptShown)
+	}
+}
+
+// adaptLines picks the publisher's adaptation lines out of its log.
+func adaptLines(log, adapting string) string {
+	var out []string
+	for _, l := range strings.Split(log, "\n") {
+		if strings.Contains(l, adapting) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
