@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -42,8 +43,9 @@ type Report struct {
 // Encode marshals r.
 func (r Report) Encode() ([]byte, error) { return json.Marshal(r) }
 
-// maxReportCount bounds a report's counts: a day's worth of anything.
-const maxReportCount = 1 << 40
+// maxReportCount bounds a report's counts: far beyond what an interval
+// holds, and an int on 32-bit platforms too.
+const maxReportCount = math.MaxInt32
 
 // DecodeReport parses and checks a receiver report.
 func DecodeReport(b []byte) (Report, error) {
