@@ -62,7 +62,11 @@ func startXvfb(t testing.TB, n int) (string, error) {
 	}
 	defer rd.Close()
 	display := ":" + strconv.Itoa(n)
-	p := StartProc(t, ProcConfig{ExtraFiles: []*os.File{wr}, Name: "Xvfb " + display}, "Xvfb", display, "-displayfd", "3", "-screen", "0", "1280x800x24", "-nolisten", "tcp")
+	// -noreset: an X server resets itself when its last client goes,
+	// refusing connections for a moment; the probe below is a client,
+	// so without it a window opened right after could not connect (a
+	// CI flake: "could not connect to display").
+	p := StartProc(t, ProcConfig{ExtraFiles: []*os.File{wr}, Name: "Xvfb " + display}, "Xvfb", display, "-displayfd", "3", "-screen", "0", "1280x800x24", "-nolisten", "tcp", "-noreset")
 	wr.Close()
 	_ = rd.SetReadDeadline(time.Now().Add(30 * time.Second))
 	if _, err := bufio.NewReader(rd).ReadString('\n'); err != nil {
