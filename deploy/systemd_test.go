@@ -62,24 +62,18 @@ func tree(t *testing.T, root string) []string {
 	return lines
 }
 
-// TestInstallPublisherRoot: the installer's --root mode puts binary, unit,
-// sysusers file and env template under the root; a second run changes
-// nothing, and an env file someone edited is kept.
-func TestInstallPublisherRoot(t *testing.T) {
-	bin := vidhubBin(t)
-	root := t.TempDir()
-	install(t, root, bin)
-	for _, f := range []struct {
-		path string
-		mode os.FileMode
-		same string // the deploy/ file it must equal
-	}{
-		{"usr/local/bin/vidhub", 0o755, ""},
-		{"etc/systemd/system/vidhub-publisher.service", 0o644, "systemd/vidhub-publisher.service"},
-		{"etc/sysusers.d/vidhub.conf", 0o644, "systemd/vidhub.sysusers"},
-		{"etc/vidhub/publisher.env", 0o640, "publisher.env.example"},
-		{"etc/vidhub/publisher.env.example", 0o644, "publisher.env.example"},
-	} {
+// installed is a file an install must hold under its root: its mode,
+// and the deploy/ file it must equal ("" for any content).
+type installed struct {
+	path string
+	mode os.FileMode
+	same string
+}
+
+// checkInstalled checks that root holds files as they should be.
+func checkInstalled(t *testing.T, root string, files []installed) {
+	t.Helper()
+	for _, f := range files {
 		info, err := os.Stat(filepath.Join(root, f.path))
 		if err != nil {
 			t.Errorf("not installed: %v", err)
@@ -96,6 +90,22 @@ func TestInstallPublisherRoot(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestInstallPublisherRoot: the installer's --root mode puts binary, unit,
+// sysusers file and env template under the root; a second run changes
+// nothing, and an env file someone edited is kept.
+func TestInstallPublisherRoot(t *testing.T) {
+	bin := vidhubBin(t)
+	root := t.TempDir()
+	install(t, root, bin)
+	checkInstalled(t, root, []installed{
+		{"usr/local/bin/vidhub", 0o755, ""},
+		{"etc/systemd/system/vidhub-publisher.service", 0o644, "systemd/vidhub-publisher.service"},
+		{"etc/sysusers.d/vidhub.conf", 0o644, "systemd/vidhub.sysusers"},
+		{"etc/vidhub/publisher.env", 0o640, "publisher.env.example"},
+		{"etc/vidhub/publisher.env.example", 0o644, "publisher.env.example"},
+	})
 	// Without --leaf, no edge broker.
 	for _, f := range []string{"etc/systemd/system/vidhub-broker.service", "etc/vidhub/broker.env"} {
 		if _, err := os.Stat(filepath.Join(root, f)); err == nil {
@@ -292,33 +302,13 @@ func TestInstallPublisherLeaf(t *testing.T) {
 	hubLeaf := hub.LeafURL()
 	root := t.TempDir()
 	out := install(t, root, bin, "--leaf", hubLeaf)
-	for _, f := range []struct {
-		path string
-		mode os.FileMode
-		same string
-	}{
+	checkInstalled(t, root, []installed{
 		{"etc/systemd/system/vidhub-broker.service", 0o644, "systemd/vidhub-broker.service"},
 		{"etc/systemd/system/vidhub-publisher.service", 0o644, "systemd/vidhub-publisher.service"},
 		{"etc/vidhub/broker.env.example", 0o644, "broker.env.example"},
 		{"etc/vidhub/broker.env", 0o640, ""},
 		{"etc/vidhub/publisher.env", 0o640, ""},
-	} {
-		info, err := os.Stat(filepath.Join(root, f.path))
-		if err != nil {
-			t.Errorf("not installed with --leaf: %v", err)
-			continue
-		}
-		if info.Mode().Perm() != f.mode {
-			t.Errorf("%s: mode %v, want %v", f.path, info.Mode().Perm(), f.mode)
-		}
-		if f.same != "" {
-			got, _ := os.ReadFile(filepath.Join(root, f.path))
-			want, _ := os.ReadFile(f.same)
-			if string(got) != string(want) {
-				t.Errorf("%s differs from deploy/%s", f.path, f.same)
-			}
-		}
-	}
+	})
 	brokerEnv := envFile(t, filepath.Join(root, "etc/vidhub/broker.env"))
 	pubEnv := envFile(t, filepath.Join(root, "etc/vidhub/publisher.env"))
 	for _, want := range []string{"VIDHUB_LEAF=" + hubLeaf, "VIDHUB_NATS_LISTEN=127.0.0.1:4222"} {

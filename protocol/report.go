@@ -75,6 +75,22 @@ func DecodeReport(b []byte) (Report, error) {
 	return r, nil
 }
 
+// Count adds one received frame to r: the frames missing from the
+// numbering just before it, its delay (receipt - capture time) and its
+// bytes.
+func (r *Report) Count(missed uint64, delay time.Duration, bytes int) {
+	d := int(delay.Milliseconds())
+	if r.Frames == 0 || d < r.DelayMin {
+		r.DelayMin = d
+	}
+	if r.Frames == 0 || d > r.DelayMax {
+		r.DelayMax = d
+	}
+	r.Frames++
+	r.Missed += int(min(missed, 1<<20))
+	r.Bytes += bytes
+}
+
 // ReceiveRate is the rate the viewer received the layer at, in bits per
 // second.
 func (r Report) ReceiveRate() float64 {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestReport(t *testing.T) {
@@ -53,4 +54,20 @@ func FuzzDecodeReport(f *testing.F) {
 			t.Fatalf("DecodeReport(%q) = %+v", b, r)
 		}
 	})
+}
+
+func TestReportCount(t *testing.T) {
+	var r Report
+	r.Count(0, 40*time.Millisecond, 1000)
+	r.Count(2, 25*time.Millisecond, 500)
+	r.Count(1<<40, 90*time.Millisecond, 10)
+	want := Report{Frames: 3, Missed: 2 + 1<<20, Bytes: 1510, DelayMin: 25, DelayMax: 90}
+	if r != want {
+		t.Errorf("got %+v, want %+v", r, want)
+	}
+	var neg Report
+	neg.Count(0, -3*time.Hour, 1) // a viewer's clock behind the publisher's
+	if neg.DelayMin != -10_800_000 || neg.DelayMax != neg.DelayMin {
+		t.Errorf("a negative delay: %+v", neg)
+	}
 }

@@ -109,9 +109,8 @@ type Tile struct {
 	// publisher. Set once, under mu.
 	h264 *h264Tile
 	// rep is the receiver report being gathered (H.264 only).
-	rep       protocol.Report
-	repStart  time.Time
-	repFrames bool // rep has frames and delays
+	rep      protocol.Report
+	repStart time.Time
 }
 
 func newTile(room, name string, self bool, now time.Time) *Tile {
@@ -217,19 +216,9 @@ func (t *Tile) noteReportLocked(f *Frame, missed uint64, now time.Time) {
 	if f.Layer != t.rep.Layer {
 		// A new layer: its own report (the last one's frames are not
 		// reported: a layer switch is no sign of the path).
-		t.rep, t.repStart, t.repFrames = protocol.Report{Layer: f.Layer}, now, false
+		t.rep, t.repStart = protocol.Report{Layer: f.Layer}, now
 	}
-	d := int(now.Sub(f.Meta.CaptureTime()).Milliseconds())
-	if !t.repFrames || d < t.rep.DelayMin {
-		t.rep.DelayMin = d
-	}
-	if !t.repFrames || d > t.rep.DelayMax {
-		t.rep.DelayMax = d
-	}
-	t.repFrames = true
-	t.rep.Frames++
-	t.rep.Missed += int(min(missed, 1<<20))
-	t.rep.Bytes += len(f.AU)
+	t.rep.Count(missed, now.Sub(f.Meta.CaptureTime()), len(f.AU))
 }
 
 // takeReport returns the receiver report since the last one and starts
@@ -245,7 +234,7 @@ func (t *Tile) takeReport(from string, now time.Time) (r protocol.Report, ok boo
 	r = t.rep
 	r.From = from
 	r.Interval = max(1, int(now.Sub(t.repStart).Milliseconds()))
-	t.rep, t.repStart, t.repFrames = protocol.Report{Layer: r.Layer}, now, false
+	t.rep, t.repStart = protocol.Report{Layer: r.Layer}, now
 	return r, true
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/vidhub/vidhub/internal/media"
 	"github.com/vidhub/vidhub/internal/natsconn"
+	"github.com/vidhub/vidhub/internal/netproxy"
 	"github.com/vidhub/vidhub/protocol"
 	"github.com/vidhub/vidhub/publisher"
 	"github.com/vidhub/vidhub/subscriber"
@@ -608,13 +609,13 @@ func stallScenario(ctx context.Context, env *runEnv) ([]StallResult, error) {
 	if env.opts.Quick {
 		paused = time.Second
 	}
-	px, err := startProxy(env.url)
+	px, err := netproxy.Start(env.url)
 	if err != nil {
 		return nil, err
 	}
-	defer px.close()
+	defer px.Close()
 	specs := []roomSpec{{subscriber.LayerHi, ""}, {subscriber.LayerHi, protocol.CodecJPEG}}
-	g, err := joinRooms(px.url(), room, specs, true, nil)
+	g, err := joinRooms(px.URL(), room, specs, true, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -630,10 +631,10 @@ func stallScenario(ctx context.Context, env *runEnv) ([]StallResult, error) {
 	}
 	defer stop()
 	before := g.stats()
-	px.pause()
+	px.Pause()
 	err = sleep(ctx, paused)
 	resumed := time.Now()
-	px.resume()
+	px.Resume()
 	if err != nil {
 		return nil, err
 	}

@@ -50,7 +50,6 @@ type gatewayReport struct {
 	since   time.Time
 	last    time.Time // the last frame
 	lastSeq uint64
-	frames  bool // rep has frames and delays
 }
 
 // hub fans frames out: one feed per room and layer however many
@@ -196,20 +195,12 @@ func (f *feed) note(name string, meta protocol.FrameMeta, size int, now time.Tim
 		r = &gatewayReport{rep: protocol.Report{Layer: f.key.layer}, since: now}
 		f.reports[name] = r
 	}
+	var missed uint64
 	if meta.Seq > r.lastSeq+1 && r.lastSeq > 0 {
-		r.rep.Missed += int(min(meta.Seq-r.lastSeq-1, 1<<20))
+		missed = meta.Seq - r.lastSeq - 1
 	}
 	r.lastSeq, r.last = meta.Seq, now
-	d := int(now.Sub(meta.CaptureTime()).Milliseconds())
-	if !r.frames || d < r.rep.DelayMin {
-		r.rep.DelayMin = d
-	}
-	if !r.frames || d > r.rep.DelayMax {
-		r.rep.DelayMax = d
-	}
-	r.frames = true
-	r.rep.Frames++
-	r.rep.Bytes += size
+	r.rep.Count(missed, now.Sub(meta.CaptureTime()), size)
 }
 
 // report sends each publisher of every H.264 feed the receiver report of
@@ -244,7 +235,7 @@ func (h *hub) report(now time.Time) {
 			rep := r.rep
 			rep.From, rep.Interval = h.self, max(1, int(now.Sub(r.since).Milliseconds()))
 			out, to = append(out, rep), append(to, name)
-			r.rep, r.since, r.frames = protocol.Report{Layer: f.key.layer}, now, false
+			r.rep, r.since = protocol.Report{Layer: f.key.layer}, now
 		}
 		f.mu.Unlock()
 		for i, rep := range out {
