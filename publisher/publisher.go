@@ -172,6 +172,7 @@ type Publisher struct {
 	keyWanted              [2]atomic.Bool // a viewer asked for a keyframe
 	keyframes, keyRequests atomic.Uint64
 	encodeErrLog, bigLog   rate.Sometimes
+	resizeErrLog           rate.Sometimes
 
 	// pass, for an H.264 source passed through, publishes its access
 	// units on the h264 layer (h264[0] is nil then).
