@@ -242,7 +242,7 @@ func TestAdaptSizeLast(t *testing.T) {
 	}
 	// Below the link's rate now: the queue drains.
 	q := l.backlog()
-	if s.run(4*time.Second); l.backlog() >= q {
+	if s.run(4 * time.Second); l.backlog() >= q {
 		t.Errorf("the queue went from %v to %v in the 4 s after the size halved\n%s", q, l.backlog(), strings.Join(s.log, "\n"))
 	}
 	// The link comes back: the size first, then the frame rate.
