@@ -87,8 +87,8 @@ type Config struct {
 	KeyInt time.Duration
 	// Adapt adapts the H.264 layers the publisher encodes to what its
 	// viewers' receiver reports say of the path (adapt.go): bitrate down
-	// to MinBitrate, then half the frame rate, and back up to Bitrate. A
-	// source passed through cannot be re-rated.
+	// to MinBitrate, then half the frame rate, then half the size, and
+	// back up to Bitrate. A source passed through cannot be re-rated.
 	Adapt bool
 	// MinBitrate is the lowest bitrate Adapt takes the h264 layer to,
 	// bits per second; 0 means a fifth of its bitrate. The small layer
