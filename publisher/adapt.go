@@ -411,10 +411,11 @@ func (a *adapter) describeStep(x, y rateState) string {
 	if x.HalfSize != y.HalfSize {
 		xw, xh := a.size(x)
 		yw, yh := a.size(y)
+		what := "full size"
 		if y.HalfSize {
-			return fmt.Sprintf("size halved: %dx%d → %dx%d", xw, xh, yw, yh)
+			what = "size halved"
 		}
-		return fmt.Sprintf("full size: %dx%d → %dx%d", xw, xh, yw, yh)
+		return fmt.Sprintf("%s: %dx%d → %dx%d, bitrate %.2f → %.2f Mbit/s", what, xw, xh, yw, yh, float64(x.Bitrate)/1e6, float64(y.Bitrate)/1e6)
 	}
 	switch {
 	case x.HalfFPS != y.HalfFPS && y.HalfFPS:
