@@ -70,11 +70,13 @@ const (
 	minFloor = 32_000
 )
 
-// rateState is what an adapted layer encodes: a bitrate and whether it
-// codes every other captured frame only.
+// rateState is what an adapted layer encodes: a bitrate, whether it
+// codes every other captured frame only, and whether it codes half its
+// width and height.
 type rateState struct {
-	Bitrate int
-	HalfFPS bool
+	Bitrate  int
+	HalfFPS  bool
+	HalfSize bool
 }
 
 // adapter decides the rate of one H.264 layer from its viewers' reports.
@@ -83,6 +85,9 @@ type rateState struct {
 type adapter struct {
 	layer    protocol.Layer
 	max, min int // bits per second
+	// w, h is the layer's full size, hw, hh its half size; hw is 0 when
+	// it does not step down in size (withHalfSize).
+	w, h, hw, hh int
 
 	mu      sync.Mutex
 	state   rateState
@@ -121,6 +126,25 @@ func newAdapter(l protocol.Layer, maxBitrate, minBitrate int) *adapter {
 	minBitrate = min(max(minBitrate, minFloor), maxBitrate)
 	return &adapter{layer: l, max: maxBitrate, min: minBitrate, state: rateState{Bitrate: maxBitrate},
 		viewers: map[string]*reporter{}}
+}
+
+// withHalfSize lets the adapter halve the layer's size, w x h, as its
+// last step down, to even dimensions no smaller than least w x least h
+// (the small layer's size); a layer too small already does not.
+func (a *adapter) withHalfSize(w, h, leastW, leastH int) *adapter {
+	a.w, a.h = w, h
+	if hw, hh := w/2&^1, h/2&^1; hw >= max(2, leastW) && hh >= max(2, leastH) {
+		a.hw, a.hh = hw, hh
+	}
+	return a
+}
+
+// size is the size state s codes.
+func (a *adapter) size(s rateState) (w, h int) {
+	if s.HalfSize && a.hw > 0 {
+		return a.hw, a.hh
+	}
+	return a.w, a.h
 }
 
 // report takes one receiver report about the adapter's layer.
@@ -281,7 +305,7 @@ func (a *adapter) decide(now time.Time) (s rateState, why string, changed bool) 
 			return a.state, "", false
 		}
 		a.lastDown, a.downs, a.ceiling = now, a.downs+1, mid.rate
-		why = fmt.Sprintf("%d of %d viewers see %s (%.2f Mbit/s received): %s", len(congested), len(a.viewers), mid.why, mid.rate/1e6, describeStep(old, s))
+		why = fmt.Sprintf("%d of %d viewers see %s (%.2f Mbit/s received): %s", len(congested), len(a.viewers), mid.why, mid.rate/1e6, a.describeStep(old, s))
 		return s, why, true
 	}
 	if now.Sub(a.lastCongested) < calmBeforeUp {
@@ -298,9 +322,9 @@ func (a *adapter) decide(now time.Time) (s rateState, why string, changed bool) 
 		return a.state, "", false
 	}
 	a.lastUp, a.ups = now, a.ups+1
-	why = fmt.Sprintf("no congestion for %v: %s", now.Sub(a.lastCongested).Round(time.Second), describeStep(old, s))
+	why = fmt.Sprintf("no congestion for %v: %s", now.Sub(a.lastCongested).Round(time.Second), a.describeStep(old, s))
 	if a.lastCongested.IsZero() {
-		why = "no congestion: " + describeStep(old, s)
+		why = "no congestion: " + a.describeStep(old, s)
 	}
 	return s, why, true
 }
@@ -308,8 +332,8 @@ func (a *adapter) decide(now time.Time) (s rateState, why string, changed bool) 
 // stepDown lowers the rate below capacity, the rate the viewers received
 // (bits per second), with a queue of q in front of them: the bitrate to
 // downFactor of it or less (so the queue drains within drainWithin), at
-// most downFactor of what it was; at the floor, half the frame rate.
-// a.mu is held.
+// most downFactor of what it was; at the floor, half the frame rate,
+// then half the size. a.mu is held.
 func (a *adapter) stepDown(capacity float64, q time.Duration) (rateState, bool) {
 	s := a.state
 	f := min(downFactor, max(minDownFactor, 1-q.Seconds()/drainWithin.Seconds()))
@@ -321,6 +345,11 @@ func (a *adapter) stepDown(capacity float64, q time.Duration) (rateState, bool) 
 		s.Bitrate = a.min
 	case !s.HalfFPS:
 		s.HalfFPS = true
+	case !s.HalfSize && a.hw > 0:
+		// The floor's bits per pixel: a quarter of the pixels at the
+		// same bitrate would cut nothing.
+		s.HalfSize = true
+		s.Bitrate = max(minFloor, int(float64(a.min)*float64(a.hw*a.hh)/float64(a.w*a.h)))
 	default:
 		return s, false // the lowest it goes
 	}
@@ -328,11 +357,13 @@ func (a *adapter) stepDown(capacity float64, q time.Duration) (rateState, bool) 
 	return s, true
 }
 
-// stepUp climbs back in the reverse order: the frame rate, then the
-// bitrate by factor, up to the configured one. a.mu is held.
+// stepUp climbs back in the reverse order: the size, the frame rate,
+// then the bitrate by factor, up to the configured one. a.mu is held.
 func (a *adapter) stepUp(factor float64) (rateState, bool) {
 	s := a.state
 	switch {
+	case s.HalfSize:
+		s.HalfSize, s.Bitrate = false, a.min
 	case s.HalfFPS:
 		s.HalfFPS = false
 	case s.Bitrate < a.max:
@@ -347,6 +378,13 @@ func (a *adapter) stepUp(factor float64) (rateState, bool) {
 	return s, true
 }
 
+// current is the state the layer codes.
+func (a *adapter) current() rateState {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.state
+}
+
 // counts returns the steps taken down and up.
 func (a *adapter) counts() (downs, ups int) {
 	a.mu.Lock()
@@ -354,13 +392,36 @@ func (a *adapter) counts() (downs, ups int) {
 	return a.downs, a.ups
 }
 
-// describeStep says what changed from a to b, for the log.
-func describeStep(a, b rateState) string {
+// sizeFailed takes back a step to s that changed the size but could not
+// be applied: the adapter stays at old. A failed step down ends the size
+// rung for good; a failed step up is tried again on the next.
+func (a *adapter) sizeFailed(s, old rateState) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.state == s {
+		a.state = old
+	}
+	if s.HalfSize {
+		a.hw, a.hh = 0, 0
+	}
+}
+
+// describeStep says what changed from x to y, for the log.
+func (a *adapter) describeStep(x, y rateState) string {
+	if x.HalfSize != y.HalfSize {
+		xw, xh := a.size(x)
+		yw, yh := a.size(y)
+		what := "full size"
+		if y.HalfSize {
+			what = "size halved"
+		}
+		return fmt.Sprintf("%s: %dx%d → %dx%d, bitrate %.2f → %.2f Mbit/s", what, xw, xh, yw, yh, float64(x.Bitrate)/1e6, float64(y.Bitrate)/1e6)
+	}
 	switch {
-	case a.HalfFPS != b.HalfFPS && b.HalfFPS:
+	case x.HalfFPS != y.HalfFPS && y.HalfFPS:
 		return "frame rate halved"
-	case a.HalfFPS != b.HalfFPS:
+	case x.HalfFPS != y.HalfFPS:
 		return "full frame rate"
 	}
-	return fmt.Sprintf("bitrate %.2f → %.2f Mbit/s", float64(a.Bitrate)/1e6, float64(b.Bitrate)/1e6)
+	return fmt.Sprintf("bitrate %.2f → %.2f Mbit/s", float64(x.Bitrate)/1e6, float64(y.Bitrate)/1e6)
 }

@@ -2,6 +2,7 @@ package publisher
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -215,5 +216,64 @@ func TestAdaptProbesGently(t *testing.T) {
 	}
 	if worst > 300*time.Millisecond {
 		t.Errorf("a queue of %v on a steady link", worst)
+	}
+}
+
+// TestAdaptSizeLast: on a link too slow even for the floor at half the
+// frame rate, the size halves (to the floor's bits per pixel); when the
+// link comes back, the size returns first, then the frame rate.
+func TestAdaptSizeLast(t *testing.T) {
+	a := newAdapter(protocol.H264, 2_000_000, 400_000).withHalfSize(1280, 720, 320, 180)
+	l := &link{name: "v1", capacity: 180_000, base: 20 * time.Millisecond}
+	s := newSim(t, a, l)
+	start := s.now
+	for !s.a.state.HalfSize && s.now.Sub(start) < time.Minute {
+		s.run(protocol.ReportEvery)
+	}
+	st := s.a.state
+	if !st.HalfFPS || !st.HalfSize || st.Bitrate != 100_000 {
+		t.Fatalf("a minute on a 180 kbit/s link with a 400 kbit/s floor: %+v, want half the size at 100 kbit/s, half the frame rate\n%s", st, strings.Join(s.log, "\n"))
+	}
+	if w, h := a.size(st); w != 640 || h != 360 {
+		t.Errorf("half of 1280x720 is %dx%d", w, h)
+	}
+	if !slices.ContainsFunc(s.log, func(l string) bool { return strings.Contains(l, "size halved: 1280x720 → 640x360") }) {
+		t.Errorf("no step says the size halved:\n%s", strings.Join(s.log, "\n"))
+	}
+	// Below the link's rate now: the queue drains.
+	q := l.backlog()
+	if s.run(4 * time.Second); l.backlog() >= q {
+		t.Errorf("the queue went from %v to %v in the 4 s after the size halved\n%s", q, l.backlog(), strings.Join(s.log, "\n"))
+	}
+	// The link comes back: the size first, then the frame rate.
+	l.capacity = 5e6
+	n := len(s.log)
+	st = s.run(12 * time.Second)
+	if st.HalfSize || st.HalfFPS || st.Bitrate <= 400_000 {
+		t.Errorf("12 s after the link came back: %+v, want the full size and frame rate, climbing\n%s", st, strings.Join(s.log, "\n"))
+	}
+	if up := s.log[n:]; len(up) < 2 || !strings.Contains(up[0], "full size: 640x360 → 1280x720") || !strings.Contains(up[1], "full frame rate") {
+		t.Errorf("the climb, want the size first, then the frame rate:\n%s", strings.Join(up, "\n"))
+	}
+	t.Logf("\n%s", strings.Join(s.log, "\n"))
+}
+
+// TestAdaptSizeFloor: a layer at the small layer's size already, or one
+// whose half would be below it, does not step down in size; 640x360
+// halves to 320x180, no further.
+func TestAdaptSizeFloor(t *testing.T) {
+	for _, c := range []struct{ w, h, hw, hh int }{
+		{320, 180, 0, 0}, {500, 282, 0, 0}, {640, 360, 320, 180}, {1920, 1080, 960, 540}, {1278, 718, 638, 358},
+	} {
+		lw, lh := protocol.LoSize(c.w, c.h)
+		a := newAdapter(protocol.H264, 1_000_000, 200_000).withHalfSize(c.w, c.h, lw, lh)
+		if a.hw != c.hw || a.hh != c.hh {
+			t.Errorf("%dx%d (small layer %dx%d) halves to %dx%d, want %dx%d", c.w, c.h, lw, lh, a.hw, a.hh, c.hw, c.hh)
+		}
+		a.state = rateState{Bitrate: a.min, HalfFPS: true}
+		s, changed := a.stepDown(10_000, 0)
+		if changed != (c.hw > 0) || s.HalfSize != changed {
+			t.Errorf("%dx%d at the floor at half the frame rate steps down to %+v (%v)", c.w, c.h, s, changed)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package publisher
 import (
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -44,12 +45,17 @@ func DefaultCodec() protocol.Codec {
 }
 
 // h264Layer is one H.264 layer: its encoder and its keyframe state. Only
-// the publish goroutine touches it, but for keyWanted and the counters.
+// the publish goroutine touches it, but for keyWanted, the counters and
+// shape.
 type h264Layer struct {
-	layer   protocol.Layer
-	w, h    int
-	enc     media.Encoder
-	codec   string
+	layer  protocol.Layer
+	w, h   int // what enc codes
+	keyInt int
+	enc    media.Encoder
+	codec  string
+	// shape is w, h and codec for presence and Stats, which run on other
+	// goroutines.
+	shape   atomic.Pointer[layerShape]
 	hdr     *protocol.FrameHeader
 	subject string
 	seq     uint64
@@ -90,7 +96,7 @@ func (p *Publisher) openH264() error {
 			p.closeH264()
 			return err
 		}
-		hl := &h264Layer{layer: l, w: w, h: h, enc: enc, codec: enc.Codec(),
+		hl := &h264Layer{layer: l, w: w, h: h, keyInt: keyInt, enc: enc, codec: enc.Codec(),
 			hdr: protocol.NewCodecHeader(protocol.CodecH264), subject: p.addr.FrameSubject(l), needKey: true}
 		p.h264[i] = hl
 		p.bitrates[i].Store(int64(bitrate))
@@ -99,23 +105,55 @@ func (p *Publisher) openH264() error {
 			if i == 0 && p.cfg.MinBitrate > 0 {
 				floor = p.cfg.MinBitrate
 			}
-			hl.adapt = newAdapter(l, bitrate, floor)
+			hl.adapt = newAdapter(l, bitrate, floor).withHalfSize(w, h, p.loW, p.loH)
 		}
-		if hl.codec == "" {
-			// The encoder states its profile and level in its first SPS:
-			// code one blank picture to read it. The first real frame is
-			// a keyframe anyway.
-			blank := media.Image{Fmt: media.RGBA, Width: w, Height: h, Stride: 4 * w, Pix: make([]byte, 4*w*h)}
-			au, err := enc.Encode(blank, true)
-			if err == nil {
-				hl.codec, err = protocol.H264CodecString(au.Data)
-			}
-			if err != nil {
-				p.closeH264()
-				return fmt.Errorf("starting the H.264 encoder: %w", err)
-			}
+		if hl.codec, err = codecOf(enc, w, h); err != nil {
+			p.closeH264()
+			return fmt.Errorf("starting the H.264 encoder: %w", err)
 		}
+		hl.shape.Store(&layerShape{w: w, h: h, codec: hl.codec})
 	}
+	return nil
+}
+
+// layerShape is what an H.264 layer codes: its size and codec string.
+type layerShape struct {
+	w, h  int
+	codec string
+}
+
+// codecOf returns the codec string of enc, which codes w x h.
+func codecOf(enc media.Encoder, w, h int) (string, error) {
+	if c := enc.Codec(); c != "" {
+		return c, nil
+	}
+	// The encoder states its profile and level in its first SPS: code one
+	// blank picture to read it. The first real frame is a keyframe anyway.
+	blank := media.Image{Fmt: media.RGBA, Width: w, Height: h, Stride: 4 * w, Pix: make([]byte, 4*w*h)}
+	au, err := enc.Encode(blank, true)
+	if err != nil {
+		return "", err
+	}
+	return protocol.H264CodecString(au.Data)
+}
+
+// resize reopens hl's encoder at w x h with bitrate: the next frame is
+// an IDR with the new SPS and PPS. When it fails, hl codes on as before.
+func (p *Publisher) resize(hl *h264Layer, w, h, bitrate int) error {
+	enc, err := media.NewEncoder(media.EncoderConfig{Width: w, Height: h, FPS: p.cfg.FPS, Bitrate: bitrate, KeyInt: hl.keyInt})
+	if err != nil {
+		return err
+	}
+	codec, err := codecOf(enc, w, h)
+	if err != nil {
+		enc.Close()
+		return err
+	}
+	hl.enc.Close()
+	hl.enc, hl.w, hl.h, hl.codec = enc, w, h, codec
+	hl.coded = time.Time{}
+	hl.needKey = true
+	hl.shape.Store(&layerShape{w: w, h: h, codec: codec})
 	return nil
 }
 
@@ -240,8 +278,9 @@ func (p *Publisher) streams() []protocol.LayerInfo {
 		if hl == nil {
 			continue
 		}
-		out = append(out, protocol.LayerInfo{Layer: hl.layer, Width: hl.w, Height: hl.h, FPS: p.fps(i),
-			Codec: hl.codec, Bitrate: int(p.bitrates[i].Load())})
+		sh := hl.shape.Load()
+		out = append(out, protocol.LayerInfo{Layer: hl.layer, Width: sh.w, Height: sh.h, FPS: p.fps(i),
+			Codec: sh.codec, Bitrate: int(p.bitrates[i].Load())})
 	}
 	return out
 }
@@ -283,9 +322,20 @@ func (p *Publisher) adapt(now time.Time) {
 			continue
 		}
 		hl.adapt.published(hl.sent, now)
+		old := hl.adapt.current()
 		s, why, changed := hl.adapt.decide(now)
 		if !changed {
 			continue
+		}
+		if w, h := hl.adapt.size(s); w != hl.w || h != hl.h {
+			if err := p.resize(hl, w, h, s.Bitrate); err != nil {
+				p.resizeErrLog.Do(func() {
+					p.log.Warn("cannot change the H.264 size: the layer keeps its own", "layer", hl.layer, "size", fmt.Sprintf("%dx%d", hl.w, hl.h), "err", err)
+				})
+				hl.adapt.sizeFailed(s, old)
+				continue
+			}
+			p.bitrates[i].Store(int64(s.Bitrate))
 		}
 		if int64(s.Bitrate) != p.bitrates[i].Load() {
 			if err := hl.enc.SetBitrate(s.Bitrate); err != nil {
@@ -307,8 +357,9 @@ func (p *Publisher) adaptStats() []AdaptStats {
 			continue
 		}
 		downs, ups := hl.adapt.counts()
+		sh := hl.shape.Load()
 		out = append(out, AdaptStats{Layer: hl.layer, Bitrate: int(p.bitrates[i].Load()), FPS: p.fps(i),
-			Width: hl.w, Height: hl.h, Downs: downs, Ups: ups})
+			Width: sh.w, Height: sh.h, Downs: downs, Ups: ups})
 	}
 	return out
 }

@@ -87,8 +87,8 @@ type Config struct {
 	KeyInt time.Duration
 	// Adapt adapts the H.264 layers the publisher encodes to what its
 	// viewers' receiver reports say of the path (adapt.go): bitrate down
-	// to MinBitrate, then half the frame rate, and back up to Bitrate. A
-	// source passed through cannot be re-rated.
+	// to MinBitrate, then half the frame rate, then half the size, and
+	// back up to Bitrate. A source passed through cannot be re-rated.
 	Adapt bool
 	// MinBitrate is the lowest bitrate Adapt takes the h264 layer to,
 	// bits per second; 0 means a fifth of its bitrate. The small layer
@@ -172,6 +172,7 @@ type Publisher struct {
 	keyWanted              [2]atomic.Bool // a viewer asked for a keyframe
 	keyframes, keyRequests atomic.Uint64
 	encodeErrLog, bigLog   rate.Sometimes
+	resizeErrLog           rate.Sometimes
 
 	// pass, for an H.264 source passed through, publishes its access
 	// units on the h264 layer (h264[0] is nil then).

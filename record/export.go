@@ -44,6 +44,25 @@ type Exported struct {
 	Height    int       `json:"height"`
 	First     time.Time `json:"first"` // capture time of the first frame written
 	Last      time.Time `json:"last"`
+	// Resized, when not zero, is the capture time of the frame at which
+	// the recording changes size, to NextWidth x NextHeight (a publisher
+	// adapting to its viewers' path halves it): an MP4 track has one
+	// size, so the file ends before that frame. Exporting again from
+	// Resized writes the rest.
+	Resized    time.Time `json:"resized,omitzero"`
+	NextWidth  int       `json:"next_width,omitempty"`
+	NextHeight int       `json:"next_height,omitempty"`
+}
+
+// ResizedNote says where the recording changed size and how to export
+// the rest, or is empty when it did not within the span.
+func (e Exported) ResizedNote() string {
+	if e.Resized.IsZero() {
+		return ""
+	}
+	at := e.Resized.UTC().Format(time.RFC3339Nano)
+	return fmt.Sprintf("the recording changes size at %s (%dx%d → %dx%d): exported up to there; export again with --from %s for the rest",
+		at, e.Width, e.Height, e.NextWidth, e.NextHeight, at)
 }
 
 // Export writes participant Name's H.264 layer from the recording of Room
@@ -52,7 +71,8 @@ type Exported struct {
 // A gap in the recording (a publisher offline, a frame lost) is a gap in
 // the file: what follows it waits for the next keyframe. JPEG layers are
 // not exported (MP4 is for the H.264 layers, a twentieth of the bytes):
-// record with --layers h264 to export.
+// record with --layers h264 to export. Where the layer changes size, the
+// file ends (Exported.Resized): an MP4 track has one size.
 func Export(ctx context.Context, nc *nats.Conn, cfg ExportConfig) (Exported, error) {
 	var out Exported
 	if cfg.Layer == "" {
@@ -106,6 +126,22 @@ func Export(ctx context.Context, nc *nats.Conn, cfg ExportConfig) (Exported, err
 		meta := it.Meta
 		if pass, _ := chain.Offer(cfg.Layer, meta); !pass {
 			out.Skipped++
+			continue
+		}
+		if w != nil && (meta.Width != out.Width || meta.Height != out.Height) {
+			if meta.CaptureTime().After(cfg.From) {
+				out.Resized, out.NextWidth, out.NextHeight = meta.CaptureTime(), meta.Width, meta.Height
+				break
+			}
+			// Only the lead-in before From is at the old size: the file
+			// starts over here.
+			if err := w.Close(); err != nil {
+				return out, err
+			}
+			w, out = nil, Exported{Skipped: out.Skipped}
+		}
+		if w == nil && !meta.Key {
+			out.Skipped++ // a new size starts with a keyframe
 			continue
 		}
 		if w == nil {

@@ -75,6 +75,9 @@ func runExport(ctx context.Context, env *cmdEnv, args []string) error {
 	if ex.Skipped > 0 {
 		fmt.Fprintf(env.stdout, "; %d frames after gaps in the recording left out, up to the next keyframe", ex.Skipped)
 	}
+	if note := ex.ResizedNote(); note != "" {
+		fmt.Fprintf(env.stdout, "; %s", note)
+	}
 	fmt.Fprintln(env.stdout)
 	return nil
 }

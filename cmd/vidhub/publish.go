@@ -38,7 +38,7 @@ func (p *publishFlags) register(fs *flagSet) {
 	fs.StringVar(&p.encode, "encode", string(publisher.EncodeAuto), "which layers to encode: auto (H.264 always, JPEG while some viewer's presence asks for it; with --codec jpeg, all), all, or watched (only layers some viewer's presence asks for: an idle publisher costs next to nothing, but viewers that announce no presence, such as nats sub, get nothing)")
 	fs.StringVar(&p.codec, "codec", string(publisher.DefaultCodec()), "h264 (H.264 layers, and JPEG ones on demand) or jpeg (JPEG layers only, as protocol v1); h264 needs the full or lite build")
 	fs.IntVar(&p.bitrate, "bitrate", 0, "H.264 target in bits per second (e.g. 1500000); 0 picks one from size and fps (about 1.4 Mbit/s for 720p30)")
-	fs.BoolVar(&p.adapt, "adapt", true, "adapt the H.264 layers it encodes to what viewers' receiver reports say of the path: bitrate down to --min-bitrate, then half the frame rate, and back (a camera's own H.264 passed through is never re-rated)")
+	fs.BoolVar(&p.adapt, "adapt", true, "adapt the H.264 layers it encodes to what viewers' receiver reports say of the path: bitrate down to --min-bitrate, then half the frame rate, then half the size, and back (a camera's own H.264 passed through is never re-rated)")
 	fs.IntVar(&p.minBitrate, "min-bitrate", 0, "lowest bitrate --adapt takes the h264 layer to, bits per second; 0 means a fifth of --bitrate")
 	fs.DurationVar(&p.keyint, "keyint", publisher.DefaultKeyInt, "longest time between two H.264 keyframes (viewers that join or lose a frame ask for one sooner)")
 }

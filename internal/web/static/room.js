@@ -63,7 +63,12 @@ class H264Decoder {
       this.ask(f.layer);
       return;
     }
-    if (!this.dec || this.dec.state === "closed" || this.codec !== codec) {
+    // A new codec string (the publisher changed size, and with it the
+    // level) reopens the decoder at a keyframe only: a fresh decoder
+    // needs one, and until then the open one goes on with the parameter
+    // sets in the stream. Presence announces the new string up to a beat
+    // after the frames bring it.
+    if (!this.dec || this.dec.state === "closed" || (this.codec !== codec && f.key)) {
       if (!this.open(codec)) return;
     }
     this.waitKey = false;
@@ -229,7 +234,10 @@ class Tile {
   push(frame, now, arrived) {
     this.lastAt = now;
     if (frame.codec === "h264") {
-      const codec = this.view.codecOf(this.name, frame.layer);
+      let codec = this.view.codecOf(this.name, frame.layer);
+      if (!codec && this.h264 && this.h264.layer === frame.layer && this.view.checking(this.name, frame.layer)) {
+        codec = this.h264.codec; // its new codec string is being checked: go on meanwhile
+      }
       if (!codec) return; // the page did not ask for it: a left-over frame
       if (!this.h264) this.h264 = new H264Decoder(this, this.fc.ctx, (layer) => this.view.askKey(this.name, layer));
       this.h264.push(frame, codec, arrived);
@@ -444,6 +452,12 @@ export class RoomView {
   codecOf(name, layer) {
     const c = (this.streams.get(name) || {})[layer];
     return c && this.decodes.get(c) === true ? c : "";
+  }
+  // checking says whether the codec string of a publisher's H.264 layer
+  // is still being checked (checkCodec).
+  checking(name, layer) {
+    const c = (this.streams.get(name) || {})[layer];
+    return !!c && this.decodes.has(c) && this.decodes.get(c) === undefined;
   }
   // askKey asks the publisher, through the gateway, for a keyframe.
   askKey(name, layer) {
