@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -79,6 +80,25 @@ type rateState struct {
 	HalfSize bool
 }
 
+// bitrateFor is the bitrate at which a layer in state s sends rate bits
+// per second.
+func (s rateState) bitrateFor(rate float64) int {
+	if s.HalfFPS {
+		return int(2 * rate)
+	}
+	return int(rate)
+}
+
+// rate is what a layer in state s sends, in bits per second: the encoder
+// spends Bitrate / fps on each picture, so at half the frame rate it
+// sends half its bitrate.
+func (s rateState) rate() float64 {
+	if s.HalfFPS {
+		return float64(s.Bitrate) / 2
+	}
+	return float64(s.Bitrate)
+}
+
 // adapter decides the rate of one H.264 layer from its viewers' reports.
 // Reports come from a NATS callback, decisions from the publish
 // goroutine; the clock is the caller's, so tests need no sleeps.
@@ -86,8 +106,10 @@ type adapter struct {
 	layer    protocol.Layer
 	max, min int // bits per second
 	// w, h is the layer's full size, hw, hh its half size; hw is 0 when
-	// it does not step down in size (withHalfSize).
+	// it does not step down in size (withHalfSize). halfMin is the floor
+	// at half the size: min's bits per pixel.
 	w, h, hw, hh int
+	halfMin      int
 
 	mu      sync.Mutex
 	state   rateState
@@ -135,8 +157,18 @@ func (a *adapter) withHalfSize(w, h, leastW, leastH int) *adapter {
 	a.w, a.h = w, h
 	if hw, hh := w/2&^1, h/2&^1; hw >= max(2, leastW) && hh >= max(2, leastH) {
 		a.hw, a.hh = hw, hh
+		// A quarter of the pixels at the same bitrate would cut nothing.
+		a.halfMin = max(minFloor, int(float64(a.min)*float64(hw*hh)/float64(w*h)))
 	}
 	return a
+}
+
+// floor is the lowest bitrate at s's size.
+func (a *adapter) floor(s rateState) int {
+	if s.HalfSize {
+		return a.halfMin
+	}
+	return a.min
 }
 
 // size is the size state s codes.
@@ -312,7 +344,7 @@ func (a *adapter) decide(now time.Time) (s rateState, why string, changed bool) 
 		return a.state, "", false
 	}
 	factor, every := upFactor, upEvery
-	if b := float64(a.state.Bitrate); now.Sub(a.lastCongested) < ceilingFor && b*upFactor > nearShare*a.ceiling && b < farShare*a.ceiling {
+	if r := a.state.rate(); now.Sub(a.lastCongested) < ceilingFor && r*upFactor > nearShare*a.ceiling && r < farShare*a.ceiling {
 		factor, every = nearFactor, nearEvery
 	}
 	if now.Sub(a.lastUp) < every {
@@ -330,52 +362,81 @@ func (a *adapter) decide(now time.Time) (s rateState, why string, changed bool) 
 }
 
 // stepDown lowers the rate below capacity, the rate the viewers received
-// (bits per second), with a queue of q in front of them: the bitrate to
-// downFactor of it or less (so the queue drains within drainWithin), at
-// most downFactor of what it was; at the floor, half the frame rate,
-// then half the size. a.mu is held.
+// (bits per second), with a queue of q in front of them: to downFactor
+// of it or less (so the queue drains within drainWithin), and to at most
+// downFactor of what it was. A little below the floor, the floor (the
+// next step, if one is needed, takes a rung); far below it, or from the
+// floor, as many rungs down as it takes at once (half the frame rate,
+// then half the size): a rate still above the link's only builds the
+// queue. a.mu is held.
 func (a *adapter) stepDown(capacity float64, q time.Duration) (rateState, bool) {
-	s := a.state
 	f := min(downFactor, max(minDownFactor, 1-q.Seconds()/drainWithin.Seconds()))
-	target := int(min(f*capacity, downFactor*float64(s.Bitrate)))
-	switch {
-	case target >= a.min:
-		s.Bitrate = target
-	case s.Bitrate > a.min:
-		s.Bitrate = a.min
-	case !s.HalfFPS:
-		s.HalfFPS = true
-	case !s.HalfSize && a.hw > 0:
-		// The floor's bits per pixel: a quarter of the pixels at the
-		// same bitrate would cut nothing.
-		s.HalfSize = true
-		s.Bitrate = max(minFloor, int(float64(a.min)*float64(a.hw*a.hh)/float64(a.w*a.h)))
-	default:
+	want := min(f*capacity, downFactor*a.state.rate())
+	s := a.state
+	if b, floor := s.bitrateFor(want), a.floor(s); b < floor && (s.Bitrate <= floor || float64(b) < downFactor*float64(floor)) {
+		for s.bitrateFor(want) < a.floor(s) {
+			if !a.lower(&s) {
+				break
+			}
+		}
+	}
+	s.Bitrate = max(s.bitrateFor(want), a.floor(s))
+	if s == a.state {
 		return s, false // the lowest it goes
 	}
 	a.state = s
 	return s, true
 }
 
-// stepUp climbs back in the reverse order: the size, the frame rate,
-// then the bitrate by factor, up to the configured one. a.mu is held.
+// lower takes s one rung down, keeping its bitrate: half the frame rate,
+// then half the size; false at the lowest.
+func (a *adapter) lower(s *rateState) bool {
+	switch {
+	case !s.HalfFPS:
+		s.HalfFPS = true
+	case !s.HalfSize && a.hw > 0:
+		s.HalfSize = true
+	default:
+		return false
+	}
+	return true
+}
+
+// stepUp climbs back in the reverse order, and without a jump: each rung
+// comes back only once the bitrate has climbed (by factor a step) to
+// where it sends what the rung above sends at its floor. At half the
+// size, to the floor of the full size; at half the frame rate, to twice
+// the floor, then the full frame rate at the floor. The climb's pace,
+// gentle near the last congestion, thus holds for every rung, and a
+// link that carries only a lower rung is probed, not run into. a.mu is
+// held.
 func (a *adapter) stepUp(factor float64) (rateState, bool) {
 	s := a.state
-	switch {
+	switch twice := min(2*a.min, a.max); {
+	case s.HalfSize && s.Bitrate < a.min:
+		s.Bitrate = climb(s.Bitrate, factor, a.min)
 	case s.HalfSize:
-		s.HalfSize, s.Bitrate = false, a.min
+		s.HalfSize = false
+	case s.HalfFPS && s.Bitrate < twice:
+		s.Bitrate = climb(s.Bitrate, factor, twice)
 	case s.HalfFPS:
-		s.HalfFPS = false
+		s.HalfFPS, s.Bitrate = false, max(a.min, s.Bitrate/2)
 	case s.Bitrate < a.max:
-		s.Bitrate = int(float64(s.Bitrate) * factor)
-		if s.Bitrate > a.max*95/100 {
-			s.Bitrate = a.max
-		}
+		s.Bitrate = climb(s.Bitrate, factor, a.max)
 	default:
 		return s, false
 	}
 	a.state = s
 	return s, true
+}
+
+// climb raises bitrate b by factor, to top at most; within 5% of top it
+// takes top.
+func climb(b int, factor float64, top int) int {
+	if b = int(float64(b) * factor); b > top*95/100 {
+		return top
+	}
+	return b
 }
 
 // current is the state the layer codes.
@@ -408,6 +469,7 @@ func (a *adapter) sizeFailed(s, old rateState) {
 
 // describeStep says what changed from x to y, for the log.
 func (a *adapter) describeStep(x, y rateState) string {
+	var parts []string
 	if x.HalfSize != y.HalfSize {
 		xw, xh := a.size(x)
 		yw, yh := a.size(y)
@@ -415,13 +477,14 @@ func (a *adapter) describeStep(x, y rateState) string {
 		if y.HalfSize {
 			what = "size halved"
 		}
-		return fmt.Sprintf("%s: %dx%d → %dx%d, bitrate %.2f → %.2f Mbit/s", what, xw, xh, yw, yh, float64(x.Bitrate)/1e6, float64(y.Bitrate)/1e6)
+		parts = append(parts, fmt.Sprintf("%s: %dx%d → %dx%d", what, xw, xh, yw, yh))
 	}
 	switch {
 	case x.HalfFPS != y.HalfFPS && y.HalfFPS:
-		return "frame rate halved"
+		parts = append(parts, "frame rate halved")
 	case x.HalfFPS != y.HalfFPS:
-		return "full frame rate"
+		parts = append(parts, "full frame rate")
 	}
-	return fmt.Sprintf("bitrate %.2f → %.2f Mbit/s", float64(x.Bitrate)/1e6, float64(y.Bitrate)/1e6)
+	parts = append(parts, fmt.Sprintf("bitrate %.2f → %.2f Mbit/s", float64(x.Bitrate)/1e6, float64(y.Bitrate)/1e6))
+	return strings.Join(parts, ", ")
 }

@@ -151,9 +151,14 @@ func TestAdaptFloorThenFrameRate(t *testing.T) {
 	if !st.HalfFPS || st.Bitrate != 500_000 {
 		t.Errorf("on a 200 kbit/s link with a 500 kbit/s floor: %+v, want the floor at half the frame rate\n%s", st, strings.Join(s.log, "\n"))
 	}
+	// The link comes back: the bitrate climbs at half the frame rate
+	// until the full frame rate costs no more.
 	l.capacity = 5e6
-	if st := s.run(8 * time.Second); st.HalfFPS {
-		t.Errorf("8 s after the link came back: %+v, want the full frame rate again\n%s", st, strings.Join(s.log, "\n"))
+	if st := s.run(15 * time.Second); st.HalfFPS || st.Bitrate < 500_000 {
+		t.Errorf("15 s after the link came back: %+v, want the full frame rate again\n%s", st, strings.Join(s.log, "\n"))
+	}
+	if up := slices.IndexFunc(s.log, func(l string) bool { return strings.Contains(l, "full frame rate, bitrate 1.00 → 0.50") }); up < 0 {
+		t.Errorf("the frame rate came back other than at twice the floor, without a jump:\n%s", strings.Join(s.log, "\n"))
 	}
 }
 
@@ -231,8 +236,8 @@ func TestAdaptSizeLast(t *testing.T) {
 		s.run(protocol.ReportEvery)
 	}
 	st := s.a.state
-	if !st.HalfFPS || !st.HalfSize || st.Bitrate != 100_000 {
-		t.Fatalf("a minute on a 180 kbit/s link with a 400 kbit/s floor: %+v, want half the size at 100 kbit/s, half the frame rate\n%s", st, strings.Join(s.log, "\n"))
+	if !st.HalfFPS || !st.HalfSize || st.Bitrate < 100_000 || st.rate() > l.capacity {
+		t.Fatalf("a minute on a 180 kbit/s link with a 400 kbit/s floor: %+v, want half the size at half the frame rate, at 100 kbit/s (a quarter of the floor) or more, below the link's rate\n%s", st, strings.Join(s.log, "\n"))
 	}
 	if w, h := a.size(st); w != 640 || h != 360 {
 		t.Errorf("half of 1280x720 is %dx%d", w, h)
@@ -245,17 +250,67 @@ func TestAdaptSizeLast(t *testing.T) {
 	if s.run(4 * time.Second); l.backlog() >= q {
 		t.Errorf("the queue went from %v to %v in the 4 s after the size halved\n%s", q, l.backlog(), strings.Join(s.log, "\n"))
 	}
-	// The link comes back: the size first, then the frame rate.
+	// The link comes back: the size first, then the frame rate, each
+	// once the bitrate has climbed to where it costs no more.
 	l.capacity = 5e6
 	n := len(s.log)
-	st = s.run(12 * time.Second)
+	st = s.run(40 * time.Second)
 	if st.HalfSize || st.HalfFPS || st.Bitrate <= 400_000 {
-		t.Errorf("12 s after the link came back: %+v, want the full size and frame rate, climbing\n%s", st, strings.Join(s.log, "\n"))
+		t.Errorf("40 s after the link came back: %+v, want the full size and frame rate, climbing\n%s", st, strings.Join(s.log, "\n"))
 	}
-	if up := s.log[n:]; len(up) < 2 || !strings.Contains(up[0], "full size: 640x360 → 1280x720") || !strings.Contains(up[1], "full frame rate") {
-		t.Errorf("the climb, want the size first, then the frame rate:\n%s", strings.Join(up, "\n"))
+	up := s.log[n:]
+	size := slices.IndexFunc(up, func(l string) bool {
+		return strings.Contains(l, "full size: 640x360 → 1280x720, bitrate 0.40 → 0.40")
+	})
+	fps := slices.IndexFunc(up, func(l string) bool { return strings.Contains(l, "full frame rate, bitrate 0.80 → 0.40") })
+	if size < 0 || fps < size {
+		t.Errorf("the climb, want the size first at the floor, then the frame rate at twice it, without a jump:\n%s", strings.Join(up, "\n"))
 	}
 	t.Logf("\n%s", strings.Join(s.log, "\n"))
+}
+
+// TestAdaptRungsProbeGently: on a link that carries the half size but
+// not the full size at its floor, the publisher stays at the half size
+// and uses the link, probing it gently, instead of returning to the full
+// size every few seconds (each return reopens the encoder, then runs
+// into the queue).
+func TestAdaptRungsProbeGently(t *testing.T) {
+	a := newAdapter(protocol.H264, 2_000_000, 400_000).withHalfSize(1280, 720, 320, 180)
+	l := &link{name: "v1", capacity: 150_000, base: 20 * time.Millisecond}
+	s := newSim(t, a, l)
+	// Settled: at half the size, with the queue built on the way down
+	// (2 Mbit/s into 150 kbit/s) drained.
+	start := s.now
+	for (!s.a.state.HalfSize || l.backlog() > 200*time.Millisecond) && s.now.Sub(start) < 2*time.Minute {
+		s.run(protocol.ReportEvery)
+	}
+	if !s.a.state.HalfSize || l.backlog() > 200*time.Millisecond {
+		t.Fatalf("2 min on a 150 kbit/s link with a 400 kbit/s floor: %+v, a queue of %v\n%s", s.a.state, l.backlog(), strings.Join(s.log, "\n"))
+	}
+	t.Logf("settled after %v:\n%s", s.now.Sub(start), strings.Join(s.log, "\n"))
+	downs, _ := a.counts()
+	n, sent := len(s.log), s.sent
+	var worst time.Duration
+	for range 120 {
+		s.run(protocol.ReportEvery * 2)
+		worst = max(worst, l.backlog())
+	}
+	more, _ := a.counts()
+	log := s.log[n:]
+	rate := float64(s.sent-sent) * 8 / 120
+	t.Logf("in 2 min on a steady 150 kbit/s link: %d steps down, %.0f kbit/s sent, longest queue %v\n%s", more-downs, rate/1000, worst, strings.Join(log, "\n"))
+	if sizes := slices.IndexFunc(log, func(l string) bool { return strings.Contains(l, "size") }); sizes >= 0 {
+		t.Errorf("the size changed on a steady link: %s", log[sizes])
+	}
+	if more-downs > 6 {
+		t.Errorf("%d steps down in 2 min on a steady link: the climb keeps running into the queue", more-downs)
+	}
+	if rate < 0.6*l.capacity {
+		t.Errorf("sent %.0f kbit/s on a %.0f kbit/s link: it does not use the link", rate/1000, l.capacity/1000)
+	}
+	if worst > 500*time.Millisecond {
+		t.Errorf("a queue of %v on a steady link", worst)
+	}
 }
 
 // TestAdaptSizeFloor: a layer at the small layer's size already, or one
@@ -274,6 +329,30 @@ func TestAdaptSizeFloor(t *testing.T) {
 		s, changed := a.stepDown(10_000, 0)
 		if changed != (c.hw > 0) || s.HalfSize != changed {
 			t.Errorf("%dx%d at the floor at half the frame rate steps down to %+v (%v)", c.w, c.h, s, changed)
+		}
+	}
+}
+
+// TestAdaptStepDownRungs: a step down to a little below the floor takes
+// the floor; far below it, or from the floor, it takes as many rungs as
+// the rate the viewers receive needs, at once.
+func TestAdaptStepDownRungs(t *testing.T) {
+	for _, c := range []struct {
+		from     rateState
+		capacity float64 // received, bits per second
+		want     rateState
+	}{
+		{rateState{Bitrate: 2_000_000}, 1_000_000, rateState{Bitrate: 750_000}},
+		{rateState{Bitrate: 500_000}, 400_000, rateState{Bitrate: 400_000}},                                  // 300 kbit/s: the floor first
+		{rateState{Bitrate: 400_000}, 380_000, rateState{Bitrate: 570_000, HalfFPS: true}},                   // from the floor: 285 kbit/s at 15 fps
+		{rateState{Bitrate: 2_000_000}, 150_000, rateState{Bitrate: 225_000, HalfFPS: true, HalfSize: true}}, // 112 kbit/s: two rungs at once
+		{rateState{Bitrate: 100_000, HalfFPS: true, HalfSize: true}, 10_000, rateState{Bitrate: 100_000, HalfFPS: true, HalfSize: true}},
+	} {
+		a := newAdapter(protocol.H264, 2_000_000, 400_000).withHalfSize(1280, 720, 320, 180)
+		a.state = c.from
+		got, changed := a.stepDown(c.capacity, 0)
+		if got != c.want || changed != (c.from != c.want) {
+			t.Errorf("from %+v, %.0f kbit/s received: %+v (changed %v), want %+v", c.from, c.capacity/1000, got, changed, c.want)
 		}
 	}
 }

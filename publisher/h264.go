@@ -280,9 +280,20 @@ func (p *Publisher) streams() []protocol.LayerInfo {
 		}
 		sh := hl.shape.Load()
 		out = append(out, protocol.LayerInfo{Layer: hl.layer, Width: sh.w, Height: sh.h, FPS: p.fps(i),
-			Codec: sh.codec, Bitrate: int(p.bitrates[i].Load())})
+			Codec: sh.codec, Bitrate: p.bitrate(i)})
 	}
 	return out
+}
+
+// bitrate is the rate H.264 layer i is coded at now, in bits per second:
+// the encoder spends its bitrate / fps on each picture, so at half the
+// frame rate half of it.
+func (p *Publisher) bitrate(i int) int {
+	b := int(p.bitrates[i].Load())
+	if p.halfFPS[i].Load() {
+		return b / 2
+	}
+	return b
 }
 
 // fps is the frame rate H.264 layer i is coded at now.
@@ -358,7 +369,7 @@ func (p *Publisher) adaptStats() []AdaptStats {
 		}
 		downs, ups := hl.adapt.counts()
 		sh := hl.shape.Load()
-		out = append(out, AdaptStats{Layer: hl.layer, Bitrate: int(p.bitrates[i].Load()), FPS: p.fps(i),
+		out = append(out, AdaptStats{Layer: hl.layer, Bitrate: p.bitrate(i), FPS: p.fps(i),
 			Width: sh.w, Height: sh.h, Downs: downs, Ups: ups})
 	}
 	return out

@@ -129,7 +129,7 @@ type Stats struct {
 // AdaptStats is the state of one adapted H.264 layer.
 type AdaptStats struct {
 	Layer   protocol.Layer `json:"layer"`
-	Bitrate int            `json:"bitrate"` // target, bits per second
+	Bitrate int            `json:"bitrate"` // bits per second sent: at half the frame rate, half the encoder's
 	FPS     float64        `json:"fps"`
 	Width   int            `json:"width"`
 	Height  int            `json:"height"`
