@@ -49,11 +49,9 @@ func DefaultCodec() protocol.Codec {
 // shape.
 type h264Layer struct {
 	layer  protocol.Layer
-	w, h   int // what enc codes
 	keyInt int
 	enc    media.Encoder
-	codec  string
-	// shape is w, h and codec for presence and Stats, which run on other
+	// shape is what enc codes; presence and Stats read it on other
 	// goroutines.
 	shape   atomic.Pointer[layerShape]
 	hdr     *protocol.FrameHeader
@@ -96,7 +94,7 @@ func (p *Publisher) openH264() error {
 			p.closeH264()
 			return err
 		}
-		hl := &h264Layer{layer: l, w: w, h: h, keyInt: keyInt, enc: enc, codec: enc.Codec(),
+		hl := &h264Layer{layer: l, keyInt: keyInt, enc: enc,
 			hdr: protocol.NewCodecHeader(protocol.CodecH264), subject: p.addr.FrameSubject(l), needKey: true}
 		p.h264[i] = hl
 		p.bitrates[i].Store(int64(bitrate))
@@ -107,11 +105,12 @@ func (p *Publisher) openH264() error {
 			}
 			hl.adapt = newAdapter(l, bitrate, floor).withHalfSize(w, h, p.loW, p.loH)
 		}
-		if hl.codec, err = codecOf(enc, w, h); err != nil {
+		codec, err := codecOf(enc, w, h)
+		if err != nil {
 			p.closeH264()
 			return fmt.Errorf("starting the H.264 encoder: %w", err)
 		}
-		hl.shape.Store(&layerShape{w: w, h: h, codec: hl.codec})
+		hl.shape.Store(&layerShape{w: w, h: h, codec: codec})
 	}
 	return nil
 }
@@ -150,7 +149,7 @@ func (p *Publisher) resize(hl *h264Layer, w, h, bitrate int) error {
 		return err
 	}
 	hl.enc.Close()
-	hl.enc, hl.w, hl.h, hl.codec = enc, w, h, codec
+	hl.enc = enc
 	hl.coded = time.Time{}
 	hl.needKey = true
 	hl.shape.Store(&layerShape{w: w, h: h, codec: codec})
@@ -235,9 +234,10 @@ func (p *Publisher) sendH264(c captured, i int, online bool) {
 		return
 	}
 	hl.seq++
+	sh := hl.shape.Load()
 	msg := nats.Msg{
 		Subject: hl.subject,
-		Header:  hl.hdr.Set(protocol.FrameMeta{Seq: hl.seq, Time: c.at.UnixNano(), Width: hl.w, Height: hl.h, Key: au.Key}),
+		Header:  hl.hdr.Set(protocol.FrameMeta{Seq: hl.seq, Time: c.at.UnixNano(), Width: sh.w, Height: sh.h, Key: au.Key}),
 		Data:    au.Data,
 	}
 	p.rec.track(&msg, hl.layer, c.at, online)
@@ -338,10 +338,11 @@ func (p *Publisher) adapt(now time.Time) {
 		if !changed {
 			continue
 		}
-		if w, h := hl.adapt.size(s); w != hl.w || h != hl.h {
+		sh := hl.shape.Load()
+		if w, h := hl.adapt.size(s); w != sh.w || h != sh.h {
 			if err := p.resize(hl, w, h, s.Bitrate); err != nil {
 				p.resizeErrLog.Do(func() {
-					p.log.Warn("cannot change the H.264 size: the layer keeps its own", "layer", hl.layer, "size", fmt.Sprintf("%dx%d", hl.w, hl.h), "err", err)
+					p.log.Warn("cannot change the H.264 size: the layer keeps its own", "layer", hl.layer, "size", fmt.Sprintf("%dx%d", sh.w, sh.h), "err", err)
 				})
 				hl.adapt.sizeFailed(s, old)
 				continue

@@ -393,6 +393,30 @@ func TestListRooms(t *testing.T) {
 	}
 }
 
+// TestListRoomsAsksWatchedPublishers: a publisher that encodes only
+// watched layers, watched by nobody, sends no frame until ListRooms asks
+// for one; it is listed, the lister is not, and the lister leaves: the
+// publisher stops encoding again.
+func TestListRoomsAsksWatchedPublishers(t *testing.T) {
+	url := hubtest.Broker(t, broker.Config{}).ClientURL()
+	pub := publish(t, url, publisher.Config{Room: "quiet", Name: "cam", Source: "pattern", Encode: publisher.EncodeWatched})
+	nc := hubtest.Connect(t, url)
+	hubtest.Eventually(t, 10*time.Second, func() bool { return len(pub.Stats().Encoding) == 0 },
+		"nobody watches, yet the publisher encodes %v", hubtest.Lazy(func() any { return pub.Stats().Encoding }))
+	if sent := pub.Stats().Published; sent != 0 {
+		t.Fatalf("nobody watches, yet the publisher sent %d frames", sent)
+	}
+	rooms, err := subscriber.ListRooms(context.Background(), nc, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rooms) != 1 || rooms[0].Room != "quiet" || len(rooms[0].Members) != 1 || rooms[0].Members[0].Name != "cam" || rooms[0].Members[0].Unverified {
+		t.Fatalf("rooms %+v, want room quiet with cam alone, verified", rooms)
+	}
+	hubtest.Eventually(t, 10*time.Second, func() bool { return len(pub.Stats().Encoding) == 0 },
+		"the lister left, yet the publisher encodes %v", hubtest.Lazy(func() any { return pub.Stats().Encoding }))
+}
+
 func TestJoinRejectsBadNames(t *testing.T) {
 	nc := hubtest.Connect(t, hubtest.Broker(t, broker.Config{}).ClientURL())
 	for _, cfg := range []subscriber.Config{{Room: "a.b"}, {Room: ">"}, {Room: "ok", Name: "x y"}, {Room: "ok", Layer: "mid"}} {

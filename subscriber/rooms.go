@@ -17,6 +17,10 @@ import (
 // ListenFor is how long ListRooms listens: a little over one beat.
 const ListenFor = protocol.Beat + 500*time.Millisecond
 
+// MaxAsked bounds the rooms where ListRooms announces itself as a viewer
+// to get a frame from publishers that encode only watched layers.
+const MaxAsked = 64
+
 // MaxListed bounds the participants ListRooms keeps while it listens:
 // presence is cheap to send, so a flood of it must not grow the lister's
 // memory without end. The excess is dropped.
@@ -35,6 +39,12 @@ const MaxListed = 4096
 // may read presence but not frames (a directory user) cannot tell: it
 // lists rooms as their presence describes them, each publisher marked
 // Unverified.
+//
+// A publisher that encodes only watched layers (--encode watched) sends
+// no frame while nobody watches, so ListRooms asks, as the web gateway's
+// directory does: where it awaits a publisher's first frame (in up to
+// MaxAsked rooms), it announces itself as a viewer of lo, named
+// rooms-<8 hex>, and leaves when it is done.
 func ListRooms(ctx context.Context, nc *nats.Conn, wait time.Duration) ([]protocol.RoomInfo, error) {
 	if wait <= 0 {
 		wait = ListenFor
@@ -43,7 +53,8 @@ func ListRooms(ctx context.Context, nc *nats.Conn, wait time.Duration) ([]protoc
 	if err != nil {
 		return nil, fmt.Errorf("listening for presence: %w", err)
 	}
-	l := &lister{nc: nc, canSee: canSee, rooms: map[string]map[string]*listed{}, probed: make(chan struct{}, 1)}
+	l := &lister{nc: nc, canSee: canSee, self: protocol.RandomName("rooms"), since: time.Now(), rooms: map[string]map[string]*listed{},
+		asked: map[string]bool{}, probed: make(chan struct{}, 1)}
 	sub, err := nc.Subscribe(protocol.AllPresence, l.onPresence)
 	if err != nil {
 		return nil, fmt.Errorf("listening for presence: %w", err)
@@ -99,7 +110,9 @@ func mayReadFrames(nc *nats.Conn) (ok bool, room string, err error) {
 // lister is ListRooms' state while it listens.
 type lister struct {
 	nc     *nats.Conn
-	canSee bool // the broker lets nc read frames
+	canSee bool      // the broker lets nc read frames
+	self   string    // the name it announces itself under where it asks
+	since  time.Time // when it began, for its presence
 
 	mu     sync.Mutex
 	rooms  map[string]map[string]*listed
@@ -107,6 +120,8 @@ type lister struct {
 	probes int // publishers whose first frame is awaited
 	probed chan struct{}
 	done   bool
+	// asked holds the rooms where it announced itself as a viewer of lo.
+	asked map[string]bool
 }
 
 type listed struct {
@@ -127,7 +142,7 @@ func (l *lister) onPresence(m *nats.Msg) {
 	room, name := s.Room(), s.Participant()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.done {
+	if l.done || name == l.self {
 		return
 	}
 	members := l.rooms[room]
@@ -155,7 +170,33 @@ func (l *lister) onPresence(m *nats.Msg) {
 		e.probe, _ = l.nc.Subscribe(protocol.ParticipantAll(room, name), func(m *nats.Msg) { l.onProbe(room, name, m) })
 		if e.probe != nil {
 			l.probes++
+			l.ask(room)
 		}
+	}
+}
+
+// ask announces the lister as a viewer of lo in room, once, so that a
+// publisher there that encodes only watched layers sends a frame. l.mu
+// is held.
+func (l *lister) ask(room string) {
+	if l.asked[room] || len(l.asked) >= MaxAsked {
+		return
+	}
+	l.asked[room] = true
+	l.announce(room, false)
+}
+
+// announce beats the lister's presence in room as a viewer of lo, or
+// leaving it.
+func (l *lister) announce(room string, leaving bool) {
+	a, err := protocol.NewAddress(room, l.self)
+	if err != nil {
+		return
+	}
+	p := protocol.Presence{Role: protocol.RoleViewer, Started: l.since, Leaving: leaving}
+	p.SetViews([]protocol.Layer{protocol.Lo})
+	if b, err := p.Encode(); err == nil {
+		_ = l.nc.Publish(a.PresenceSubject(), b)
 	}
 }
 
@@ -205,7 +246,7 @@ func (l *lister) probing() bool {
 	return l.probes > 0
 }
 
-// stop ends every probe.
+// stop ends every probe and leaves the rooms where it asked.
 func (l *lister) stop() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -214,6 +255,12 @@ func (l *lister) stop() {
 		for _, e := range members {
 			l.endProbe(e)
 		}
+	}
+	for room := range l.asked {
+		l.announce(room, true)
+	}
+	if len(l.asked) > 0 {
+		_ = l.nc.FlushTimeout(time.Second)
 	}
 }
 
