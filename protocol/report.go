@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
+
+	"github.com/nats-io/nats.go"
 )
 
 // ReportEvery is how often a viewer reports on each H.264 layer it
@@ -23,14 +26,16 @@ var ErrBadReport = errors.New("bad receiver report")
 // Report is a receiver report (protocol v2): what one viewer received of
 // one H.264 layer of one publisher over the last interval, sent every
 // ReportEvery on the publisher's ParticipantReport subject as a small
-// JSON document. The publisher adapts its bitrate to it.
+// JSON document. The publisher adapts its bitrate to it. Who sent it is
+// the subject's last token (Subject.From), which the broker's
+// permissions can hold to the sender's own name, never the document.
 //
 // DelayMin and DelayMax are receipt time minus the frames' capture time
 // (HeaderTime) in milliseconds. The two clocks may be machines apart: a
 // reader uses them only relative to the lowest the same viewer reported
 // lately (the queueing delay), never as they are.
 type Report struct {
-	From     string `json:"from"` // the viewer's participant name
+	From     string `json:"-"`    // the viewer's participant name, from the subject
 	Layer    Layer  `json:"l"`    // an H.264 layer
 	Interval int    `json:"ms"`   // the interval's length, ms
 	Frames   int    `json:"n"`    // frames received in it
@@ -56,9 +61,6 @@ func DecodeReport(b []byte) (Report, error) {
 	if err := json.Unmarshal(b, &r); err != nil {
 		return Report{}, fmt.Errorf("%w: %w", ErrBadReport, err)
 	}
-	if err := ValidParticipant(r.From); err != nil {
-		return Report{}, fmt.Errorf("%w: from: %w", ErrBadReport, err)
-	}
 	if r.Layer.Codec() != CodecH264 {
 		return Report{}, fmt.Errorf("%w: layer %q is not an H.264 layer (h264 or h264lo)", ErrBadReport, r.Layer)
 	}
@@ -73,6 +75,21 @@ func DecodeReport(b []byte) (Report, error) {
 		return Report{}, fmt.Errorf("%w: delay %d to %d ms is out of range", ErrBadReport, r.DelayMin, r.DelayMax)
 	}
 	return r, nil
+}
+
+// ParseReport parses a receiver report as received on subject: the
+// document (DecodeReport), and From, its sender, from the subject.
+func ParseReport(subject string, b []byte) (Report, error) {
+	s, err := ParseSubject(subject)
+	if err != nil {
+		return Report{}, fmt.Errorf("%w: %w", ErrBadReport, err)
+	}
+	if !s.Report {
+		return Report{}, fmt.Errorf("%w: %q is not a receiver report subject", ErrBadReport, subject)
+	}
+	r, err := DecodeReport(b)
+	r.From = s.From
+	return r, err
 }
 
 // Count adds one received frame to r: the frames missing from the
@@ -95,4 +112,24 @@ func (r *Report) Count(missed uint64, delay time.Duration, bytes int) {
 // second.
 func (r Report) ReceiveRate() float64 {
 	return float64(r.Bytes) * 8 * 1000 / float64(r.Interval)
+}
+
+// RefusedReport reports whether err, a connection's last error, is the
+// broker refusing a receiver report: a permissions violation that names
+// a report subject.
+func RefusedReport(err error) bool {
+	if !errors.Is(err, nats.ErrPermissionViolation) {
+		return false
+	}
+	msg := err.Error()
+	end := strings.LastIndexByte(msg, '"')
+	if end < 0 {
+		return false
+	}
+	start := strings.LastIndexByte(msg[:end], '"')
+	if start < 0 {
+		return false
+	}
+	s, err := ParseSubject(msg[start+1 : end])
+	return err == nil && s.Report
 }

@@ -8,14 +8,14 @@ import (
 )
 
 func TestReport(t *testing.T) {
-	r := Report{From: strings.Repeat("v", MaxNameLen), Layer: H264Lo, Interval: 500, Frames: 15, Missed: 1,
+	r := Report{Layer: H264Lo, Interval: 500, Frames: 15, Missed: 1,
 		Bytes: 1 << 30, DelayMin: -3_600_000, DelayMax: 120}
 	b, err := r.Encode()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(b) >= 200 {
-		t.Errorf("a report with the longest name is %d bytes, want < 200: %s", len(b), b)
+		t.Errorf("a report is %d bytes, want < 200: %s", len(b), b)
 	}
 	got, err := DecodeReport(b)
 	if err != nil || got != r {
@@ -24,21 +24,30 @@ func TestReport(t *testing.T) {
 	if rate := (Report{Interval: 500, Bytes: 62_500}).ReceiveRate(); rate != 1_000_000 {
 		t.Errorf("62500 bytes in 500 ms = %v bit/s, want 1e6", rate)
 	}
+	// A name in the document says nothing: the subject names the sender.
+	if got, err := DecodeReport([]byte(`{"from":"bob","l":"h264","ms":500}`)); err != nil || got.From != "" {
+		t.Errorf("DecodeReport took a sender from the document: %+v, %v", got, err)
+	}
 	for _, bad := range []string{
-		`{"from":"a.b","l":"h264","ms":500}`,
-		`{"from":"v","l":"hi","ms":500}`,
-		`{"from":"v","l":"h264","ms":0}`,
-		`{"from":"v","l":"h264","ms":500,"n":-1}`,
-		`{"from":"v","l":"h264","ms":500,"dmin":5,"dmax":4}`,
-		`{"from":"v","l":"h264","ms":500,"b":` + strings.Repeat("9", 300) + `}`,
+		`{"l":"hi","ms":500}`,
+		`{"l":"h264","ms":0}`,
+		`{"l":"h264","ms":500,"n":-1}`,
+		`{"l":"h264","ms":500,"dmin":5,"dmax":4}`,
+		`{"l":"h264","ms":500,"b":` + strings.Repeat("9", 300) + `}`,
 		`not json`,
 	} {
 		if _, err := DecodeReport([]byte(bad)); !errors.Is(err, ErrBadReport) {
 			t.Errorf("DecodeReport(%.60s) = %v, want ErrBadReport", bad, err)
 		}
 	}
-	if s, err := ParseSubject(ParticipantReport("lobby", "cam")); err != nil || !s.Report || s.Frame() || s.Participant() != "cam" {
-		t.Errorf("ParseSubject(%q) = %+v, %v", ParticipantReport("lobby", "cam"), s, err)
+	long := strings.Repeat("v", MaxNameLen)
+	if s, err := ParseSubject(ParticipantReport("lobby", "cam", long)); err != nil || !s.Report || s.Frame() || s.Participant() != "cam" || s.From != long || s.String() != ParticipantReport("lobby", "cam", long) {
+		t.Errorf("ParseSubject(%q) = %+v, %v", ParticipantReport("lobby", "cam", long), s, err)
+	}
+	for _, bad := range []string{"vidhub.lobby.cam.rr", "vidhub.lobby.cam.rr.*", "vidhub.lobby.cam.rr.a.b", "vidhub.lobby.cam.rr."} {
+		if s, err := ParseSubject(bad); err == nil {
+			t.Errorf("ParseSubject(%q) = %+v, want an error", bad, s)
+		}
 	}
 }
 

@@ -116,9 +116,12 @@ func (a Address) PresenceSubject() string {
 // KeySubject is the subject viewers ask the participant for a keyframe on.
 func (a Address) KeySubject() string { return ParticipantKey(a.room, a.participant) }
 
-// ReportSubject is the subject viewers send receiver reports about the
-// participant's H.264 layers on (protocol v2).
-func (a Address) ReportSubject() string { return ParticipantReport(a.room, a.participant) }
+// ReportSubject is the subject viewer from sends receiver reports about
+// the participant's H.264 layers on (protocol v2); with from
+// AnyParticipant it matches them all.
+func (a Address) ReportSubject(from string) string {
+	return ParticipantReport(a.room, a.participant, from)
+}
 
 // AllSubjects matches everything the participant may publish: the
 // permission a publisher needs.
@@ -187,12 +190,16 @@ func ParticipantKey(room, participant string) string {
 	return RoomPrefix(room) + participant + "." + keyToken
 }
 
-// ParticipantReport is the subject on which viewers send participant in
-// room receiver reports (protocol v2, see Report); with AnyParticipant it
-// matches every participant's: the publish permission a viewer needs to
-// report. Like ParticipantKey it is not media.
-func ParticipantReport(room, participant string) string {
-	return RoomPrefix(room) + participant + "." + reportToken
+// ParticipantReport is the subject on which viewer from sends
+// participant in room receiver reports (protocol v2, see Report). The
+// reporter's name is the subject's last token, so the broker can hold a
+// viewer to its own (its permission: participant AnyParticipant), and
+// one viewer cannot report under many names to outvote the others; with
+// from AnyParticipant it matches every report about participant, which
+// is what the participant subscribes to. Like ParticipantKey it is not
+// media.
+func ParticipantReport(room, participant, from string) string {
+	return RoomPrefix(room) + participant + "." + reportToken + "." + from
 }
 
 // RetrySubject is where a publisher sends a frame of frameSubject again
@@ -216,10 +223,12 @@ const AllPresence = Prefix + ".*.*." + presenceToken
 type Subject struct {
 	Address
 	// Presence is true for a presence subject, Key for a keyframe
-	// request, Report for a receiver report; otherwise Layer is set.
+	// request, Report for a receiver report (From is its sender);
+	// otherwise Layer is set.
 	Presence bool
 	Key      bool
 	Report   bool
+	From     string
 	Layer    Layer
 }
 
@@ -235,7 +244,7 @@ func (s Subject) String() string {
 	case s.Key:
 		return s.KeySubject()
 	case s.Report:
-		return s.ReportSubject()
+		return s.ReportSubject(s.From)
 	}
 	return s.FrameSubject(s.Layer)
 }
@@ -252,7 +261,7 @@ func ParseSubject(s string) (Subject, error) {
 	room, rest, ok1 := strings.Cut(rest, ".")
 	participant, last, ok2 := strings.Cut(rest, ".")
 	if !ok1 || !ok2 {
-		return Subject{}, fmt.Errorf("%w: %q is not %s.<room>.<participant>.<layer|presence|key|rr>", ErrBadSubject, s, Prefix)
+		return Subject{}, fmt.Errorf("%w: %q is not %s.<room>.<participant>.<layer|presence|key|rr.<from>>", ErrBadSubject, s, Prefix)
 	}
 	a, err := NewAddress(room, participant)
 	if err != nil {
@@ -264,8 +273,11 @@ func ParseSubject(s string) (Subject, error) {
 	if last == keyToken {
 		return Subject{Address: a, Key: true}, nil
 	}
-	if last == reportToken {
-		return Subject{Address: a, Report: true}, nil
+	if from, ok := strings.CutPrefix(last, reportToken+"."); ok {
+		if err := ValidParticipant(from); err != nil {
+			return Subject{}, fmt.Errorf("%w: %q: the reporter: %w", ErrBadSubject, s, err)
+		}
+		return Subject{Address: a, Report: true, From: from}, nil
 	}
 	l, err := ParseLayer(last)
 	if err != nil {

@@ -77,15 +77,14 @@ func TestAdaptSizeViewers(t *testing.T) {
 	// Two fake viewers of three say a third of the frames are lost, until
 	// the size halves.
 	nc := hubtest.Connect(t, hub.ClientURL())
-	subj := protocol.ParticipantReport("size", "cam")
 	start := time.Now()
 	hubtest.Eventually(t, 15*time.Second, func() bool {
 		for _, from := range []string{"x1", "x2"} {
-			b, err := protocol.Report{From: from, Layer: protocol.H264, Interval: 500, Frames: 10, Missed: 5, Bytes: 1000}.Encode()
+			b, err := protocol.Report{Layer: protocol.H264, Interval: 500, Frames: 10, Missed: 5, Bytes: 1000}.Encode()
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := nc.Publish(subj, b); err != nil {
+			if err := nc.Publish(protocol.ParticipantReport("size", "cam", from), b); err != nil {
 				t.Fatal(err)
 			}
 		}

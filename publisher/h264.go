@@ -312,7 +312,9 @@ func (p *Publisher) adapting() bool {
 // onReport is the NATS callback for receiver reports: it hands each to
 // its layer's adapter, which the publish goroutine consults.
 func (p *Publisher) onReport(m *nats.Msg) {
-	r, err := protocol.DecodeReport(m.Data)
+	// The sender's name is the subject's last token, where the broker
+	// holds a viewer to its own.
+	r, err := protocol.ParseReport(m.Subject, m.Data)
 	if err != nil {
 		return
 	}

@@ -339,7 +339,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 		defer func() { _ = sub.Unsubscribe() }()
 	}
 	if p.adapting() {
-		sub, err := p.nc.Subscribe(p.addr.ReportSubject(), p.onReport)
+		sub, err := p.nc.Subscribe(p.addr.ReportSubject(protocol.AnyParticipant), p.onReport)
 		if err != nil {
 			return fmt.Errorf("listening for receiver reports: %w", err)
 		}

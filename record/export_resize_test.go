@@ -39,11 +39,11 @@ func TestExportAcrossResize(t *testing.T) {
 	// halves; then they fall silent, and without reports the size holds.
 	hubtest.Eventually(t, 15*time.Second, func() bool {
 		for _, from := range []string{"x1", "x2"} {
-			r, err := protocol.Report{From: from, Layer: protocol.H264, Interval: 500, Frames: 10, Missed: 5, Bytes: 1000}.Encode()
+			r, err := protocol.Report{Layer: protocol.H264, Interval: 500, Frames: 10, Missed: 5, Bytes: 1000}.Encode()
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := nc.Publish(protocol.ParticipantReport("rs", "cam"), r); err != nil {
+			if err := nc.Publish(protocol.ParticipantReport("rs", "cam", from), r); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -156,8 +156,8 @@ func TestReceiverReports(t *testing.T) {
 	b := hubtest.Broker(t, broker.Config{})
 	nc := hubtest.Connect(t, b.ClientURL())
 	reports := make(chan protocol.Report, 64)
-	sub, err := nc.Subscribe(protocol.ParticipantReport("rr", "alice"), func(m *nats.Msg) {
-		r, err := protocol.DecodeReport(m.Data)
+	sub, err := nc.Subscribe(protocol.ParticipantReport("rr", "alice", protocol.AnyParticipant), func(m *nats.Msg) {
+		r, err := protocol.ParseReport(m.Subject, m.Data)
 		if err != nil {
 			t.Errorf("bad report %q: %v", m.Data, err)
 			return

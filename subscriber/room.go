@@ -785,10 +785,10 @@ func (r *Room) report(now time.Time) {
 	if r.replay != nil || r.noReports || !r.nc.IsConnected() {
 		return
 	}
-	if le := r.nc.LastError(); errors.Is(le, nats.ErrPermissionViolation) && strings.Contains(le.Error(), ".rr\"") {
+	if le := r.nc.LastError(); protocol.RefusedReport(le) {
 		r.noReports = true
 		r.log.Warn("the broker refuses receiver reports: publishers cannot adapt to this viewer's path; give viewers publish rights to "+
-			protocol.ParticipantReport(r.cfg.Room, protocol.AnyParticipant), "err", le)
+			protocol.ParticipantReport(r.cfg.Room, protocol.AnyParticipant, r.cfg.Name), "err", le)
 		return
 	}
 	for _, t := range r.Tiles() {
@@ -798,7 +798,7 @@ func (r *Room) report(now time.Time) {
 		}
 		b, err := rep.Encode()
 		if err == nil {
-			err = r.nc.Publish(protocol.ParticipantReport(r.cfg.Room, t.Name()), b)
+			err = r.nc.Publish(protocol.ParticipantReport(r.cfg.Room, t.Name(), r.cfg.Name), b)
 		}
 		if err != nil {
 			r.log.Debug("receiver report not sent", "participant", t.Name(), "err", err)

@@ -143,8 +143,9 @@ func (u User) subjects() (pub, sub []string) {
 		pub = add(pub, protocol.ParticipantPresence(r, as))
 		// It asks any publisher for a keyframe: not media, no name taken.
 		pub = add(pub, protocol.ParticipantKey(r, protocol.AnyParticipant))
-		// It reports to any publisher what it receives: not media either.
-		pub = add(pub, protocol.ParticipantReport(r, protocol.AnyParticipant))
+		// It reports to any publisher what it receives: not media either,
+		// and under its own name only, so that it has one voice.
+		pub = add(pub, protocol.ParticipantReport(r, protocol.AnyParticipant, as))
 	}
 	for _, r := range u.Publish {
 		pub = add(pub, protocol.ParticipantAll(r, as))
@@ -153,7 +154,7 @@ func (u User) subjects() (pub, sub []string) {
 		sub = add(sub, protocol.RoomPresence(r))
 		sub = add(sub, protocol.ParticipantKey(r, as))
 		// ... and its viewers' receiver reports, to adapt its bitrate.
-		sub = add(sub, protocol.ParticipantReport(r, as))
+		sub = add(sub, protocol.ParticipantReport(r, as, protocol.AnyParticipant))
 	}
 	for _, r := range u.Publish {
 		// A publisher asks which of its layers its room's recording keeps.

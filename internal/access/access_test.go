@@ -30,7 +30,7 @@ func TestParseExample(t *testing.T) {
 		t.Fatalf("%d users", len(f.Users))
 	}
 	alice := f.Users[0].Permissions()
-	wantPub := []string{"vidhub.lobby.alice.presence", "vidhub.lobby.*.key", "vidhub.lobby.*.rr", "vidhub.hall.alice.presence", "vidhub.hall.*.key", "vidhub.hall.*.rr", "vidhub.lobby.alice.>",
+	wantPub := []string{"vidhub.lobby.alice.presence", "vidhub.lobby.*.key", "vidhub.lobby.*.rr.alice", "vidhub.hall.alice.presence", "vidhub.hall.*.key", "vidhub.hall.*.rr.alice", "vidhub.lobby.alice.>",
 		"$JS.API.STREAM.INFO.VIDHUB_lobby"}
 	if !slices.Equal(alice.Publish.Allow, wantPub) {
 		t.Errorf("alice publish %v, want %v", alice.Publish.Allow, wantPub)
@@ -46,13 +46,13 @@ func TestParseExample(t *testing.T) {
 		}
 	}
 	wall := f.Users[1].Permissions()
-	if !slices.Contains(wall.Subscribe.Allow, "vidhub.*.>") || !slices.Equal(wall.Publish.Allow, []string{"vidhub.*.wall.presence", "vidhub.*.*.key", "vidhub.*.*.rr"}) {
+	if !slices.Contains(wall.Subscribe.Allow, "vidhub.*.>") || !slices.Equal(wall.Publish.Allow, []string{"vidhub.*.wall.presence", "vidhub.*.*.key", "vidhub.*.*.rr.wall"}) {
 		t.Errorf("wall %+v %+v", wall.Publish, wall.Subscribe)
 	}
 	// A publisher in every room publishes only under its own name there,
 	// and hears every room's presence and the keyframe requests to it.
 	cam := f.Users[2].Permissions()
-	if !slices.Equal(cam.Publish.Allow, []string{"vidhub.*.cam.>", "$JS.API.STREAM.INFO.*"}) || !slices.Equal(cam.Subscribe.Allow, []string{"vidhub.*.*.presence", "vidhub.*.cam.key", "vidhub.*.cam.rr", "_INBOX.>"}) {
+	if !slices.Equal(cam.Publish.Allow, []string{"vidhub.*.cam.>", "$JS.API.STREAM.INFO.*"}) || !slices.Equal(cam.Subscribe.Allow, []string{"vidhub.*.*.presence", "vidhub.*.cam.key", "vidhub.*.cam.rr.*", "_INBOX.>"}) {
 		t.Errorf("cam %+v %+v", cam.Publish, cam.Subscribe)
 	}
 	users, nkeyUsers := f.ServerUsers()
@@ -112,8 +112,11 @@ func FuzzParse(f *testing.F) {
 					continue
 				}
 				parts := strings.Split(s, ".")
-				if len(parts) == 4 && parts[0] == "vidhub" && parts[2] == "*" && (parts[3] == "key" || parts[3] == "rr") {
+				if len(parts) == 4 && parts[0] == "vidhub" && parts[2] == "*" && parts[3] == "key" {
 					continue
+				}
+				if len(parts) == 5 && parts[0] == "vidhub" && parts[2] == "*" && parts[3] == "rr" && parts[4] == u.Name {
+					continue // reports to anyone, under its own name
 				}
 				if len(parts) != 4 || parts[0] != "vidhub" || parts[2] != u.Name {
 					t.Fatalf("user %q may publish %q", u.Name, s)
@@ -178,7 +181,7 @@ users:
 		t.Fatal(err)
 	}
 	p := f.Users[0].Permissions()
-	want := []string{"vidhub.lobby.*.presence", "vidhub.lobby.*.key", "vidhub.lobby.*.rr", "vidhub.lobby.*.>", "vidhub.hall.*.>",
+	want := []string{"vidhub.lobby.*.presence", "vidhub.lobby.*.key", "vidhub.lobby.*.rr.*", "vidhub.lobby.*.>", "vidhub.hall.*.>",
 		"$JS.API.STREAM.INFO.VIDHUB_lobby", "$JS.API.STREAM.INFO.VIDHUB_hall"}
 	if !slices.Equal(p.Publish.Allow, want) {
 		t.Errorf("publish %v, want %v", p.Publish.Allow, want)

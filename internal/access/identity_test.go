@@ -37,9 +37,9 @@ users:
 		user string
 		pub  []string
 	}{
-		{"bob", []string{"vidhub.lobby.bob.presence", "vidhub.lobby.*.key", "vidhub.lobby.*.rr", "vidhub.lobby.bob.>", "$JS.API.STREAM.INFO.VIDHUB_lobby"}},
-		{"carol", []string{"vidhub.*.carol.presence", "vidhub.*.*.key", "vidhub.*.*.rr"}},
-		{"gateway", []string{"vidhub.*.*.presence", "vidhub.*.*.key", "vidhub.*.*.rr", "vidhub.lobby.*.>", "$JS.API.STREAM.INFO.VIDHUB_lobby"}},
+		{"bob", []string{"vidhub.lobby.bob.presence", "vidhub.lobby.*.key", "vidhub.lobby.*.rr.bob", "vidhub.lobby.bob.>", "$JS.API.STREAM.INFO.VIDHUB_lobby"}},
+		{"carol", []string{"vidhub.*.carol.presence", "vidhub.*.*.key", "vidhub.*.*.rr.carol"}},
+		{"gateway", []string{"vidhub.*.*.presence", "vidhub.*.*.key", "vidhub.*.*.rr.*", "vidhub.lobby.*.>", "$JS.API.STREAM.INFO.VIDHUB_lobby"}},
 	} {
 		i := slices.IndexFunc(f.Users, func(u access.User) bool { return u.Name == tc.user })
 		if got := f.Users[i].Permissions().Publish.Allow; !slices.Equal(got, tc.pub) {
@@ -72,6 +72,8 @@ users:
 			{"frame", &nats.Msg{Subject: alice.FrameSubject(protocol.Lo), Header: nats.Header{"Content-Type": {"image/jpeg"}}, Data: []byte{0xff, 0xd8, 0xff, 0xd9}}},
 			// The right to ask for keyframes is no right to send H.264.
 			{"H.264 frame", &nats.Msg{Subject: alice.FrameSubject(protocol.H264), Header: nats.Header{"Content-Type": {"video/h264"}}, Data: []byte{0, 0, 1, 0x65, 0x88}}},
+			// A viewer reports under its own name only: one voice each.
+			{"receiver report", &nats.Msg{Subject: protocol.ParticipantReport("lobby", "cam", "alice"), Data: []byte(`{"l":"h264","ms":500,"n":10,"miss":5}`)}},
 		} {
 			refused := make(chan error, 4)
 			nc := hubtest.Connect(t, url, nats.UserInfo(user.name, user.password), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
@@ -98,5 +100,26 @@ users:
 	}
 	if n := got.Load(); n != 0 {
 		t.Errorf("%d messages reached a viewer under alice's name", n)
+	}
+
+	// Under its own name a viewer's report passes, and says who sent it.
+	gw := hubtest.Connect(t, url, nats.UserInfo("gateway", "g"))
+	reports, err := gw.SubscribeSync(protocol.ParticipantReport("lobby", "cam", protocol.AnyParticipant))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gw.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	carol := hubtest.Connect(t, url, nats.UserInfo("carol", "c"))
+	if err := carol.Publish(protocol.ParticipantReport("lobby", "cam", "carol"), []byte(`{"l":"h264","ms":500,"n":10}`)); err != nil {
+		t.Fatal(err)
+	}
+	m, err := reports.NextMsg(10 * time.Second)
+	if err != nil {
+		t.Fatalf("carol's own report did not arrive: %v (%v)", err, carol.LastError())
+	}
+	if r, err := protocol.ParseReport(m.Subject, m.Data); err != nil || r.From != "carol" || r.Frames != 10 {
+		t.Errorf("carol's report arrived as %+v, %v", r, err)
 	}
 }

@@ -443,8 +443,8 @@ func TestGatewayReports(t *testing.T) {
 	defer cancel()
 	reports := make(chan protocol.Report, 16)
 	nc := hubtest.Connect(t, h.b.ClientURL())
-	sub, err := nc.Subscribe(protocol.ParticipantReport("rr", "cam"), func(m *nats.Msg) {
-		if r, err := protocol.DecodeReport(m.Data); err == nil && r.Frames > 0 {
+	sub, err := nc.Subscribe(protocol.ParticipantReport("rr", "cam", protocol.AnyParticipant), func(m *nats.Msg) {
+		if r, err := protocol.ParseReport(m.Subject, m.Data); err == nil && r.Frames > 0 {
 			select {
 			case reports <- r:
 			default:

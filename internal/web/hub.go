@@ -1,11 +1,9 @@
 package web
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -210,9 +208,9 @@ func (h *hub) report(now time.Time) {
 	if h.noReports {
 		return
 	}
-	if le := h.nc.LastError(); errors.Is(le, nats.ErrPermissionViolation) && strings.Contains(le.Error(), ".rr\"") {
+	if le := h.nc.LastError(); protocol.RefusedReport(le) {
 		h.noReports = true
-		h.log.Warn("the broker refuses receiver reports: publishers cannot adapt to the gateway's path; give the gateway's user view rights (publish to vidhub.<room>.*.rr)", "err", le)
+		h.log.Warn("the broker refuses receiver reports: publishers cannot adapt to the gateway's path; give the gateway's user any_name (publish to vidhub.<room>.*.rr."+h.self+")", "err", le)
 		return
 	}
 	h.mu.Lock()
@@ -233,7 +231,7 @@ func (h *hub) report(now time.Time) {
 				continue
 			}
 			rep := r.rep
-			rep.From, rep.Interval = h.self, max(1, int(now.Sub(r.since).Milliseconds()))
+			rep.Interval = max(1, int(now.Sub(r.since).Milliseconds()))
 			out, to = append(out, rep), append(to, name)
 			r.rep, r.since = protocol.Report{Layer: f.key.layer}, now
 		}
@@ -241,7 +239,7 @@ func (h *hub) report(now time.Time) {
 		for i, rep := range out {
 			b, err := rep.Encode()
 			if err == nil {
-				err = h.nc.Publish(protocol.ParticipantReport(f.key.room, to[i]), b)
+				err = h.nc.Publish(protocol.ParticipantReport(f.key.room, to[i], h.self), b)
 			}
 			if err != nil {
 				h.log.Debug("receiver report not sent", "room", f.key.room, "participant", to[i], "err", err)
