@@ -77,20 +77,11 @@ func TestAdaptSizeViewers(t *testing.T) {
 	// Two fake viewers of three say a third of the frames are lost, until
 	// the size halves.
 	nc := hubtest.Connect(t, hub.ClientURL())
-	subj := protocol.ParticipantReport("size", "cam")
 	start := time.Now()
-	hubtest.Eventually(t, 15*time.Second, func() bool {
-		for _, from := range []string{"x1", "x2"} {
-			b, err := protocol.Report{From: from, Layer: protocol.H264, Interval: 500, Frames: 10, Missed: 5, Bytes: 1000}.Encode()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := nc.Publish(subj, b); err != nil {
-				t.Fatal(err)
-			}
-		}
-		return adapt().Width == 320
-	}, "the size did not halve: %+v", hubtest.Lazy(func() any { return adapt() }))
+	congestion := hubtest.Congest(t, nc, "size", "cam", 2)
+	hubtest.Eventually(t, 15*time.Second, func() bool { return adapt().Width == 320 },
+		"the size did not halve: %+v", hubtest.Lazy(func() any { return adapt() }))
+	congestion.Stop()
 	a := adapt()
 	t.Logf("size halved %v after the reports began: %+v", time.Since(start).Round(10*time.Millisecond), a)
 	if a.Height != 180 || a.FPS != 15 || a.Bitrate != bitrate/4 {
