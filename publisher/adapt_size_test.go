@@ -78,18 +78,10 @@ func TestAdaptSizeViewers(t *testing.T) {
 	// the size halves.
 	nc := hubtest.Connect(t, hub.ClientURL())
 	start := time.Now()
-	hubtest.Eventually(t, 15*time.Second, func() bool {
-		for _, from := range []string{"x1", "x2"} {
-			b, err := protocol.Report{Layer: protocol.H264, Interval: 500, Frames: 10, Missed: 5, Bytes: 1000}.Encode()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := nc.Publish(protocol.ParticipantReport("size", "cam", from), b); err != nil {
-				t.Fatal(err)
-			}
-		}
-		return adapt().Width == 320
-	}, "the size did not halve: %+v", hubtest.Lazy(func() any { return adapt() }))
+	congestion := hubtest.Congest(t, nc, "size", "cam", 2)
+	hubtest.Eventually(t, 15*time.Second, func() bool { return adapt().Width == 320 },
+		"the size did not halve: %+v", hubtest.Lazy(func() any { return adapt() }))
+	congestion.Stop()
 	a := adapt()
 	t.Logf("size halved %v after the reports began: %+v", time.Since(start).Round(10*time.Millisecond), a)
 	// The floor's bits per pixel at a quarter of the pixels, at half the

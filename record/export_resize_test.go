@@ -37,19 +37,12 @@ func TestExportAcrossResize(t *testing.T) {
 	start := time.Now()
 	// Two viewers say a third of the frames are lost, until the size
 	// halves; then they fall silent, and without reports the size holds.
+	congestion := hubtest.Congest(t, nc, "rs", "cam", 2)
 	hubtest.Eventually(t, 15*time.Second, func() bool {
-		for _, from := range []string{"x1", "x2"} {
-			r, err := protocol.Report{Layer: protocol.H264, Interval: 500, Frames: 10, Missed: 5, Bytes: 1000}.Encode()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := nc.Publish(protocol.ParticipantReport("rs", "cam", from), r); err != nil {
-				t.Fatal(err)
-			}
-		}
 		a := pub.Stats().Adapt
 		return len(a) > 0 && a[0].Width == 320
 	}, "the publisher did not halve its size: %+v", hubtest.Lazy(func() any { return pub.Stats().Adapt }))
+	congestion.Stop()
 	// Two seconds at half the size (and half the frame rate).
 	p0 := pub.Stats().Published
 	hubtest.Eventually(t, 10*time.Second, func() bool { return pub.Stats().Published >= p0+30 }, "no frames published at half the size")

@@ -459,6 +459,17 @@ export class RoomView {
     const c = (this.streams.get(name) || {})[layer];
     return !!c && this.decodes.has(c) && this.decodes.get(c) === undefined;
   }
+  // inH264 says whether a publisher's H.264 layer is to come in H.264:
+  // this browser decodes its codec string, or the string is new (the
+  // publisher changed size) and still being checked while the tile
+  // decodes that layer. Meanwhile the frames go on to the open decoder
+  // (Tile.push); asking for JPEG instead would drop them, and the tile
+  // would wait for a keyframe when H.264 comes back.
+  inH264(name, layer) {
+    if (this.codecOf(name, layer)) return true;
+    const t = this.tiles.get(name);
+    return !!(t && t.h264 && t.h264.layer === layer && this.checking(name, layer));
+  }
   // askKey asks the publisher, through the gateway, for a keyframe.
   askKey(name, layer) {
     this.sock.send(JSON.stringify({ type: "key", name, layer }));
@@ -513,7 +524,7 @@ export class RoomView {
     const names = new Set([...(this.known || []), ...this.tiles.keys()]);
     const h264 = [];
     for (const name of names) {
-      if (this.codecOf(name, hi.includes(name) ? "h264" : "h264lo")) h264.push(name);
+      if (this.inH264(name, hi.includes(name) ? "h264" : "h264lo")) h264.push(name);
     }
     h264.sort();
     h264.splice(64); // the gateway's limit: the rest come in JPEG
