@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"golang.org/x/time/rate"
 
@@ -80,7 +81,7 @@ type unacked struct {
 
 func newRecorder(nc *nats.Conn, addr protocol.Address, log *slog.Logger) *recorder {
 	return &recorder{
-		nc: nc, log: log, addr: addr, stream: "VIDHUB_" + addr.Room(), inbox: nc.NewRespInbox(),
+		nc: nc, log: log, addr: addr, stream: protocol.RecordingStream(addr.Room()), inbox: nc.NewRespInbox(),
 		byToken:    map[uint64]*unacked{},
 		refusedLog: rate.Sometimes{Interval: time.Minute}, lostLog: rate.Sometimes{Interval: 10 * time.Second},
 	}
@@ -285,7 +286,7 @@ const errStreamNotFound = 10059
 // known: while a cluster elects the stream's leader, the question may go
 // unanswered. It reports whether the broker answered.
 func (r *recorder) check() bool {
-	resp, err := r.nc.Request("$JS.API.STREAM.INFO."+r.stream, nil, 2*time.Second)
+	resp, err := r.nc.Request(protocol.JSAPIPrefix+"STREAM.INFO."+r.stream, nil, 2*time.Second)
 	var si streamInfo
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
@@ -331,25 +332,9 @@ func (r *recorder) set(ls []protocol.Layer) {
 
 // keeps reports whether one of the subject filters matches subject.
 func keeps(filters []string, subject string) bool {
-	return slices.ContainsFunc(filters, func(f string) bool { return subjectMatches(f, subject) })
+	return slices.ContainsFunc(filters, func(f string) bool { return server.SubjectMatchesFilter(subject, f) })
 }
 
-// subjectMatches reports whether NATS subject filter f (with * and >)
-// matches the literal subject s.
-func subjectMatches(f, s string) bool {
-	ft, st := strings.Split(f, "."), strings.Split(s, ".")
-	for i, t := range ft {
-		switch {
-		case t == ">":
-			return len(st) > i
-		case i >= len(st):
-			return false
-		case t != "*" && t != st[i]:
-			return false
-		}
-	}
-	return len(ft) == len(st)
-}
 
 // RecordStats says how a publisher's recorded frames fared.
 type RecordStats struct {

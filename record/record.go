@@ -24,7 +24,7 @@ import (
 )
 
 // StreamPrefix starts the name of every recording's stream.
-const StreamPrefix = "VIDHUB_"
+const StreamPrefix = protocol.RecordingPrefix
 
 // Defaults of Config.
 const (
@@ -75,7 +75,7 @@ type Info struct {
 }
 
 // StreamName is the name of room's recording.
-func StreamName(room string) string { return StreamPrefix + room }
+func StreamName(room string) string { return protocol.RecordingStream(room) }
 
 // Check validates cfg and returns it with its defaults filled in.
 func (cfg Config) Check() (Config, error) {

@@ -181,12 +181,11 @@ func (u User) subjects() (pub, sub []string) {
 }
 
 // JSAPIPrefix starts every JetStream API subject.
-const JSAPIPrefix = "$JS.API."
+const JSAPIPrefix = protocol.JSAPIPrefix
 
 // StreamPrefix starts the name of every room's recording (the stream
-// VIDHUB_<room>); it is record.StreamPrefix, which this package cannot
-// import (the record package needs the media code, the broker must not).
-const StreamPrefix = "VIDHUB_"
+// VIDHUB_<room>).
+const StreamPrefix = protocol.RecordingPrefix
 
 // streamToken is the stream name token of room's JetStream API subjects:
 // its recording's name, or, for AnyRoom, a wildcard for every stream. A
@@ -196,7 +195,7 @@ func streamToken(room string) string {
 	if room == AnyRoom {
 		return "*"
 	}
-	return StreamPrefix + room
+	return protocol.RecordingStream(room)
 }
 
 // jsAPI is the JetStream API subject of op (such as "STREAM.INFO") on
