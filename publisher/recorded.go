@@ -335,7 +335,6 @@ func keeps(filters []string, subject string) bool {
 	return slices.ContainsFunc(filters, func(f string) bool { return server.SubjectMatchesFilter(subject, f) })
 }
 
-
 // RecordStats says how a publisher's recorded frames fared.
 type RecordStats struct {
 	// Layers are the layers the room's recording keeps of this publisher.
