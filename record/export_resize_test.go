@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vidhub/vidhub/broker"
 	"github.com/vidhub/vidhub/internal/hubtest"
 	"github.com/vidhub/vidhub/internal/media"
 	"github.com/vidhub/vidhub/protocol"
@@ -25,13 +24,9 @@ func TestExportAcrossResize(t *testing.T) {
 		hubtest.Unavailable(t, "this build has no MP4 writer (the full build has)")
 	}
 	hubtest.NeedTools(t, "ffprobe")
-	b := hubtest.Broker(t, broker.Config{StoreDir: t.TempDir()})
-	nc := hubtest.Connect(t, b.ClientURL())
-	if _, err := record.Start(ctx(t), nc, record.Config{Room: "rs"}); err != nil {
-		t.Fatal(err)
-	}
+	url, nc := recording(t, record.Config{Room: "rs"})
 	const bitrate = 400_000
-	pub := hubtest.Publish(t, hubtest.Connect(t, b.ClientURL()), publisher.Config{Room: "rs", Name: "cam", Source: "pattern", FPS: 30,
+	pub := hubtest.Publish(t, hubtest.Connect(t, url), publisher.Config{Room: "rs", Name: "cam", Source: "pattern", FPS: 30,
 		Width: 640, Height: 360, Codec: protocol.CodecH264, KeyInt: time.Second, Bitrate: bitrate, MinBitrate: bitrate, Adapt: true})
 	hubtest.WaitRecorded(t, nc, "rs", 2*time.Second)
 	start := time.Now()

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vidhub/vidhub/broker"
 	"github.com/vidhub/vidhub/internal/hubtest"
 	"github.com/vidhub/vidhub/internal/media"
 	"github.com/vidhub/vidhub/protocol"
@@ -26,12 +25,8 @@ func TestExport(t *testing.T) {
 		hubtest.Unavailable(t, "this build has no MP4 writer (the full build has)")
 	}
 	hubtest.NeedTools(t, "ffprobe")
-	b := hubtest.Broker(t, broker.Config{StoreDir: t.TempDir()})
-	nc := hubtest.Connect(t, b.ClientURL())
-	if _, err := record.Start(ctx(t), nc, record.Config{Room: "ex"}); err != nil {
-		t.Fatal(err)
-	}
-	hubtest.Publish(t, hubtest.Connect(t, b.ClientURL()), publisher.Config{Room: "ex", Name: "cam", Source: "pattern", FPS: 30,
+	url, nc := recording(t, record.Config{Room: "ex"})
+	hubtest.Publish(t, hubtest.Connect(t, url), publisher.Config{Room: "ex", Name: "cam", Source: "pattern", FPS: 30,
 		Width: 320, Height: 180, Codec: protocol.CodecH264, KeyInt: time.Second})
 	hubtest.WaitRecorded(t, nc, "ex", 4*time.Second)
 	now := time.Now()

@@ -24,6 +24,18 @@ func ctx(t *testing.T) context.Context {
 	return c
 }
 
+// recording starts a broker with a store and a recording as cfg says; it
+// returns the broker's client URL and a connection to it.
+func recording(t *testing.T, cfg record.Config) (url string, nc *nats.Conn) {
+	t.Helper()
+	b := hubtest.Broker(t, broker.Config{StoreDir: t.TempDir()})
+	nc = hubtest.Connect(t, b.ClientURL())
+	if _, err := record.Start(ctx(t), nc, cfg); err != nil {
+		t.Fatal(err)
+	}
+	return b.ClientURL(), nc
+}
+
 // startStore starts a broker with JetStream in dir.
 func startStore(t *testing.T, dir string) *broker.Broker {
 	t.Helper()
@@ -185,12 +197,8 @@ func TestRecordSurvivesRestart(t *testing.T) {
 // TestRecordLimits fills a recording past its size: the oldest frames
 // go, it never holds more than its limit, and publishing never fails.
 func TestRecordLimits(t *testing.T) {
-	b := hubtest.Broker(t, broker.Config{StoreDir: t.TempDir()})
-	nc := hubtest.Connect(t, b.ClientURL())
 	const limit = 64 << 10
-	if _, err := record.Start(ctx(t), nc, record.Config{Room: "full", MaxBytes: limit}); err != nil {
-		t.Fatal(err)
-	}
+	_, nc := recording(t, record.Config{Room: "full", MaxBytes: limit})
 	a, _ := protocol.NewAddress("full", "cam")
 	frame := make([]byte, 4<<10)
 	for range 100 {

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vidhub/vidhub/broker"
 	"github.com/vidhub/vidhub/internal/hubtest"
 	"github.com/vidhub/vidhub/internal/media"
 	"github.com/vidhub/vidhub/protocol"
@@ -21,12 +20,8 @@ func TestSnapshot(t *testing.T) {
 	if !media.H264Available() {
 		hubtest.Unavailable(t, "this build cannot decode H.264")
 	}
-	b := hubtest.Broker(t, broker.Config{StoreDir: t.TempDir()})
-	nc := hubtest.Connect(t, b.ClientURL())
-	if _, err := record.Start(ctx(t), nc, record.Config{Room: "snap", Layers: []protocol.Layer{protocol.H264, protocol.Lo}}); err != nil {
-		t.Fatal(err)
-	}
-	hubtest.Publish(t, hubtest.Connect(t, b.ClientURL()), publisher.Config{Room: "snap", Name: "cam", Source: "pattern", FPS: 30,
+	url, nc := recording(t, record.Config{Room: "snap", Layers: []protocol.Layer{protocol.H264, protocol.Lo}})
+	hubtest.Publish(t, hubtest.Connect(t, url), publisher.Config{Room: "snap", Name: "cam", Source: "pattern", FPS: 30,
 		Width: 320, Height: 180, Codec: protocol.CodecH264, KeyInt: 2 * time.Second, Encode: publisher.EncodeAll})
 	hubtest.WaitRecorded(t, nc, "snap", 3*time.Second)
 	at := time.Now().Add(-time.Second)
