@@ -119,6 +119,10 @@ type adapter struct {
 	sent []sentMark
 
 	lastDown, lastUp, lastCongested time.Time
+	// reopened is when the encoder last reopened at a new size: the
+	// publisher's own stall, not the path's queue, delayed the frames
+	// captured before it.
+	reopened time.Time
 	downs, ups                      int
 	// ceiling is the rate the viewers received when the last step down
 	// was taken (bits per second).
@@ -315,7 +319,7 @@ func (a *adapter) decide(now time.Time) (s rateState, why string, changed bool) 
 	draining := 0
 	for _, v := range a.viewers {
 		switch vd := v.judge(sent); {
-		case vd.draining || vd.congested && v.predates(vd.queue, a.lastDown):
+		case vd.draining || vd.congested && v.predates(vd.queue, latest(a.lastDown, a.reopened)):
 			draining++
 		case vd.congested:
 			congested = append(congested, vd)
@@ -364,24 +368,24 @@ func (a *adapter) decide(now time.Time) (s rateState, why string, changed bool) 
 // stepDown lowers the rate below capacity, the rate the viewers received
 // (bits per second), with a queue of q in front of them: to downFactor
 // of it or less (so the queue drains within drainWithin), and to at most
-// downFactor of what it was. A little below the floor, the floor (the
-// next step, if one is needed, takes a rung); far below it, or from the
-// floor, as many rungs down as it takes at once (half the frame rate,
-// then half the size): a rate still above the link's only builds the
-// queue. a.mu is held.
+// downFactor of what it was; not below the floor of its rung, and from
+// the floor one rung down (half the frame rate, then half the size) at
+// the rate it wants, or that rung's floor. One rung a step: a received
+// rate is only as high as what was sent, and a loaded viewer's reports
+// are noisy, so a single report must not take the layer to its lowest.
+// a.mu is held.
 func (a *adapter) stepDown(capacity float64, q time.Duration) (rateState, bool) {
 	f := min(downFactor, max(minDownFactor, 1-q.Seconds()/drainWithin.Seconds()))
 	want := min(f*capacity, downFactor*a.state.rate())
 	s := a.state
-	if b, floor := s.bitrateFor(want), a.floor(s); b < floor && (s.Bitrate <= floor || float64(b) < downFactor*float64(floor)) {
-		for s.bitrateFor(want) < a.floor(s) {
-			if !a.lower(&s) {
-				break
-			}
-		}
-	}
-	s.Bitrate = max(s.bitrateFor(want), a.floor(s))
-	if s == a.state {
+	switch b, floor := s.bitrateFor(want), a.floor(s); {
+	case b >= floor:
+		s.Bitrate = b
+	case s.Bitrate > floor:
+		s.Bitrate = floor
+	case a.lower(&s):
+		s.Bitrate = max(s.bitrateFor(want), a.floor(s))
+	default:
 		return s, false // the lowest it goes
 	}
 	a.state = s
@@ -437,6 +441,21 @@ func climb(b int, factor float64, top int) int {
 		return top
 	}
 	return b
+}
+
+// reopen notes that the encoder reopened at a new size, done at t.
+func (a *adapter) reopen(t time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.reopened = t
+}
+
+// latest is the later of x and y.
+func latest(x, y time.Time) time.Time {
+	if x.After(y) {
+		return x
+	}
+	return y
 }
 
 // current is the state the layer codes.

@@ -333,9 +333,8 @@ func TestAdaptSizeFloor(t *testing.T) {
 	}
 }
 
-// TestAdaptStepDownRungs: a step down to a little below the floor takes
-// the floor; far below it, or from the floor, it takes as many rungs as
-// the rate the viewers receive needs, at once.
+// TestAdaptStepDownRungs: a step down below the floor takes the floor;
+// from the floor, one rung down, at the rate wanted or that rung's floor.
 func TestAdaptStepDownRungs(t *testing.T) {
 	for _, c := range []struct {
 		from     rateState
@@ -343,9 +342,10 @@ func TestAdaptStepDownRungs(t *testing.T) {
 		want     rateState
 	}{
 		{rateState{Bitrate: 2_000_000}, 1_000_000, rateState{Bitrate: 750_000}},
-		{rateState{Bitrate: 500_000}, 400_000, rateState{Bitrate: 400_000}},                                  // 300 kbit/s: the floor first
-		{rateState{Bitrate: 400_000}, 380_000, rateState{Bitrate: 570_000, HalfFPS: true}},                   // from the floor: 285 kbit/s at 15 fps
-		{rateState{Bitrate: 2_000_000}, 150_000, rateState{Bitrate: 225_000, HalfFPS: true, HalfSize: true}}, // 112 kbit/s: two rungs at once
+		{rateState{Bitrate: 500_000}, 400_000, rateState{Bitrate: 400_000}},                // 300 kbit/s: the floor first
+		{rateState{Bitrate: 400_000}, 380_000, rateState{Bitrate: 570_000, HalfFPS: true}}, // from the floor: 285 kbit/s at 15 fps
+		{rateState{Bitrate: 2_000_000}, 150_000, rateState{Bitrate: 400_000}},              // 112 kbit/s: one rung a step
+		{rateState{Bitrate: 400_000, HalfFPS: true}, 150_000, rateState{Bitrate: 225_000, HalfFPS: true, HalfSize: true}},
 		{rateState{Bitrate: 100_000, HalfFPS: true, HalfSize: true}, 10_000, rateState{Bitrate: 100_000, HalfFPS: true, HalfSize: true}},
 	} {
 		a := newAdapter(protocol.H264, 2_000_000, 400_000).withHalfSize(1280, 720, 320, 180)
@@ -355,4 +355,38 @@ func TestAdaptStepDownRungs(t *testing.T) {
 			t.Errorf("from %+v, %.0f kbit/s received: %+v (changed %v), want %+v", c.from, c.capacity/1000, got, changed, c.want)
 		}
 	}
+}
+
+// TestAdaptReopenIsNoCongestion: frames captured while the encoder
+// reopened at a new size arrive late through no fault of the path: that
+// delay takes no step down; the same delay of frames captured after it
+// does.
+func TestAdaptReopenIsNoCongestion(t *testing.T) {
+	a := newAdapter(protocol.H264, 2_000_000, 400_000).withHalfSize(1280, 720, 320, 180)
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	rep := func(delay int) {
+		now = now.Add(protocol.ReportEvery)
+		a.report(protocol.Report{From: "v", Layer: protocol.H264, Interval: 500, Frames: 15, Bytes: 120_000, DelayMin: delay, DelayMax: delay + 10}, now)
+	}
+	for range 10 {
+		rep(40) // a clear path
+		if _, why, changed := a.decide(now); changed && !strings.Contains(why, "no congestion") {
+			t.Fatalf("on a clear path: %s", why)
+		}
+	}
+	a.reopen(now)
+	rep(340)
+	if s, why, changed := a.decide(now); changed {
+		t.Errorf("frames captured while the encoder reopened: %+v, %s", s, why)
+	}
+	for range 4 {
+		rep(340)
+		if s, why, changed := a.decide(now); changed {
+			if !strings.Contains(why, "300 ms queueing delay") {
+				t.Errorf("a step %+v: %s", s, why)
+			}
+			return
+		}
+	}
+	t.Error("frames captured after the reopen, 300 ms late: no step down")
 }

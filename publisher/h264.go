@@ -350,6 +350,7 @@ func (p *Publisher) adapt(now time.Time) {
 				continue
 			}
 			p.bitrates[i].Store(int64(s.Bitrate))
+			hl.adapt.reopen(time.Now())
 		}
 		if int64(s.Bitrate) != p.bitrates[i].Load() {
 			if err := hl.enc.SetBitrate(s.Bitrate); err != nil {
