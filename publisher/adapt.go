@@ -122,8 +122,8 @@ type adapter struct {
 	// reopened is when the encoder last reopened at a new size: the
 	// publisher's own stall, not the path's queue, delayed the frames
 	// captured before it.
-	reopened time.Time
-	downs, ups                      int
+	reopened   time.Time
+	downs, ups int
 	// ceiling is the rate the viewers received when the last step down
 	// was taken (bits per second).
 	ceiling float64
