@@ -6,12 +6,14 @@ import (
 	"image/jpeg"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/vidhub/vidhub/broker"
+	"github.com/vidhub/vidhub/internal/access"
 	"github.com/vidhub/vidhub/internal/hubtest"
 	"github.com/vidhub/vidhub/internal/natsconn"
 	"github.com/vidhub/vidhub/protocol"
@@ -415,6 +417,27 @@ func TestListRoomsAsksWatchedPublishers(t *testing.T) {
 	}
 	hubtest.Eventually(t, 10*time.Second, func() bool { return len(pub.Stats().Encoding) == 0 },
 		"the lister left, yet the publisher encodes %v", hubtest.Lazy(func() any { return pub.Stats().Encoding }))
+
+	// On a broker that requires a login, a user announces presence under
+	// its own name only: the lister does not ask, and draws no refusal.
+	f, err := access.Parse([]byte(impostorAccess))
+	if err != nil {
+		t.Fatal(err)
+	}
+	url = hubtest.Broker(t, broker.Config{Access: f}).ClientURL()
+	hubtest.Publish(t, hubtest.Connect(t, url, nats.UserInfo("alice", "a")), publisher.Config{Room: "lobby", Name: "alice", Source: "pattern",
+		Width: 320, Height: 180, FPS: 20, Encode: publisher.EncodeWatched})
+	var refused atomic.Value
+	wall := hubtest.Connect(t, url, nats.UserInfo("wall", "w"), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { refused.Store(err) }))
+	if rooms, err = subscriber.ListRooms(context.Background(), wall, 0); err != nil || len(rooms) != 0 {
+		t.Errorf("listing with a login: %+v, %v; want no room (nobody watches alice)", rooms, err)
+	}
+	if err := wall.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := refused.Load(); err != nil {
+		t.Errorf("listing with a login drew %v", err)
+	}
 }
 
 func TestJoinRejectsBadNames(t *testing.T) {

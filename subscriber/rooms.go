@@ -44,7 +44,11 @@ const MaxListed = 4096
 // no frame while nobody watches, so ListRooms asks, as the web gateway's
 // directory does: where it awaits a publisher's first frame (in up to
 // MaxAsked rooms), it announces itself as a viewer of lo, named
-// rooms-<8 hex>, and leaves when it is done.
+// rooms-<8 hex>, and leaves when it is done. Only on a broker that asks
+// for no login: where one does (an access file), a user announces
+// presence under its own name only, which a listing must not take over
+// from the user's own viewer; such a publisher is listed once someone
+// watches it.
 func ListRooms(ctx context.Context, nc *nats.Conn, wait time.Duration) ([]protocol.RoomInfo, error) {
 	if wait <= 0 {
 		wait = ListenFor
@@ -53,7 +57,7 @@ func ListRooms(ctx context.Context, nc *nats.Conn, wait time.Duration) ([]protoc
 	if err != nil {
 		return nil, fmt.Errorf("listening for presence: %w", err)
 	}
-	l := &lister{nc: nc, canSee: canSee, self: protocol.RandomName("rooms"), since: time.Now(), rooms: map[string]map[string]*listed{},
+	l := &lister{nc: nc, canSee: canSee, mayAsk: canSee && !nc.AuthRequired(), self: protocol.RandomName("rooms"), since: time.Now(), rooms: map[string]map[string]*listed{},
 		asked: map[string]bool{}, probed: make(chan struct{}, 1)}
 	sub, err := nc.Subscribe(protocol.AllPresence, l.onPresence)
 	if err != nil {
@@ -111,6 +115,7 @@ func mayReadFrames(nc *nats.Conn) (ok bool, room string, err error) {
 type lister struct {
 	nc     *nats.Conn
 	canSee bool      // the broker lets nc read frames
+	mayAsk bool      // it announces itself where it awaits a frame
 	self   string    // the name it announces itself under where it asks
 	since  time.Time // when it began, for its presence
 
@@ -170,7 +175,9 @@ func (l *lister) onPresence(m *nats.Msg) {
 		e.probe, _ = l.nc.Subscribe(protocol.ParticipantAll(room, name), func(m *nats.Msg) { l.onProbe(room, name, m) })
 		if e.probe != nil {
 			l.probes++
-			l.ask(room)
+			if l.mayAsk {
+				l.ask(room)
+			}
 		}
 	}
 }
