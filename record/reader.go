@@ -286,12 +286,21 @@ func (r *Reader) take(it Item) {
 		}
 		r.last[subj], r.lastSeq[subj], r.number[subj] = it.At, max(it.seq, r.lastSeq[subj]), it.Meta.Seq
 	}
-	if !r.started && it.At.Before(r.cfg.From) {
+	if it.At.Before(r.cfg.From) {
 		r.hold(it)
 		return
 	}
-	r.flushHeld()
-	r.started = true
+	if r.started {
+		// A subject whose lead-in was read after another's first item
+		// from From on: its own lead-in goes first.
+		if run := r.held[subj]; len(run) > 0 {
+			r.ready = append(r.ready, run...)
+			r.held[subj] = run[len(run):]
+		}
+	} else {
+		r.flushHeld()
+		r.started = true
+	}
 	r.ready = append(r.ready, it)
 }
 
@@ -351,79 +360,100 @@ func (h *itemHeap) Pop() any {
 
 // playAhead is how far, in capture time, Play reads beyond the next item
 // it hands on: publishers' frames reach a recording in capture order
-// each, but a little out of order between publishers (one encodes or
-// sends more slowly), and Play hands them on in capture order across the
-// whole room.
-const playAhead = 250 * time.Millisecond
+// each, but out of order between publishers (one encodes or sends more
+// slowly, or its broker answers late), and Play hands them on in capture
+// order across the whole room. A frame that reaches the recording later
+// than this behind another publisher's is handed on late, at once.
+const playAhead = time.Second
+
+// playBuffer is how many items Play's reading goroutine may have read
+// that Play has not taken yet.
+const playBuffer = 64
 
 // Play hands each item of rd to deliver at its time: what leads into
 // from at once, then everything else paced by capture time from from on,
 // speed times as fast as it was recorded. It returns at the recording's
 // end (nil), or when ctx is done or reading fails.
+//
+// Play reads on a goroutine of its own, so that reading, which waits on
+// the broker, never delays an item that is due: the goroutine that
+// hands items on only waits for the next one's time. Play calls deliver
+// on the goroutine that called it.
 func Play(ctx context.Context, rd *Reader, from time.Time, speed float64, deliver func(Item)) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	items := make(chan Item, playBuffer)
+	errc := make(chan error, 1)
+	go func() {
+		defer close(items)
+		for {
+			it, err := rd.Next(ctx)
+			if err != nil {
+				if !errors.Is(err, io.EOF) {
+					errc <- err
+				}
+				return
+			}
+			select {
+			case items <- it:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
 	var (
 		h      itemHeap
 		wall   time.Time // when the replay reached from
 		newest time.Time // the latest capture time read
 		end    bool      // the recording's end was read
 	)
-	pull := func(c context.Context) error {
-		it, err := rd.Next(c)
-		if errors.Is(err, io.EOF) {
-			end = true
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if it.At.After(newest) {
-			newest = it.At
-		}
-		heap.Push(&h, it)
-		return nil
-	}
 	timer := time.NewTimer(time.Hour)
-	timer.Stop()
+	defer timer.Stop()
 	for {
-		if len(h) == 0 {
-			if end {
+		// Take what was read until a second past the next item is known.
+		in := items
+		if end || (len(h) > 0 && newest.Sub(h[0].At) >= playAhead) {
+			in = nil
+		}
+		var wake <-chan time.Time
+		if len(h) > 0 {
+			top := h[0]
+			due := time.Now()
+			if !top.Before {
+				if wall.IsZero() {
+					wall = due
+				}
+				due = wall.Add(time.Duration(float64(top.At.Sub(from)) / speed))
+			}
+			d := time.Until(due)
+			if d <= 0 {
+				heap.Pop(&h)
+				deliver(top)
+				continue
+			}
+			timer.Reset(d)
+			wake = timer.C
+		} else if end {
+			select {
+			case err := <-errc:
+				return err
+			default:
 				return nil
 			}
-			if err := pull(ctx); err != nil {
-				return err
-			}
-			continue
 		}
-		top := h[0]
-		if !top.Before {
-			if wall.IsZero() {
-				wall = time.Now()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case it, ok := <-in:
+			if !ok {
+				end = true
+			} else {
+				if it.At.After(newest) {
+					newest = it.At
+				}
+				heap.Push(&h, it)
 			}
-			due := wall.Add(time.Duration(float64(top.At.Sub(from)) / speed))
-			if !end && newest.Sub(top.At) < playAhead {
-				// Read on, but hand top on when it is due.
-				c, cancel := context.WithDeadline(ctx, due)
-				err := pull(c)
-				cancel()
-				if err == nil {
-					continue
-				}
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				if !errors.Is(err, context.DeadlineExceeded) {
-					return err
-				}
-			} else if d := time.Until(due); d > 0 {
-				timer.Reset(d)
-				select {
-				case <-ctx.Done():
-					return ctx.Err()
-				case <-timer.C:
-				}
-			}
+		case <-wake:
 		}
-		heap.Pop(&h)
-		deliver(top)
 	}
 }
