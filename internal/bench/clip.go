@@ -21,6 +21,17 @@ import (
 // panned slowly by a fraction of a pixel per frame, with mild sensor noise
 // drawn afresh for every frame. Frame i is the same in every call, so the
 // clip needs no storage: each pass over it makes its frames again.
+//
+// It is filmed the way a camera films: the scene is first blurred by a
+// fixed amount (a camera's lens and the low-pass filter before its
+// sensor; sigma clipOptics), and each frame samples it at its sub-pixel
+// offset with a windowed sinc (Lanczos, clipTaps taps), which moves a
+// picture so blurred without blurring it much again. Every frame is then
+// about as sharp as the next (mean squared gradient within 10%), as a
+// camera's are. Sampling the scene with bilinear interpolation instead,
+// as this clip first did, blurs a frame by how far its offset is from a
+// whole pixel (not at all at 0, most at a half): the mean squared
+// gradient of its frames differed five times over, which no camera does.
 type clip struct {
 	w, h   int
 	frames int
@@ -31,27 +42,31 @@ type clip struct {
 	noise  []int8
 }
 
-// Clip parameters: a slow diagonal pan and mild noise.
+// Clip parameters: a slow diagonal pan, the optics' blur and mild noise.
 const (
-	clipPanX  = 1.3
-	clipPanY  = 0.45
-	clipNoise = 2.0
-	clipSeed  = 20261124
+	clipPanX   = 1.3
+	clipPanY   = 0.45
+	clipNoise  = 2.0
+	clipOptics = 0.7 // Gaussian sigma, pixels
+	clipSeed   = 20261124
+	clipTaps   = 6 // Lanczos-3: three taps each side
+	clipMargin = clipTaps / 2
 )
 
 func newClip(w, h, frames int, fps float64) *clip {
 	c := &clip{w: w, h: h, frames: frames, fps: fps, dx: clipPanX, dy: clipPanY, sigma: clipNoise}
-	sw := w + int(math.Ceil(c.dx*float64(frames))) + 2
-	sh := h + int(math.Ceil(c.dy*float64(frames))) + 2
+	sw := w + int(math.Ceil(c.dx*float64(frames))) + 2*clipMargin + 1
+	sh := h + int(math.Ceil(c.dy*float64(frames))) + 2*clipMargin + 1
 	c.scene = makeScene(sw, sh)
+	blurScene(c.scene, clipOptics)
 	c.noise = noiseTable(c.sigma)
 	return c
 }
 
 // describe says what the clip is, for the report.
 func (c *clip) describe() string {
-	return fmt.Sprintf("%dx%d, %d frames at %g fps, generated: 1/f value noise, %d soft-edged shapes, text at 1x and 3x, uneven lighting; panned %.2f px right and %.2f px down per frame (bilinear), Gaussian sensor noise sigma %.0f per channel, new in every frame",
-		c.w, c.h, c.frames, c.fps, sceneShapes, c.dx, c.dy, c.sigma)
+	return fmt.Sprintf("%dx%d, %d frames at %g fps, generated: 1/f value noise, %d soft-edged shapes, text at 1x and 3x, uneven lighting; filmed through optics that blur by a Gaussian of sigma %.1f px, panned %.2f px right and %.2f px down per frame (windowed-sinc sampling: every frame about as sharp as the next), Gaussian sensor noise sigma %.0f per channel, new in every frame",
+		c.w, c.h, c.frames, c.fps, sceneShapes, clipOptics, c.dx, c.dy, c.sigma)
 }
 
 // sceneShapes is how many shapes the scene holds.
@@ -208,31 +223,121 @@ func drawText(img *image.RGBA, rng *rand.Rand) {
 func (c *clip) frame(i int, dst *image.RGBA) {
 	ox, oy := c.dx*float64(i), c.dy*float64(i)
 	ix, iy := int(ox), int(oy)
-	fx, fy := ox-float64(ix), oy-float64(iy)
-	// Bilinear weights in 1/256ths: the fraction is the same for every
-	// pixel of a frame.
-	w00 := int32((1 - fx) * (1 - fy) * 256)
-	w01 := int32(fx * (1 - fy) * 256)
-	w10 := int32((1 - fx) * fy * 256)
-	w11 := 256 - w00 - w01 - w10
+	// The fraction is the same for every pixel of a frame, so are the
+	// weights: in 1/4096ths, horizontal then vertical.
+	wx, wy := lanczos(ox-float64(ix)), lanczos(oy-float64(iy))
 	// Each frame reads the noise table from its own random place.
 	start := rand.New(rand.NewPCG(clipSeed, uint64(i)+2)).IntN(len(c.noise))
 	src, sstride := c.scene.Pix, c.scene.Stride
 	mask := len(c.noise) - 1
 	parallelRows(c.h, func(y0, y1 int) {
-		for y := y0; y < y1; y++ {
-			row := src[(iy+y)*sstride+ix*4:]
-			next := row[sstride:]
-			out := dst.Pix[y*dst.Stride:]
-			k0 := start + y*c.w*3
+		// Rows y0..y1 need scene rows y0..y1+clipTaps-1, resampled
+		// across first (kept in 1/4096ths).
+		rows := make([]int32, (y1-y0+clipTaps-1)*c.w*3)
+		for r := range y1 - y0 + clipTaps - 1 {
+			in := src[(iy+y0+r)*sstride+ix*4:]
+			out := rows[r*c.w*3 : (r+1)*c.w*3]
 			for x := range c.w {
 				for ch := range 3 {
-					k := x*4 + ch
-					v := (int32(row[k])*w00 + int32(row[k+4])*w01 + int32(next[k])*w10 + int32(next[k+4])*w11 + 128) >> 8
-					v += int32(c.noise[(k0+x*3+ch)&mask])
-					out[k] = uint8(min(255, max(0, v)))
+					var v int32
+					for k, wk := range wx {
+						v += int32(in[(x+k)*4+ch]) * wk
+					}
+					out[x*3+ch] = v
+				}
+			}
+		}
+		for y := y0; y < y1; y++ {
+			out := dst.Pix[y*dst.Stride:]
+			k0 := start + y*c.w*3
+			base := (y - y0) * c.w * 3
+			for x := range c.w {
+				for ch := range 3 {
+					j := base + x*3 + ch
+					var v int64
+					for k, wk := range wy {
+						v += int64(rows[j+k*c.w*3]) * int64(wk)
+					}
+					px := int32((v + 1<<23) >> 24)
+					px += int32(c.noise[(k0+x*3+ch)&mask])
+					out[x*4+ch] = uint8(min(255, max(0, px)))
 				}
 				out[x*4+3] = 255
+			}
+		}
+	})
+}
+
+// lanczos returns the Lanczos-3 weights, in 1/4096ths summing to 4096,
+// of the clipTaps scene pixels around a sample frac (0 <= frac < 1) of a
+// pixel past the third of them.
+func lanczos(frac float64) [clipTaps]int32 {
+	const a = clipTaps / 2
+	var f [clipTaps]float64
+	var sum float64
+	for k := range clipTaps {
+		x := frac - float64(k-(a-1))
+		v := 1.0
+		if x != 0 {
+			px := math.Pi * x
+			v = a * math.Sin(px) * math.Sin(px/a) / (px * px)
+		}
+		f[k] = v
+		sum += v
+	}
+	var w [clipTaps]int32
+	var total int32
+	for k := range w {
+		w[k] = int32(math.Round(f[k] / sum * 4096))
+		total += w[k]
+	}
+	w[a-1] += 4096 - total // rounding: to the nearest pixel's weight
+	return w
+}
+
+// blurScene blurs img in place by a Gaussian of standard deviation sigma
+// pixels (the camera's optics), across then down; edges repeat.
+func blurScene(img *image.RGBA, sigma float64) {
+	r := int(math.Ceil(3 * sigma))
+	kern := make([]float32, 2*r+1)
+	var sum float32
+	for k := range kern {
+		d := float64(k - r)
+		kern[k] = float32(math.Exp(-d * d / (2 * sigma * sigma)))
+		sum += kern[k]
+	}
+	for k := range kern {
+		kern[k] /= sum
+	}
+	w, h := img.Bounds().Dx(), img.Bounds().Dy()
+	tmp := make([]float32, w*h*3)
+	parallelRows(h, func(y0, y1 int) {
+		for y := y0; y < y1; y++ {
+			row := img.Pix[y*img.Stride:]
+			for x := range w {
+				for ch := range 3 {
+					var v float32
+					for k, kv := range kern {
+						xx := min(w-1, max(0, x+k-r))
+						v += kv * float32(row[xx*4+ch])
+					}
+					tmp[(y*w+x)*3+ch] = v
+				}
+			}
+		}
+	})
+	parallelRows(h, func(y0, y1 int) {
+		for y := y0; y < y1; y++ {
+			out := img.Pix[y*img.Stride:]
+			for x := range w {
+				for ch := range 3 {
+					var v float32
+					for k, kv := range kern {
+						yy := min(h-1, max(0, y+k-r))
+						v += kv * tmp[(yy*w+x)*3+ch]
+					}
+					out[x*4+ch] = clamp8(float64(v))
+				}
 			}
 		}
 	})

@@ -3,6 +3,7 @@
 package bench
 
 import (
+	"errors"
 	"os"
 	"syscall"
 	"time"
@@ -26,3 +27,8 @@ func selfCPU() (time.Duration, error) {
 // stopSignal stops a child process: Windows has no SIGTERM to send, so
 // the child is killed (bench children hold no state worth a clean exit).
 var stopSignal = os.Kill
+
+// lowerPriority is not done on Windows: the bench says so.
+func lowerPriority(pid int) error {
+	return errors.New("lowering a process's priority is not done on Windows")
+}

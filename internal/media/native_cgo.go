@@ -21,11 +21,13 @@ import (
 // superfast preset matches veryfast's PSNR (33.2 dB both) for 3% more
 // bits at 60% of its CPU time. Constrained Baseline (no CABAC, no
 // B-frames) decodes in every browser's WebCodecs and costs little more
-// than Main at these settings. On the bench's panned clip at a tenth of
-// JPEG's bitrate (SSIM, encode ms a 720p picture): superfast Baseline
-// 0.9533 (8.1), with tune ssim 0.9534, High 0.9555 (12.2), two reference
-// pictures 0.9594 (9.9, taken: encoder.c), High with four 0.9622 (15.9),
-// faster High 0.9624 (36.0).
+// than Main at these settings. On the bench's camera-like clip at a tenth
+// of JPEG's bitrate (SSIM, encode ms a 720p picture; BENCHMARKS.md):
+// superfast Baseline with one reference picture 0.9612 (6.0), two 0.9647
+// (7.2, taken: encoder.c), three 0.9651 (7.9); Main with two 0.9654
+// (8.6), High 0.9651 (8.1); veryfast with two 0.9651 (11.4), faster with
+// three 0.9666 (19.5); noise reduction, adaptive quantization and psy
+// settings changed nothing or cost SSIM.
 const (
 	encPreset  = "superfast"
 	encTune    = "zerolatency"
