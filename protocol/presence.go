@@ -172,6 +172,14 @@ func (p Presence) Layer(l Layer) (LayerInfo, bool) {
 	return LayerInfo{}, false
 }
 
+// ViewerPresence is a viewer's beat: the layers it takes, since started,
+// or that it leaves.
+func ViewerPresence(started time.Time, views []Layer, leaving bool) Presence {
+	p := Presence{Role: RoleViewer, Started: started, Leaving: leaving}
+	p.SetViews(views)
+	return p
+}
+
 // SetViews sets Views and Watches from ls, each layer where its codec
 // belongs.
 func (p *Presence) SetViews(ls []Layer) {

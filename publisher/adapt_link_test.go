@@ -65,13 +65,11 @@ func TestAdaptOverSlowLeafLink(t *testing.T) {
 		}
 	}
 	adapt := func() publisher.AdaptStats {
-		for _, a := range pub.Stats().Adapt {
-			if a.Layer == protocol.H264 {
-				return a
-			}
+		a, ok := pub.Stats().AdaptOf(protocol.H264)
+		if !ok {
+			t.Fatalf("the publisher does not adapt its h264 layer: %+v", pub.Stats())
 		}
-		t.Fatalf("the publisher does not adapt its h264 layer: %+v", pub.Stats())
-		return publisher.AdaptStats{}
+		return a
 	}
 
 	// A clear link: the viewer takes h264; measure what it carries.

@@ -35,13 +35,11 @@ func TestAdaptSizeViewers(t *testing.T) {
 		Codec: protocol.CodecH264, Bitrate: bitrate, MinBitrate: bitrate, Adapt: true,
 		Logger: slog.New(slog.NewTextHandler(tlog{t}, nil))})
 	adapt := func() publisher.AdaptStats {
-		for _, a := range pub.Stats().Adapt {
-			if a.Layer == protocol.H264 {
-				return a
-			}
+		a, ok := pub.Stats().AdaptOf(protocol.H264)
+		if !ok {
+			t.Fatalf("the publisher does not adapt its h264 layer: %+v", pub.Stats())
 		}
-		t.Fatalf("the publisher does not adapt its h264 layer: %+v", pub.Stats())
-		return publisher.AdaptStats{}
+		return a
 	}
 	viewer := func(name string, l subscriber.LayerMode) *subscriber.Room {
 		r, err := subscriber.Join(hubtest.Connect(t, hub.ClientURL()), subscriber.Config{Room: "size", Name: name,

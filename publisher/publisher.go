@@ -126,6 +126,17 @@ type Stats struct {
 	Adapt []AdaptStats `json:",omitempty"`
 }
 
+// AdaptOf returns what layer l encodes now, and false when l does not
+// adapt.
+func (s Stats) AdaptOf(l protocol.Layer) (AdaptStats, bool) {
+	for _, a := range s.Adapt {
+		if a.Layer == l {
+			return a, true
+		}
+	}
+	return AdaptStats{}, false
+}
+
 // AdaptStats is the state of one adapted H.264 layer.
 type AdaptStats struct {
 	Layer   protocol.Layer `json:"layer"`

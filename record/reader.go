@@ -36,6 +36,10 @@ const (
 // at most MaxSpeed.
 const MaxSpeed = 16
 
+// ValidSpeed reports whether a recording can play at speed: above 0, at
+// most MaxSpeed.
+func ValidSpeed(speed float64) bool { return speed > 0 && speed <= MaxSpeed }
+
 // ReadConfig says what a Reader reads.
 type ReadConfig struct {
 	Room string
@@ -380,6 +384,9 @@ const playBuffer = 64
 // hands items on only waits for the next one's time. Play calls deliver
 // on the goroutine that called it.
 func Play(ctx context.Context, rd *Reader, from time.Time, speed float64, deliver func(Item)) error {
+	if !ValidSpeed(speed) {
+		return fmt.Errorf("replay speed %v: use more than 0 and at most %d", speed, MaxSpeed)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	items := make(chan Item, playBuffer)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -35,7 +34,7 @@ func (r *Room) startReplay() error {
 	if speed == 0 {
 		speed = 1
 	}
-	if speed < 0 || speed > MaxSpeed || math.IsNaN(speed) {
+	if !record.ValidSpeed(speed) {
 		return fmt.Errorf("%w: speed %v: use more than 0 and at most %d", ErrBadReplay, r.cfg.Speed, MaxSpeed)
 	}
 	if r.cfg.From.After(time.Now()) {

@@ -810,13 +810,7 @@ func (r *Room) beat(leaving bool) {
 	if r.cfg.NoPresence || r.replay != nil || !r.nc.IsConnected() {
 		return
 	}
-	p := protocol.Presence{
-		Role:    protocol.RoleViewer,
-		Started: r.start,
-		Leaving: leaving,
-	}
-	p.SetViews(r.views())
-	b, err := p.Encode()
+	b, err := protocol.ViewerPresence(r.start, r.views(), leaving).Encode()
 	if err == nil {
 		err = r.nc.Publish(r.self.PresenceSubject(), b)
 	}

@@ -200,8 +200,7 @@ func (l *lister) announce(room string, leaving bool) {
 	if err != nil {
 		return
 	}
-	p := protocol.Presence{Role: protocol.RoleViewer, Started: l.since, Leaving: leaving}
-	p.SetViews([]protocol.Layer{protocol.Lo})
+	p := protocol.ViewerPresence(l.since, []protocol.Layer{protocol.Lo}, leaving)
 	if b, err := p.Encode(); err == nil {
 		_ = l.nc.Publish(a.PresenceSubject(), b)
 	}

@@ -67,7 +67,7 @@ func runView(ctx context.Context, env *cmdEnv, args []string) error {
 	if fs.isSet("speed") && at.IsZero() {
 		return usagef("--speed needs --from: a live room plays at its own pace")
 	}
-	if *speed <= 0 || *speed > subscriber.MaxSpeed {
+	if !record.ValidSpeed(*speed) {
 		return usagef("--speed %v: use more than 0 and at most %d", *speed, subscriber.MaxSpeed)
 	}
 	if err := protocol.ValidRoom(*room); err != nil {

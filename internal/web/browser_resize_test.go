@@ -48,12 +48,8 @@ func TestBrowserH264Resize(t *testing.T) {
 		Codec: protocol.CodecH264, Bitrate: bitrate, MinBitrate: bitrate, Adapt: true, KeyInt: time.Second,
 		Logger: slog.New(slog.NewTextHandler(tlogWriter{t}, nil))})
 	adapt := func() publisher.AdaptStats {
-		for _, a := range pub.Stats().Adapt {
-			if a.Layer == protocol.H264 {
-				return a
-			}
-		}
-		return publisher.AdaptStats{}
+		a, _ := pub.Stats().AdaptOf(protocol.H264)
+		return a
 	}
 	announced := watchLayer(t, hubtest.Connect(t, h.b.ClientURL()), room, name, protocol.H264)
 

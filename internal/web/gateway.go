@@ -551,9 +551,7 @@ func (g *Gateway) announceShown(room string, layers []protocol.Layer, leaving bo
 	if err != nil {
 		return
 	}
-	p := protocol.Presence{Role: protocol.RoleViewer, Started: g.since, Leaving: leaving}
-	p.SetViews(layers)
-	g.publishPresence(a, p)
+	g.publishPresence(a, protocol.ViewerPresence(g.since, layers, leaving))
 }
 
 // showsChanged asks the loop to announce what the gateway shows now,

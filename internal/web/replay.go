@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -70,7 +69,7 @@ func parseReplay(q url.Values, now time.Time) (replayQuery, error) {
 	}
 	if sp != "" {
 		v, err := strconv.ParseFloat(sp, 64)
-		if err != nil || math.IsNaN(v) || !(v > 0 && v <= MaxReplaySpeed) {
+		if err != nil || !record.ValidSpeed(v) {
 			return replayQuery{}, fmt.Errorf("%w: speed=%q: use a number above 0, at most %d (1 is as recorded, 2 twice as fast)", ErrBadRequest, sp, MaxReplaySpeed)
 		}
 		rq.speed = v

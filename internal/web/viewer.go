@@ -653,8 +653,7 @@ func (v *viewer) presence(leaving bool) (protocol.Address, protocol.Presence, bo
 	if leaving {
 		v.closed = true
 	}
-	p := protocol.Presence{Role: protocol.RoleViewer, Started: v.start, Leaving: leaving}
-	p.SetViews(v.layersLocked())
+	p := protocol.ViewerPresence(v.start, v.layersLocked(), leaving)
 	a, err := protocol.NewAddress(v.room, v.name)
 	return a, p, err == nil
 }
