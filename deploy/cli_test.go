@@ -53,8 +53,9 @@ func TestBrokerCommandCluster(t *testing.T) {
 		client, route, monitor int
 	}
 	var nodes []node
-	for range 3 {
-		nodes = append(nodes, node{hubtest.FreePort(t), hubtest.FreePort(t), hubtest.FreePort(t)})
+	ports := hubtest.FreePorts(t, 9)
+	for i := range 3 {
+		nodes = append(nodes, node{ports[3*i], ports[3*i+1], ports[3*i+2]})
 	}
 	addr := func(p int) string { return "127.0.0.1:" + strconv.Itoa(p) }
 	routes := fmt.Sprintf("nats://%s,nats://%s,nats://%s", addr(nodes[0].route), addr(nodes[1].route), addr(nodes[2].route))

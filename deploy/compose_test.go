@@ -120,10 +120,12 @@ func newStack(t *testing.T) *stack {
 	image := buildImage(t)
 	s := &stack{t: t, compose: compose, project: "vidhubtest" + randHex(4), ports: map[string]int{}}
 	s.env = []string{"VIDHUB_IMAGE=" + image, "COMPOSE_PROFILES=", "VIDHUB_NATS_URLS=", "VIDHUB_LOG_LEVEL=info", "VIDHUB_CLUSTER_ENV=", "VIDHUB_EDGE_HUB="}
-	for _, v := range []string{"VIDHUB_NATS_PORT", "VIDHUB_MONITOR_PORT", "VIDHUB_WEB_PORT", "VIDHUB_LEAF_PORT",
+	vars := []string{"VIDHUB_NATS_PORT", "VIDHUB_MONITOR_PORT", "VIDHUB_WEB_PORT", "VIDHUB_LEAF_PORT",
 		"VIDHUB_NATS_PORT_2", "VIDHUB_MONITOR_PORT_2", "VIDHUB_NATS_PORT_3", "VIDHUB_MONITOR_PORT_3",
-		"VIDHUB_EDGE_NATS_PORT", "VIDHUB_EDGE_MONITOR_PORT"} {
-		s.ports[v] = hubtest.FreePort(t)
+		"VIDHUB_EDGE_NATS_PORT", "VIDHUB_EDGE_MONITOR_PORT"}
+	ports := hubtest.FreePorts(t, len(vars)) // ten different ports: two services never get the same
+	for i, v := range vars {
+		s.ports[v] = ports[i]
 		s.env = append(s.env, v+"=127.0.0.1:"+strconv.Itoa(s.ports[v]))
 	}
 	t.Cleanup(func() {

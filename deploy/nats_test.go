@@ -94,7 +94,7 @@ func TestNatsConfCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	routePorts := []int{hubtest.FreePort(t), hubtest.FreePort(t), hubtest.FreePort(t)}
+	routePorts := hubtest.FreePorts(t, 3)
 	dir := t.TempDir()
 	var servers []*hubtest.NatsServer
 	for i := range 3 {

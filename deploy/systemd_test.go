@@ -366,7 +366,8 @@ func TestInstallPublisherLeaf(t *testing.T) {
 	// The installed files at work. Ports of this machine's own, instead
 	// of 4222 and 8222, which something else may hold; everything else
 	// as installed (the unit's Environment= first, then broker.env).
-	edgePort, monPort := hubtest.FreePort(t), hubtest.FreePort(t)
+	ports := hubtest.FreePorts(t, 2)
+	edgePort, monPort := ports[0], ports[1]
 	edgeURL := "nats://127.0.0.1:" + strconv.Itoa(edgePort)
 	edge := hubtest.StartProc(t, hubtest.ProcConfig{Name: "edge broker", Env: append(append([]string{"VIDHUB_NATS_LISTEN=127.0.0.1:4222"}, brokerEnv...),
 		"VIDHUB_NATS_LISTEN=127.0.0.1:"+strconv.Itoa(edgePort), "VIDHUB_MONITOR_LISTEN=127.0.0.1:"+strconv.Itoa(monPort))}, bin, "broker")
@@ -430,7 +431,8 @@ func TestBrokerEnvExample(t *testing.T) {
 	if len(env) < 4 {
 		t.Fatalf("found only %v in broker.env.example", env)
 	}
-	port, mon := hubtest.FreePort(t), hubtest.FreePort(t)
+	ports := hubtest.FreePorts(t, 2)
+	port, mon := ports[0], ports[1]
 	env = append(env, "VIDHUB_NATS_LISTEN=127.0.0.1:"+strconv.Itoa(port), "VIDHUB_MONITOR_LISTEN=127.0.0.1:"+strconv.Itoa(mon))
 	p := hubtest.StartProc(t, hubtest.ProcConfig{Env: env}, bin, "broker")
 	p.WaitFor(15*time.Second, func() bool { return strings.Contains(p.Output(), "leaf node of nats://hub.example.com:7422") },

@@ -29,7 +29,7 @@ import (
 // last is there, once, in order.
 func TestRecordRidesThroughLeaderLoss(t *testing.T) {
 	const room = "failover"
-	ports := []int{hubtest.FreePort(t), hubtest.FreePort(t), hubtest.FreePort(t)}
+	ports := hubtest.FreePorts(t, 3)
 	routes := make([]string, len(ports))
 	for i, p := range ports {
 		routes[i] = "nats://127.0.0.1:" + strconv.Itoa(p)

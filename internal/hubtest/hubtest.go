@@ -76,14 +76,27 @@ type Lazy func() any
 func (l Lazy) String() string { return fmt.Sprint(l()) }
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+// Ports a test needs at once come from one FreePorts call: ports from
+// separate calls may be the same, since each is free again on return.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	return FreePorts(t, 1)[0]
+}
+
+// FreePorts returns n different TCP ports on 127.0.0.1 that were free a
+// moment ago: each is held until all are picked.
+func FreePorts(t testing.TB, n int) []int {
+	t.Helper()
+	ports := make([]int, 0, n)
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return ports
 }
 
 // WaitPort waits until something accepts TCP connections on addr.
