@@ -3,7 +3,10 @@
 package publisher_test
 
 import (
+	"bytes"
 	"encoding/json"
+	"image"
+	"image/jpeg"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,8 +17,10 @@ import (
 
 	"github.com/vidhub/vidhub/broker"
 	"github.com/vidhub/vidhub/internal/hubtest"
+	"github.com/vidhub/vidhub/internal/media"
 	"github.com/vidhub/vidhub/protocol"
 	"github.com/vidhub/vidhub/publisher"
+	"github.com/vidhub/vidhub/subscriber"
 )
 
 // TestH264Publishes checks what an H.264 publisher sends: access units
@@ -199,5 +204,61 @@ func TestKeyframeRequests(t *testing.T) {
 	hubtest.Eventually(t, 5*time.Second, func() bool { return pub.Stats().KeyRequests >= 602 }, "the valid request not heard")
 	if n := pub.Stats().KeyRequests; n != 602 {
 		t.Errorf("%d key requests counted, want 602: garbage counted as requests", n)
+	}
+}
+
+// TestH264PublisherJPEGLayers: with viewers of the JPEG layers too, an
+// H.264 publisher of the full build makes its JPEG frames from the
+// pictures its H.264 layers just coded (Stats.JPEGReused), and they are
+// JPEGs of the layers' sizes that the standard library decodes (their
+// colours: media's TestEncodeJPEGI420).
+func TestH264PublisherJPEGLayers(t *testing.T) {
+	b := hubtest.Broker(t, broker.Config{})
+	rec := record(t, hubtest.Connect(t, b.ClientURL()), "vidhub.jpegs.alice.*")
+	for _, l := range []subscriber.LayerMode{subscriber.LayerHi, subscriber.LayerLo} {
+		r, err := subscriber.Join(hubtest.Connect(t, b.ClientURL()), subscriber.Config{Room: "jpegs", Layer: l, Codec: protocol.CodecJPEG})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(r.Close)
+	}
+	pub := hubtest.Publish(t, hubtest.Connect(t, b.ClientURL()), publisher.Config{Room: "jpegs", Name: "alice", Source: "pattern",
+		FPS: 30, Width: 640, Height: 360, Codec: protocol.CodecH264})
+	a, _ := protocol.NewAddress("jpegs", "alice")
+	hubtest.Eventually(t, 20*time.Second, func() bool {
+		return rec.count(a.FrameSubject(protocol.Hi)) >= 30 && rec.count(a.FrameSubject(protocol.Lo)) >= 30
+	}, "no hi and lo JPEG frames from the H.264 publisher with JPEG viewers")
+	if err := pub.Stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	st := pub.Publisher.Stats()
+	jpegs := 0
+	for _, tc := range []struct {
+		layer protocol.Layer
+		w, h  int
+	}{{protocol.Hi, 640, 360}, {protocol.Lo, 320, 180}} {
+		for i, m := range rec.get(a.FrameSubject(tc.layer)) {
+			meta, err := protocol.ParseLayerFrame(tc.layer, m.Header, m.Data)
+			if err != nil {
+				t.Fatalf("%s frame %d: %v", tc.layer, i, err)
+			}
+			img, err := jpeg.Decode(bytes.NewReader(m.Data))
+			if err != nil {
+				t.Fatalf("%s frame %d: %v", tc.layer, i, err)
+			}
+			if meta.Width != tc.w || meta.Height != tc.h || img.Bounds() != image.Rect(0, 0, tc.w, tc.h) {
+				t.Fatalf("%s frame %d: header %dx%d, picture %v, want %dx%d", tc.layer, i, meta.Width, meta.Height, img.Bounds(), tc.w, tc.h)
+			}
+			jpegs++
+		}
+	}
+	if !media.CanEncodeJPEGI420() {
+		if st.JPEGReused != 0 {
+			t.Errorf("JPEGReused %d in a build without libjpeg", st.JPEGReused)
+		}
+		return
+	}
+	if st.JPEGReused == 0 || st.JPEGReused < uint64(jpegs)*9/10 {
+		t.Errorf("JPEGReused %d of about %d JPEG frames (stats %+v): the JPEG layers did not take the H.264 layers' pictures", st.JPEGReused, jpegs, st)
 	}
 }

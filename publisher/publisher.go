@@ -24,6 +24,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"golang.org/x/time/rate"
 
+	"github.com/vidhub/vidhub/internal/media"
 	"github.com/vidhub/vidhub/protocol"
 )
 
@@ -110,6 +111,10 @@ type Stats struct {
 	// Skipped counts layer frames not encoded because nobody watched
 	// the layer (EncodeWatched).
 	Skipped uint64
+	// JPEGReused counts JPEG frames made from the picture an H.264
+	// layer of the same size had just coded, without converting and
+	// scaling the frame again (the full build).
+	JPEGReused uint64
 	// Encoding lists the layers being encoded now.
 	Encoding []protocol.Layer
 	// Keyframes counts H.264 keyframes published, both layers;
@@ -174,6 +179,7 @@ type Publisher struct {
 	captured, published, bytes       atomic.Uint64
 	droppedOffline, droppedBusy, big atomic.Uint64
 	skipped                          atomic.Uint64
+	jpegReused                       atomic.Uint64 // JPEG frames made from an H.264 layer's I420 picture
 	interest                         *interest
 	encoding                         [4]atomic.Bool // as layerOrder
 
@@ -303,6 +309,7 @@ func (p *Publisher) Stats() Stats {
 		Oversize:       p.big.Load(),
 		Quality:        int(p.quality.Load()),
 		Skipped:        p.skipped.Load(),
+		JPEGReused:     p.jpegReused.Load(),
 		Encoding:       p.encodingLayers(),
 		Keyframes:      p.keyframes.Load(),
 		KeyRequests:    p.keyRequests.Load(),
@@ -568,7 +575,17 @@ func (p *Publisher) wanted(i int, now time.Time) bool {
 // goroutine only.
 func (p *Publisher) send(c captured, l protocol.Layer, w, h int, fh *protocol.FrameHeader, subject string) {
 	q := int(p.quality.Load())
-	err := c.f.encode(w, h, q, func(jpeg []byte) error {
+	encode := c.f.encode
+	if img, ok := p.i420For(c, w, h); ok {
+		encode = func(_, _, q int, use func([]byte) error) error {
+			err := media.EncodeJPEGI420(img, q, use)
+			if err == nil {
+				p.jpegReused.Add(1)
+			}
+			return err
+		}
+	}
+	err := encode(w, h, q, func(jpeg []byte) error {
 		if limit := p.nc.MaxPayload(); limit > 0 && int64(len(jpeg)) > limit {
 			return fmt.Errorf("%w: %d bytes", nats.ErrMaxPayload, len(jpeg))
 		}
@@ -618,6 +635,25 @@ func (p *Publisher) send(c captured, l protocol.Layer, w, h int, fh *protocol.Fr
 	default:
 		p.log.Warn("publishing a frame failed", "layer", l, "err", err)
 	}
+}
+
+// i420For returns the I420 picture an H.264 layer coded of c, when its
+// size is w x h and this build makes JPEGs of such pictures: a JPEG layer
+// then skips a colour conversion and a scaling of its own (a 720p30
+// publisher with every layer watched: BENCHMARKS.md).
+func (p *Publisher) i420For(c captured, w, h int) (media.Image, bool) {
+	if !media.CanEncodeJPEGI420() {
+		return media.Image{}, false
+	}
+	for _, hl := range p.h264 {
+		if hl == nil || !hl.coded.Equal(c.at) {
+			continue
+		}
+		if img := hl.enc.Input(); img.Width == w && img.Height == h {
+			return img, true
+		}
+	}
+	return media.Image{}, false
 }
 
 // beat sends presence every protocol.Beat. It fails when the broker

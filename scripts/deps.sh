@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # deps.sh installs what vidhub needs on Debian, only what is missing, and
 # says what it does. Usage: scripts/deps.sh run|test
-#   run   build and run vidhub: OpenCV (for gocv), FFmpeg's libraries
+#   run   build and run vidhub: OpenCV (for gocv), libjpeg-turbo, FFmpeg's libraries
 #         with libx264 (H.264), GStreamer plugins; libx264's static
 #         library and glibc's (the lite build that "make image" puts in
 #         the container image)
@@ -13,7 +13,7 @@
 set -euo pipefail
 
 what=${1:-run}
-pkgs=(pkg-config gcc libc6-dev libx264-dev libopencv-dev libavcodec-dev libavformat-dev libavutil-dev libswscale-dev gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-libav)
+pkgs=(pkg-config gcc libc6-dev libx264-dev libjpeg-dev libopencv-dev libavcodec-dev libavformat-dev libavutil-dev libswscale-dev gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-libav)
 case "$what" in
 run) ;;
 test) pkgs+=(xvfb xauth xdotool ffmpeg chromium fonts-dejavu-core systemd iproute2 gstreamer1.0-plugins-ugly gstreamer1.0-tools gir1.2-gst-rtsp-server-1.0 python3-gi) ;;
