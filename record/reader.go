@@ -382,16 +382,19 @@ const playBuffer = 64
 // Play reads on a goroutine of its own, so that reading, which waits on
 // the broker, never delays an item that is due: the goroutine that
 // hands items on only waits for the next one's time. Play calls deliver
-// on the goroutine that called it.
+// on the goroutine that called it, and returns only once its reading
+// goroutine is done with rd.
 func Play(ctx context.Context, rd *Reader, from time.Time, speed float64, deliver func(Item)) error {
 	if !ValidSpeed(speed) {
 		return fmt.Errorf("replay speed %v: use more than 0 and at most %d", speed, MaxSpeed)
 	}
 	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait() // rd is the caller's again once Play returns
 	defer cancel()
 	items := make(chan Item, playBuffer)
 	errc := make(chan error, 1)
-	go func() {
+	wg.Go(func() {
 		defer close(items)
 		for {
 			it, err := rd.Next(ctx)
@@ -407,7 +410,7 @@ func Play(ctx context.Context, rd *Reader, from time.Time, speed float64, delive
 				return
 			}
 		}
-	}()
+	})
 	var (
 		h      itemHeap
 		wall   time.Time // when the replay reached from
