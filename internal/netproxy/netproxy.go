@@ -66,7 +66,8 @@ func (p *Proxy) Addr() string { return p.ln.Addr().String() }
 func (p *Proxy) URL() string { return "nats://" + p.Addr() }
 
 // Bytes returns the bytes carried so far from the dialer to the target
-// (up) and back (down).
+// (up) and back (down): each chunk counts as it is handed on, so what an
+// end has received is always counted.
 func (p *Proxy) Bytes() (up, down uint64) { return p.upBytes.Load(), p.downBytes.Load() }
 
 // SetRate paces both directions to bps bits per second from now on; 0
@@ -133,10 +134,13 @@ func (p *Proxy) pipe(dst, src net.Conn, lim *rate.Limiter, count *atomic.Uint64)
 			if !p.wait() || lim.WaitN(p.ctx, n) != nil {
 				return
 			}
+			// Counted before the write: once the other end has the
+			// bytes, Bytes says so (a connection that fails mid-write
+			// counts its last chunk all the same).
+			count.Add(uint64(n))
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return
 			}
-			count.Add(uint64(n))
 		}
 		if err != nil {
 			return // EOF or closed: the other side is closed by the defers
