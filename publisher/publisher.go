@@ -575,17 +575,7 @@ func (p *Publisher) wanted(i int, now time.Time) bool {
 // goroutine only.
 func (p *Publisher) send(c captured, l protocol.Layer, w, h int, fh *protocol.FrameHeader, subject string) {
 	q := int(p.quality.Load())
-	encode := c.f.encode
-	if img, ok := p.i420For(c, w, h); ok {
-		encode = func(_, _, q int, use func([]byte) error) error {
-			err := media.EncodeJPEGI420(img, q, use)
-			if err == nil {
-				p.jpegReused.Add(1)
-			}
-			return err
-		}
-	}
-	err := encode(w, h, q, func(jpeg []byte) error {
+	publish := func(jpeg []byte) error {
 		if limit := p.nc.MaxPayload(); limit > 0 && int64(len(jpeg)) > limit {
 			return fmt.Errorf("%w: %d bytes", nats.ErrMaxPayload, len(jpeg))
 		}
@@ -600,7 +590,15 @@ func (p *Publisher) send(c captured, l protocol.Layer, w, h int, fh *protocol.Fr
 		}
 		p.bytes.Add(uint64(len(jpeg)))
 		return nil
-	})
+	}
+	var err error
+	if img, ok := p.i420For(c, w, h); ok {
+		if err = media.EncodeJPEGI420(img, q, publish); err == nil {
+			p.jpegReused.Add(1)
+		}
+	} else {
+		err = c.f.encode(w, h, q, publish)
+	}
 	switch {
 	case err == nil:
 		if l == protocol.Hi && p.h264[0] == nil {

@@ -270,12 +270,7 @@ func recordScenario(ctx context.Context, env *runEnv) (*RecordReport, error) {
 	// deployed, the encoders run on the cameras, not beside the replay.
 	// Last, because a process may lower its children's priority but not
 	// raise it again.
-	niced := len(pubProcs) > 0
-	for _, pid := range pubProcs {
-		if pid == 0 {
-			niced = false
-		}
-	}
+	niced := len(pubProcs) > 0 && !slices.Contains(pubProcs, 0) // 0: a publisher in this process
 	if niced {
 		for _, pid := range pubProcs {
 			if err := lowerPriority(pid); err != nil {

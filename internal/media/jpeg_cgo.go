@@ -138,10 +138,12 @@ func CanEncodeJPEGI420() bool { return true }
 // the call. Taking a JPEG layer from the picture the H.264 encoder
 // already converted saves converting the frame to YCbCr a second time.
 func EncodeJPEGI420(img Image, q int, use func([]byte) error) error {
-	if img.Fmt != I420 || img.Width < 2 || img.Height < 2 || img.Width%2 != 0 || img.Height%2 != 0 ||
-		img.Stride < img.Width || img.Stride%2 != 0 || len(img.Pix) < img.Stride*img.Height*3/2 {
-		return fmt.Errorf("JPEG from I420: a %dx%d picture of %d bytes, rows %d apart: want even sizes and the whole picture",
-			img.Width, img.Height, len(img.Pix), img.Stride)
+	err := checkImage(img)
+	if err == nil && img.Fmt != I420 {
+		err = fmt.Errorf("pixel format %d", img.Fmt)
+	}
+	if err != nil {
+		return fmt.Errorf("JPEG from I420: %w; want even sizes and the whole I420 picture", err)
 	}
 	if q < 1 || q > 100 {
 		return fmt.Errorf("JPEG from I420: quality %d: want 1 to 100", q)
