@@ -56,9 +56,18 @@ func connect(cfg Config) (*nats.Conn, error) {
 	if url == "" {
 		url = DefaultURL
 	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	log := cfg.logger()
+	auth, err := cfg.authOptions()
+	if err != nil {
+		return nil, err
+	}
+	// kick asks watchCluster for a check: on every (re)connection.
+	kick := make(chan struct{}, 1)
+	kicked := func() {
+		select {
+		case kick <- struct{}{}:
+		default:
+		}
 	}
 	opts := []nats.Option{
 		nats.Name(cfg.Name),
@@ -81,9 +90,11 @@ func connect(cfg Config) (*nats.Conn, error) {
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			log.Info("reconnected to broker", "url", nc.ConnectedUrlRedacted())
+			kicked()
 		}),
 		nats.ConnectHandler(func(nc *nats.Conn) {
 			log.Info("connected to broker", "url", nc.ConnectedUrlRedacted())
+			kicked()
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			if errors.Is(err, nats.ErrDrainTimeout) {
@@ -97,6 +108,35 @@ func connect(cfg Config) (*nats.Conn, error) {
 			log.Warn("broker reported an error", "subject", subj, "err", err)
 		}),
 	}
+	opts = append(opts, auth...)
+	if cfg.Wait {
+		opts = append(opts, nats.RetryOnFailedConnect(true))
+	}
+	opts = append(opts, cfg.Options...)
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("%w at %s: %w; start one with \"vidhub broker\" (or \"vidhub demo\"), or point --nats or NATS_URL at yours",
+			ErrUnreachable, Redact(url), err)
+	}
+	if cfg.Wait && !nc.IsConnected() {
+		log.Warn("broker not reachable yet; waiting for it", "url", Redact(url))
+	}
+	watchCluster(nc, cfg, append(auth, cfg.Options...), kick)
+	return nc, nil
+}
+
+// logger is where cfg's events go.
+func (cfg Config) logger() *slog.Logger {
+	if cfg.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return cfg.Logger
+}
+
+// authOptions are the options that authenticate this client and set up
+// TLS.
+func (cfg Config) authOptions() ([]nats.Option, error) {
+	var opts []nats.Option
 	if cfg.Creds != "" {
 		opts = append(opts, nats.UserCredentials(cfg.Creds))
 	}
@@ -116,19 +156,7 @@ func connect(cfg Config) (*nats.Conn, error) {
 	if cfg.TLSCert != "" || cfg.TLSKey != "" {
 		opts = append(opts, nats.ClientCert(cfg.TLSCert, cfg.TLSKey))
 	}
-	if cfg.Wait {
-		opts = append(opts, nats.RetryOnFailedConnect(true))
-	}
-	opts = append(opts, cfg.Options...)
-	nc, err := nats.Connect(url, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("%w at %s: %w; start one with \"vidhub broker\" (or \"vidhub demo\"), or point --nats or NATS_URL at yours",
-			ErrUnreachable, Redact(url), err)
-	}
-	if cfg.Wait && !nc.IsConnected() {
-		log.Warn("broker not reachable yet; waiting for it", "url", Redact(url))
-	}
-	return nc, nil
+	return opts, nil
 }
 
 // Redact hides passwords and tokens in a URL list, for logs.
