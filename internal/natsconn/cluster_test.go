@@ -1,11 +1,9 @@
 package natsconn_test
 
 import (
-	"bytes"
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,29 +12,11 @@ import (
 	"github.com/vidhub/vidhub/internal/natsconn"
 )
 
-// logBuffer is a logger's output, safe to read while it is written.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
 // connectLogged connects to the brokers of urls, logging at debug level
 // into the returned buffer.
-func connectLogged(t *testing.T, urls ...string) *logBuffer {
+func connectLogged(t *testing.T, urls ...string) *hubtest.Buffer {
 	t.Helper()
-	logs := &logBuffer{}
+	logs := &hubtest.Buffer{}
 	nc, err := natsconn.Connect(natsconn.Config{
 		URL: strings.Join(urls, ","), Name: "cluster check test",
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
