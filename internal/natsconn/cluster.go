@@ -48,7 +48,7 @@ func (b brokerInfo) island() string {
 }
 
 // probeBrokers connects to each of urls in turn of its own, briefly, with
-// opts (authentication and TLS), and returns what each broker that
+// opts (authentication and TLS only), and returns what each broker that
 // answers says about itself. Brokers that do not answer are left out: a
 // list may name brokers that run only in some deployments.
 func probeBrokers(urls []string, opts []nats.Option) []brokerInfo {

@@ -121,7 +121,9 @@ func connect(cfg Config) (*nats.Conn, error) {
 	if cfg.Wait && !nc.IsConnected() {
 		log.Warn("broker not reachable yet; waiting for it", "url", Redact(url))
 	}
-	watchCluster(nc, cfg, append(auth, cfg.Options...), kick)
+	// The checks connect with the same credentials and TLS, and nothing of
+	// cfg.Options: handlers there are this connection's, not a probe's.
+	watchCluster(nc, cfg, auth, kick)
 	return nc, nil
 }
 
