@@ -83,6 +83,9 @@ struct vx264 {
 	uint8_t *rgb; // R G B, w x h
 	const uint8_t *out;
 	int out_size, out_key;
+	// vbv_after is the VBV buffer (kbit) to restore after the next
+	// picture, 0 for none: see vx264_set_bitrate.
+	int vbv_after;
 };
 
 void vx264_close(vx264 *e) {
@@ -377,6 +380,15 @@ int vx264_encode(vx264 *e, const uint8_t *pix, int fmt, int w, int h, int stride
 	int n;
 	x264_picture_t out;
 	int bytes = x264_encoder_encode(e->x, &nal, &n, &e->pic, &out);
+	if (e->vbv_after > 0 && bytes >= 0) {
+		x264_param_t p;
+		x264_encoder_parameters(e->x, &p);
+		p.rc.i_vbv_buffer_size = e->vbv_after;
+		e->vbv_after = 0;
+		if (x264_encoder_reconfig(e->x, &p) < 0) {
+			return fail(msg, -1, "restoring the VBV buffer after a lower bitrate");
+		}
+	}
 	if (bytes < 0) {
 		return fail(msg, -1, "encoding a picture");
 	}
@@ -395,10 +407,26 @@ int vx264_set_bitrate(vx264 *e, int bitrate, int vbv_bufsize, char *msg) {
 	last_log[0] = 0;
 	x264_param_t p;
 	x264_encoder_parameters(e->x, &p);
+	int lower = bitrate / 1000 < p.rc.i_vbv_max_bitrate;
 	p.rc.i_bitrate = bitrate / 1000;
 	p.rc.i_vbv_max_bitrate = bitrate / 1000;
 	p.rc.i_vbv_buffer_size = vbv_bufsize / 1000;
+	e->vbv_after = 0;
+	if (lower) {
+		// x264 keeps the VBV buffer's fill across a change, up to the new
+		// size: a full buffer, which it may spend at once. After a step
+		// down that is a burst of up to a second's worth of bits on top
+		// of the new rate (732 kbit/s in the first half second after
+		// 1.5 Mbit/s -> 352 kbit/s), on the very link that was too slow.
+		// So the next picture is coded with a buffer of one picture's
+		// bits, which empties the fill; the one-second buffer comes back
+		// after it (vx264_encode) and fills only as the rate allows.
+		e->vbv_after = p.rc.i_vbv_buffer_size;
+		int frame = (int)((int64_t)p.rc.i_vbv_max_bitrate * p.i_fps_den / p.i_fps_num);
+		p.rc.i_vbv_buffer_size = frame > 1 ? frame : 1;
+	}
 	if (x264_encoder_reconfig(e->x, &p) < 0) {
+		e->vbv_after = 0;
 		return fail(msg, -1, "changing the bitrate");
 	}
 	return 0;

@@ -53,12 +53,12 @@ func (c *fanClient) within(lo, hi uint64) int {
 	return n
 }
 
-// TestFanout100 watches one 720p30 room from 100 WebSocket viewers while
-// one more viewer never reads. Every reading viewer must get (nearly)
-// every frame the gateway got from the broker, over a window that starts
-// once the stalled viewer's socket is full and dropping: the stalled one
-// neither blocks nor slows the rest. Frames are counted by sequence
-// number, not timed.
+// TestFanout100 watches one 720p30 room (640x360 at 15 fps under the
+// race detector) from 100 WebSocket viewers while one more viewer never reads.
+// Every reading viewer must get (nearly) every frame the gateway got from
+// the broker, over a window that starts once the stalled viewer's socket
+// is full and dropping: the stalled one neither blocks nor slows the
+// rest. Frames are counted by sequence number, not timed.
 func TestFanout100(t *testing.T) {
 	if testing.Short() {
 		t.Skip("100 viewers of 720p30: skipped with -short")
@@ -73,8 +73,17 @@ func TestFanout100(t *testing.T) {
 	h := startHub(t, broker.Config{}, Config{WriteTimeout: 2 * time.Minute})
 	if raceEnabled {
 		// The race detector slows JPEG encoding below 720p30 on small
-		// machines; the publisher is not what this test measures.
-		startPatternProcess(t, h.b.ClientURL(), "big", "cam", 30, 1280, 720)
+		// machines; the publisher is not what this test measures. It
+		// also slows this process's 100 readers: on a two-core machine
+		// half as fast as usual, with other packages' tests beside it,
+		// 720p (67 KB a frame) starved the gateway, which then drops
+		// frames for every socket alike (ci-repeat, 2026-11-28: viewers
+		// got 88% of the frames in three windows running). The property
+		// tested, that one stalled socket slows nobody, does not depend
+		// on the load, so the race run sends 640x360 at 15 fps (54 KB a
+		// frame: 40% of the bytes a second); the bench measures 720p30
+		// (BENCHMARKS.md, gateway).
+		startPatternProcess(t, h.b.ClientURL(), "big", "cam", 15, 640, 360)
 	} else {
 		startPattern(t, h.b.ClientURL(), "big", "cam", 30, 1280, 720)
 	}
