@@ -201,8 +201,54 @@ func SplitGOP(body []byte, n int) ([]GOPUnit, error) {
 	return aus, nil
 }
 
-// MaxGOP bounds the access units of one GOP reply.
-const MaxGOP = 600
+// Bounds of what is kept, and replied, of one layer's GOP: its access
+// units (20 s at 30 fps) and their bytes.
+const (
+	MaxGOP      = 600
+	MaxGOPBytes = 8 << 20
+)
+
+// GOPRun keeps one H.264 layer's access units since its last keyframe:
+// what a viewer that joins mid-GOP needs to decode the next picture. A
+// run that would outgrow MaxGOP units or MaxGOPBytes is dropped, and
+// nothing is kept until the next keyframe starts a new one. T is
+// whatever the keeper hands on (a GOPUnit, a message ready to send).
+// The zero GOPRun is empty; it is not safe for concurrent use.
+type GOPRun[T any] struct {
+	units []T
+	bytes int
+}
+
+// Add adds u, an access unit of size bytes, key if it is a keyframe.
+// It reports whether u was kept: not when no keyframe leads to it, or
+// when the run would grow too long (which drops the run).
+func (r *GOPRun[T]) Add(u T, key bool, size int) bool {
+	if key {
+		r.Reset()
+	} else if len(r.units) == 0 {
+		return false
+	}
+	if len(r.units) >= MaxGOP || r.bytes+size > MaxGOPBytes {
+		r.Reset()
+		return false
+	}
+	r.units = append(r.units, u)
+	r.bytes += size
+	return true
+}
+
+// Units returns the run, keyframe first; it is valid until the next Add
+// or Reset.
+func (r *GOPRun[T]) Units() []T { return r.units }
+
+// Bytes returns the size of the run's access units.
+func (r *GOPRun[T]) Bytes() int { return r.bytes }
+
+// Reset empties the run, letting go of what it held.
+func (r *GOPRun[T]) Reset() {
+	clear(r.units)
+	r.units, r.bytes = r.units[:0], 0
+}
 
 // GOPFrame is one access unit of a GOP reply, with what the reply says
 // of it.

@@ -153,6 +153,55 @@ func gopHeader(count, seq string) nats.Header {
 	}
 }
 
+func TestGOPRun(t *testing.T) {
+	var r GOPRun[int]
+	check := func(step string, want []int, bytes int) {
+		t.Helper()
+		if got := r.Units(); !slices.Equal(got, want) || r.Bytes() != bytes {
+			t.Fatalf("%s: run %v of %d bytes, want %v of %d", step, got, r.Bytes(), want, bytes)
+		}
+	}
+	if r.Add(1, false, 10) {
+		t.Fatal("kept an access unit that no keyframe leads to")
+	}
+	check("no keyframe yet", nil, 0)
+	if !r.Add(2, true, 100) || !r.Add(3, false, 10) {
+		t.Fatal("did not keep a keyframe and the unit after it")
+	}
+	check("one GOP", []int{2, 3}, 110)
+	r.Add(4, true, 50)
+	check("the next keyframe", []int{4}, 50)
+
+	// Too many units: the run is dropped and nothing is kept until the
+	// next keyframe.
+	for i := 1; i < MaxGOP; i++ {
+		if !r.Add(i, false, 1) {
+			t.Fatalf("unit %d of %d was not kept", i+1, MaxGOP)
+		}
+	}
+	if len(r.Units()) != MaxGOP || r.Add(0, false, 1) {
+		t.Fatalf("a run of %d units took one more, want it dropped at %d", len(r.Units()), MaxGOP)
+	}
+	check("too many units", nil, 0)
+	if r.Add(5, false, 1) {
+		t.Fatal("kept a unit after a dropped run, before a keyframe")
+	}
+
+	// Too many bytes, a keyframe alone included.
+	r.Add(6, true, MaxGOPBytes-10)
+	if r.Add(7, false, 11) {
+		t.Fatal("kept a unit past MaxGOPBytes")
+	}
+	check("too many bytes", nil, 0)
+	if r.Add(8, true, MaxGOPBytes+1) {
+		t.Fatal("kept a keyframe larger than MaxGOPBytes")
+	}
+	r.Add(9, true, MaxGOPBytes)
+	check("a keyframe of MaxGOPBytes", []int{9}, MaxGOPBytes)
+	r.Reset()
+	check("reset", nil, 0)
+}
+
 func TestParseGOP(t *testing.T) {
 	key, delta := cat(spsNAL, ppsNAL, idrNAL), sliceNAL
 	body := AppendGOP(AppendGOP(AppendGOP(nil, 10, key), 20, delta), 30, delta)

@@ -15,12 +15,6 @@ import (
 	"github.com/vidhub/vidhub/protocol"
 )
 
-// Bounds of the GOP a passthrough publisher keeps for late joiners.
-const (
-	gopMaxAUs   = protocol.MaxGOP
-	gopMaxBytes = 8 << 20
-)
-
 // passthrough publishes an H.264 source's access units as they come, on
 // the h264 layer, without decoding them. It keeps the access units since
 // the last keyframe: the camera's keyframes cannot be forced, so a viewer
@@ -41,11 +35,9 @@ type passthrough struct {
 	subject string
 	seq     uint64
 
-	mu       sync.Mutex         // guards gop, gopBytes, gopSeq, gopTimes
-	gop      []protocol.GOPUnit // access units since the last keyframe, owned copies
-	gopBytes int
-	gopSeq   uint64 // number of gop[0]
-	gopTime  int64  // capture time of gop[0]
+	mu     sync.Mutex                        // guards gop and gopSeq
+	gop    protocol.GOPRun[protocol.GOPUnit] // access units since the last keyframe, owned copies
+	gopSeq uint64                            // number of the run's keyframe
 
 	dec    media.Decoder // while decoding
 	capSeq uint64        // numbers the pictures decoded for the other layers
@@ -223,17 +215,10 @@ func (p *Publisher) passAU(au media.AU, now time.Time) {
 		}
 	}
 	pt.mu.Lock()
-	if au.Key || pt.gop == nil || len(pt.gop) >= gopMaxAUs || pt.gopBytes+len(au.Data) > gopMaxBytes {
-		if !au.Key {
-			pt.gop = nil // too long a GOP to keep: no reply until the next keyframe
-			pt.gopBytes = 0
-			pt.mu.Unlock()
-			return
-		}
-		pt.gop, pt.gopBytes, pt.gopSeq, pt.gopTime = pt.gop[:0], 0, pt.seq, now.UnixNano()
+	// A run too long to keep is dropped: no reply until the next keyframe.
+	if pt.gop.Add(protocol.GOPUnit{Time: now.UnixNano(), AU: append([]byte(nil), au.Data...)}, au.Key, len(au.Data)) && au.Key {
+		pt.gopSeq = pt.seq
 	}
-	pt.gop = append(pt.gop, protocol.GOPUnit{Time: now.UnixNano(), AU: append([]byte(nil), au.Data...)})
-	pt.gopBytes += len(au.Data)
 	pt.mu.Unlock()
 }
 
@@ -245,19 +230,20 @@ func (p *Publisher) replyGOP(m *nats.Msg) {
 		return // nowhere to send it: the next keyframe of the camera serves
 	}
 	pt.mu.Lock()
-	if len(pt.gop) == 0 {
+	gop := pt.gop.Units()
+	if len(gop) == 0 {
 		pt.mu.Unlock()
 		return
 	}
-	body := make([]byte, 0, pt.gopBytes+12*len(pt.gop))
-	for _, u := range pt.gop {
+	body := make([]byte, 0, pt.gop.Bytes()+12*len(gop))
+	for _, u := range gop {
 		body = protocol.AppendGOP(body, u.Time, u.AU)
 	}
 	h := nats.Header{}
 	h.Set(protocol.HeaderContentType, protocol.ContentTypeGOP)
 	h.Set(protocol.HeaderSeq, fmt.Sprint(pt.gopSeq))
-	h.Set(protocol.HeaderCount, fmt.Sprint(len(pt.gop)))
-	h.Set(protocol.HeaderTime, fmt.Sprint(pt.gopTime))
+	h.Set(protocol.HeaderCount, fmt.Sprint(len(gop)))
+	h.Set(protocol.HeaderTime, fmt.Sprint(gop[0].Time))
 	h.Set(protocol.HeaderSize, protocol.FormatSize(pt.w, pt.h))
 	pt.mu.Unlock()
 	if limit := p.nc.MaxPayload(); limit > 0 && int64(len(body)) > limit {
@@ -297,7 +283,7 @@ func (p *Publisher) passDecode(au media.AU, now time.Time) {
 		pt.dec = dec
 		// Start from the keyframe: decode what the GOP holds up to now.
 		pt.mu.Lock()
-		gop := pt.gop
+		gop := pt.gop.Units()
 		pt.mu.Unlock()
 		for _, u := range gop[:max(0, len(gop)-1)] {
 			_, _ = dec.Decode(u.AU)

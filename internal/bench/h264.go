@@ -540,6 +540,28 @@ func (r *renderer) run(ctx context.Context) {
 	}
 }
 
+// renderH264 joins a Room per spec (KeepFrames on) to room through url,
+// starts a 720p30 H.264 publisher there and renders the Rooms; done
+// stops all three.
+func renderH264(ctx context.Context, env *runEnv, url, room string, specs []roomSpec, onStats func(int, []subscriber.TileStats)) (g *roomGroup, rs []*renderer, done func(), err error) {
+	g, err = joinRooms(url, room, specs, true, onStats)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	lp, err := startPublisher(env, liveConfig{room: room, name: "cam", enc: publisher.EncodeAuto, codec: protocol.CodecH264})
+	if err != nil {
+		g.close()
+		return nil, nil, nil, err
+	}
+	rs, stop, err := renderRooms(ctx, env, g)
+	if err != nil {
+		lp.stop()
+		g.close()
+		return nil, nil, nil, err
+	}
+	return g, rs, func() { stop(); lp.stop(); g.close() }, nil
+}
+
 // latencyH264 measures one H.264 publisher's latency through an H.264
 // viewer and a JPEG viewer of its hi layer at the same time.
 func latencyH264(ctx context.Context, env *runEnv) ([]LatencyResult, error) {
@@ -548,7 +570,7 @@ func latencyH264(ctx context.Context, env *runEnv) ([]LatencyResult, error) {
 	var mu sync.Mutex
 	rec := false
 	sub := make([][2][]float64, len(specs)) // per room: p50s, p99s of each interval
-	g, err := joinRooms(env.url, room, specs, true, func(i int, ts []subscriber.TileStats) {
+	g, rs, done, err := renderH264(ctx, env, env.url, room, specs, func(i int, ts []subscriber.TileStats) {
 		mu.Lock()
 		defer mu.Unlock()
 		if rec && len(ts) > 0 && ts[0].FPS > 0 {
@@ -559,17 +581,7 @@ func latencyH264(ctx context.Context, env *runEnv) ([]LatencyResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer g.close()
-	lp, err := startPublisher(env, liveConfig{room: room, name: "cam", enc: publisher.EncodeAuto, codec: protocol.CodecH264})
-	if err != nil {
-		return nil, err
-	}
-	defer lp.stop()
-	rs, stop, err := renderRooms(ctx, env, g)
-	if err != nil {
-		return nil, err
-	}
-	defer stop()
+	defer done()
 	mu.Lock()
 	rec = true
 	mu.Unlock()
@@ -615,21 +627,11 @@ func stallScenario(ctx context.Context, env *runEnv) ([]StallResult, error) {
 	}
 	defer px.Close()
 	specs := []roomSpec{{subscriber.LayerHi, ""}, {subscriber.LayerHi, protocol.CodecJPEG}}
-	g, err := joinRooms(px.URL(), room, specs, true, nil)
+	g, rs, done, err := renderH264(ctx, env, px.URL(), room, specs, nil)
 	if err != nil {
 		return nil, err
 	}
-	defer g.close()
-	lp, err := startPublisher(env, liveConfig{room: room, name: "cam", enc: publisher.EncodeAuto, codec: protocol.CodecH264})
-	if err != nil {
-		return nil, err
-	}
-	defer lp.stop()
-	rs, stop, err := renderRooms(ctx, env, g)
-	if err != nil {
-		return nil, err
-	}
-	defer stop()
+	defer done()
 	before := g.stats()
 	px.Pause()
 	err = sleep(ctx, paused)

@@ -134,16 +134,14 @@ func watchCluster(nc *nats.Conn, cfg Config, opts []nats.Option, kick <-chan str
 		log := cfg.logger()
 		last := ""
 		wait := clusterCheckFirst
-		timer := time.NewTimer(time.Hour)
-		timer.Stop()
+		var next <-chan time.Time // nil until the first check, which a kick starts
 		for {
 			select {
 			case <-closed:
-				timer.Stop()
 				return
 			case <-kick:
 				wait = clusterCheckFirst
-			case <-timer.C:
+			case <-next:
 				wait = min(3*wait, clusterCheckMax)
 			}
 			brokers := probeBrokers(urls, opts)
@@ -158,7 +156,7 @@ func watchCluster(nc *nats.Conn, cfg Config, opts []nats.Option, kick <-chan str
 				log.Debug("checked that the brokers given are one cluster", "answered", len(brokers), "split", split != "")
 			}
 			last = split
-			timer.Reset(wait)
+			next = time.After(wait)
 		}
 	}()
 }

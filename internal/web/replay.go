@@ -20,15 +20,6 @@ import (
 // (speed=), as vidhub view --speed.
 const MaxReplaySpeed = record.MaxSpeed
 
-// Bounds on the run since the last keyframe a replay keeps per
-// publisher and H.264 layer, to serve a page that takes that layer anew
-// (the replay's answer to a keyframe request): a longer run is not kept,
-// and such a page waits for the next keyframe.
-const (
-	maxKeptFrames = 600     // 20 s at 30 fps
-	maxKeptBytes  = 8 << 20 // per layer
-)
-
 // recordingTimeout bounds the broker's answers about a recording.
 const recordingTimeout = 5 * time.Second
 
@@ -155,7 +146,7 @@ func (g *Gateway) openReplay(w http.ResponseWriter, r *http.Request, room string
 	return &replay{
 		room: room, rd: rd, from: rq.from, speed: rq.speed,
 		dir: newDirectory(nil, nil), moved: make(chan struct{}, 1), before: true,
-		kept: map[keptKey]*keptRun{}, taken: map[keptKey]bool{}, proven: map[string]bool{},
+		kept: map[keptKey]*protocol.GOPRun[keptFrame]{}, taken: map[keptKey]bool{}, proven: map[string]bool{},
 	}, true
 }
 
@@ -182,9 +173,11 @@ type replay struct {
 	before bool      // the last item handed on led into from
 
 	// kept is, per publisher and H.264 layer, the run since its last
-	// keyframe; taken whether the socket took that layer when the
-	// replay last looked. moved says the page changed what it takes.
-	kept  map[keptKey]*keptRun
+	// keyframe (within protocol.GOPRun's bounds: a page that takes a
+	// layer whose run is too long waits for its next keyframe); taken
+	// whether the socket took that layer when the replay last looked.
+	// moved says the page changed what it takes.
+	kept  map[keptKey]*protocol.GOPRun[keptFrame]
 	taken map[keptKey]bool
 	moved chan struct{}
 }
@@ -192,12 +185,6 @@ type replay struct {
 type keptKey struct {
 	name  string
 	layer protocol.Layer
-}
-
-// keptRun is a run of H.264 frames from a keyframe on.
-type keptRun struct {
-	frames []keptFrame
-	bytes  int
 }
 
 type keptFrame struct {
@@ -277,22 +264,10 @@ func (rp *replay) deliver(ctx context.Context, it record.Item) {
 func (rp *replay) keep(k keptKey, meta protocol.FrameMeta, msg []byte) {
 	run := rp.kept[k]
 	if run == nil {
-		run = &keptRun{}
+		run = &protocol.GOPRun[keptFrame]{}
 		rp.kept[k] = run
 	}
-	if meta.Key {
-		clear(run.frames)
-		run.frames, run.bytes = run.frames[:0], 0
-	} else if len(run.frames) == 0 {
-		return // no keyframe to start from
-	}
-	if len(run.frames) >= maxKeptFrames || run.bytes+len(msg) > maxKeptBytes {
-		clear(run.frames)
-		run.frames, run.bytes = run.frames[:0], 0
-		return // too long: wait for the next keyframe
-	}
-	run.frames = append(run.frames, keptFrame{meta, msg})
-	run.bytes += len(msg)
+	run.Add(keptFrame{meta, msg}, meta.Key, len(msg))
 }
 
 // serveMoved hands the kept run since the last keyframe to a page that
@@ -307,7 +282,7 @@ func (rp *replay) serveMoved(ctx context.Context) {
 	for k, run := range rp.kept {
 		now := rp.v.takes(k.name, k.layer)
 		if now && !rp.taken[k] {
-			for _, f := range run.frames {
+			for _, f := range run.Units() {
 				rp.v.offer(k.name, k.layer, f.meta, f.msg, time.Now())
 				if rp.v.waitRoom(ctx, k.name) != nil {
 					return
