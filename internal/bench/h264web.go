@@ -1,10 +1,8 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"slices"
 	"strings"
 	"sync"
@@ -229,30 +227,13 @@ func (w *wireSocks) waitFrames(ctx context.Context, timeout time.Duration) error
 }
 
 func (s *wireSock) read(ctx context.Context) {
-	var buf bytes.Buffer
-	for range maxWebFrames {
-		typ, r, err := s.conn.Reader(ctx)
-		if err != nil {
-			return
-		}
-		buf.Reset()
-		if _, err := buf.ReadFrom(io.LimitReader(r, 16<<20)); err != nil {
-			return
-		}
-		if typ != websocket.MessageBinary {
-			continue // room state, hello
-		}
-		now := time.Now().UnixNano()
-		f, err := web.ParseWire(buf.Bytes())
-		if err != nil {
-			continue
-		}
+	readWire(ctx, s.conn, func(f web.WireFrame, n int, now int64) {
 		s.mu.Lock()
 		if f.Layer == s.layer {
-			s.count(f, buf.Len(), now)
+			s.count(f, n, now)
 		}
 		s.mu.Unlock()
-	}
+	})
 }
 
 // count counts frame f of s.layer, n bytes on the wire; s.mu is held.

@@ -125,25 +125,7 @@ func (w *webViewers) dial(ctx context.Context, url, hello string) error {
 }
 
 func (s *webSock) read(ctx context.Context) {
-	var buf bytes.Buffer
-	for range maxWebFrames {
-		typ, r, err := s.conn.Reader(ctx)
-		if err != nil {
-			return
-		}
-		buf.Reset()
-		if _, err := buf.ReadFrom(io.LimitReader(r, 16<<20)); err != nil {
-			return
-		}
-		if typ != websocket.MessageBinary {
-			continue
-		}
-		now := time.Now().UnixNano()
-		b := buf.Bytes()
-		f, err := web.ParseWire(b)
-		if err != nil {
-			continue
-		}
+	readWire(ctx, s.conn, func(f web.WireFrame, _ int, now int64) {
 		seq, at := f.Meta.Seq, f.Meta.Time
 		s.mu.Lock()
 		if s.last != 0 && seq > s.last+1 {
@@ -155,6 +137,31 @@ func (s *webSock) read(ctx context.Context) {
 			s.lat = append(s.lat, float64(now-at)/float64(time.Millisecond))
 		}
 		s.mu.Unlock()
+	})
+}
+
+// readWire reads a viewing socket's frames, at most maxWebFrames messages,
+// and hands each to fn with its size on the wire and the time it was
+// read (Unix ns); fn must not keep f's body. Other messages (hello, room
+// state) and frames that do not parse are passed over.
+func readWire(ctx context.Context, conn *websocket.Conn, fn func(f web.WireFrame, n int, now int64)) {
+	var buf bytes.Buffer
+	for range maxWebFrames {
+		typ, r, err := conn.Reader(ctx)
+		if err != nil {
+			return
+		}
+		buf.Reset()
+		if _, err := buf.ReadFrom(io.LimitReader(r, 16<<20)); err != nil {
+			return
+		}
+		if typ != websocket.MessageBinary {
+			continue
+		}
+		now := time.Now().UnixNano()
+		if f, err := web.ParseWire(buf.Bytes()); err == nil {
+			fn(f, buf.Len(), now)
+		}
 	}
 }
 
