@@ -36,7 +36,10 @@ type tileStats struct {
 	Waited       int      `json:"waited"`
 	KeyRequests  int      `json:"keyRequests"`
 	Behind       int      `json:"behind"`
-	At           float64  `json:"at"` // the page's performance.now() when read
+	Render       string   `json:"render"`    // where H.264 pictures go: "video" or "canvas"
+	Presented    int      `json:"presented"` // pictures that reached the screen
+	Busy         int      `json:"busy"`      // pictures dropped: the video track had not taken the last
+	At           float64  `json:"at"`        // the page's performance.now() when read
 }
 
 func pageStats(t testing.TB, ctx context.Context) map[string]tileStats {
@@ -116,10 +119,7 @@ func TestBrowserH264(t *testing.T) {
 		p, _ := pres.last()
 		return slices.Equal(p.Watches, []protocol.Layer{protocol.H264Lo}) && slices.Equal(p.Views, []protocol.Layer{protocol.Lo})
 	}, "the page's presence does not watch h264lo and view lo: %v", hubtest.Lazy(func() any { p, _ := pres.last(); return p }))
-	img := shot(t, ctx, `.tile[data-name="alice"] canvas`)
-	if s := hubtest.LumaSpread(img); s < 100 {
-		t.Errorf("alice's tile looks blank (brightness variance %.0f)", s)
-	}
+	checkShown(t, ctx, "alice", "video")
 
 	// Focus alice: full size, in H.264 still, from a keyframe on.
 	cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
@@ -143,5 +143,36 @@ func TestBrowserH264(t *testing.T) {
 	}
 	if n := metric(t, h.url, `vidhub_web_frames_out_total{layer="h264"}`); n < 1 {
 		t.Errorf("the gateway sent %v frames of h264", n)
+	}
+
+	// The canvas, as browsers without MediaStreamTrackGenerator draw.
+	nctx, cancel = context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := chromedp.Do(nctx, chromedp.Navigate(h.url+"/rooms/cams?render=canvas")); err != nil {
+		t.Fatal(err)
+	}
+	hubtest.Eventually(t, 60*time.Second, func() bool { return pageStats(t, ctx)["alice"].Decoded > 10 },
+		"with render=canvas the page does not decode alice: %v", lazy)
+	checkShown(t, ctx, "alice", "canvas")
+	if a := pageStats(t, ctx)["alice"]; a.CorruptShown != 0 || a.DecodeErrors != 0 {
+		t.Errorf("drawing on the canvas: %d pictures from a broken chain, %d decode errors (%s)", a.CorruptShown, a.DecodeErrors, a.LastError)
+	}
+}
+
+// checkShown checks that name's H.264 tile shows its pictures through
+// render ("video" or "canvas"), and that they are not blank.
+func checkShown(t *testing.T, ctx context.Context, name, render string) {
+	t.Helper()
+	lazy := hubtest.Lazy(func() any { return fmt.Sprintf("%+v", pageStats(t, ctx)[name]) })
+	hubtest.Eventually(t, 30*time.Second, func() bool {
+		s := pageStats(t, ctx)[name]
+		return s.Render == render && (render == "canvas" || s.Presented > 10)
+	}, "%s's tile does not show its pictures through its %s: %v", name, render, lazy)
+	el := eval[string](t, ctx, fmt.Sprintf(`document.querySelector(%q).tagName`, tilePicture(name)))
+	if want := map[string]string{"video": "VIDEO", "canvas": "CANVAS"}[render]; el != want {
+		t.Errorf("%s's tile shows a %s, want a %s", name, el, want)
+	}
+	if s := hubtest.LumaSpread(shot(t, ctx, tilePicture(name))); s < 100 {
+		t.Errorf("%s's tile looks blank through its %s (brightness variance %.0f)", name, render, s)
 	}
 }

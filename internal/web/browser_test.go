@@ -112,6 +112,13 @@ func shot(t *testing.T, ctx context.Context, sel string) image.Image {
 	return img
 }
 
+// tilePicture selects the element that shows name's picture: its
+// canvas, or its video element (H.264 where the browser has a track for
+// decoded pictures).
+func tilePicture(name string) string {
+	return fmt.Sprintf(`.tile[data-name=%q] :is(canvas, video):not(.hidden)`, name)
+}
+
 // changed returns the fraction of pixels that differ clearly.
 func changed(a, b image.Image) float64 {
 	r := a.Bounds().Intersect(b.Bounds())
@@ -160,7 +167,7 @@ func TestBrowserRoom(t *testing.T) {
 	before := map[string]image.Image{}
 	start := tiles(t, ctx)
 	for _, name := range []string{"alice", "bob"} {
-		before[name] = shot(t, ctx, fmt.Sprintf(`.tile[data-name=%q] canvas`, name))
+		before[name] = shot(t, ctx, tilePicture(name))
 	}
 	// One second of video later (15 frames at 15 fps), counted by frames.
 	hubtest.Eventually(t, 30*time.Second, func() bool {
@@ -168,7 +175,7 @@ func TestBrowserRoom(t *testing.T) {
 		return ts["alice"].Frames >= start["alice"].Frames+15 && ts["bob"].Frames >= start["bob"].Frames+15
 	}, "tiles stopped updating: %v", lazyTiles(t, ctx))
 	for _, name := range []string{"alice", "bob"} {
-		after := shot(t, ctx, fmt.Sprintf(`.tile[data-name=%q] canvas`, name))
+		after := shot(t, ctx, tilePicture(name))
 		if s := hubtest.LumaSpread(after); s < 100 {
 			t.Errorf("tile %s looks blank (brightness variance %.0f)", name, s)
 		}

@@ -17,6 +17,9 @@ const view = new RoomView({
   host: $("host"),
   meta: $("meta"),
   status: (s, r) => setStatus($("status"), s, r),
+  // ?render=canvas draws H.264 pictures on a canvas, as browsers
+  // without MediaStreamTrackGenerator do.
+  render: new URLSearchParams(location.search).get("render") || "",
 });
 $("fs").addEventListener("click", () => view.fullscreen($("host")));
 view.timeline = new Timeline({

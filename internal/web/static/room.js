@@ -17,17 +17,17 @@ const MAX_DECODE_QUEUE = 8;
 // it rather than skip it.
 const MAX_REPLAY_QUEUE = 90;
 
-// H264Decoder decodes one tile's H.264 access units with WebCodecs onto
-// its canvas: latest decodable frame wins. It never feeds the decoder a
+// H264Decoder decodes one tile's H.264 access units with WebCodecs and
+// hands the pictures to the tile (Tile.present): latest decodable frame
+// wins. It never feeds the decoder a
 // delta across a gap (a missing seq, a layer change, a decoder error or
 // a decoder that fell behind): it drops up to the next keyframe and asks
 // for one. Apart from that gating it keeps its own account of the
 // reference chain of what it fed the decoder, so that a picture decoded
 // from a broken chain is counted (corruptShown), not hidden.
 class H264Decoder {
-  constructor(tile, ctx, askKey) {
+  constructor(tile, askKey) {
     this.tile = tile;
-    this.ctx = ctx;
     this.askKey = askKey;
     this.dec = null;
     this.codec = "";
@@ -100,14 +100,8 @@ class H264Decoder {
   output(fr) {
     const m = this.meta.get(fr.timestamp);
     this.meta.delete(fr.timestamp);
-    const c = this.ctx.canvas;
-    if (c.width !== fr.displayWidth || c.height !== fr.displayHeight) {
-      c.width = fr.displayWidth;
-      c.height = fr.displayHeight;
-    }
-    this.ctx.drawImage(fr, 0, 0);
     const w = fr.displayWidth, h = fr.displayHeight;
-    fr.close();
+    this.tile.present(fr);
     this.stats.decoded++;
     if (!m) {
       this.stats.corruptShown++; // a picture nobody fed: count it against us
@@ -155,6 +149,14 @@ class Tile {
     this.view = view;
     this.canvas = el("canvas");
     this.fc = new FrameCanvas(this.canvas);
+    // H.264 pictures go to a <video> element through a track of their
+    // own where the browser can (see present), made at the first one.
+    this.video = null;
+    this.noVideo = false; // the video element failed: the canvas it is
+    this.writer = null;
+    this.presented = 0; // pictures put on screen (see countPresented)
+    this.rafPending = false;
+    this.busy = 0; // pictures dropped because the track was still taking one
     this.h264 = null; // an H264Decoder once an H.264 frame came
     this.since = Math.max(performance.now(), view.openedPerf || 0);
     this.firstFrameMs = -1;
@@ -178,6 +180,10 @@ class Tile {
   shown(f, decoded, codec) {
     if (this.firstFrameMs < 0) this.firstFrameMs = Math.round(performance.now() - this.since);
     this.el.classList.remove("waiting");
+    if (codec === "jpeg") {
+      this.showOn(this.canvas);
+      this.countPresented();
+    }
     const d = this.el.dataset;
     d.frames = String(this.fc.shown + (this.h264 ? this.h264.stats.decoded : 0));
     this.shownTime = f.time;
@@ -224,6 +230,7 @@ class Tile {
       name: this.name, codec: d.codec || "", layer: d.layer || "", size: d.size || "",
       frames: +(d.frames || 0), fps: +(d.fps || 0), firstFrameMs: this.firstFrameMs, shownTime: this.shownTime,
       latency: d.latency ? +d.latency : null, lastError: this.lastError, ...s,
+      render: this.writer ? "video" : "canvas", presented: this.presented, busy: this.busy,
     };
   }
   // push takes a frame that came at arrived (this page's clock, ms). For
@@ -239,7 +246,7 @@ class Tile {
         codec = this.h264.codec; // its new codec string is being checked: go on meanwhile
       }
       if (!codec) return; // the page did not ask for it: a left-over frame
-      if (!this.h264) this.h264 = new H264Decoder(this, this.fc.ctx, (layer) => this.view.askKey(this.name, layer));
+      if (!this.h264) this.h264 = new H264Decoder(this, (layer) => this.view.askKey(this.name, layer));
       this.h264.push(frame, codec, arrived);
       this.exposeStats();
       return;
@@ -252,8 +259,98 @@ class Tile {
     }
     this.fc.push(frame);
   }
+  // present puts a decoded H.264 picture on screen and lets go of it.
+  // Where the browser has MediaStreamTrackGenerator, the picture goes to
+  // the tile's <video> element through a track: the compositor draws it,
+  // with no copy through a canvas on the page's main thread, which in
+  // software rendering costs most of a 720p frame (BENCHMARKS.md).
+  // Elsewhere, or with ?render=canvas, it is drawn on the canvas.
+  present(fr) {
+    if (this.view.videoSink && !this.video && !this.noVideo) this.openVideo();
+    if (!this.writer) {
+      const c = this.canvas;
+      if (c.width !== fr.displayWidth || c.height !== fr.displayHeight) {
+        c.width = fr.displayWidth;
+        c.height = fr.displayHeight;
+      }
+      this.fc.ctx.drawImage(fr, 0, 0);
+      fr.close();
+      this.showOn(this.canvas);
+      this.countPresented();
+      return;
+    }
+    if (!this.video.requestVideoFrameCallback) this.showOn(this.video);
+    if (this.writer.desiredSize <= 0) {
+      // The track has not taken the last picture yet: this one is
+      // dropped, so that a slow page shows late pictures, never old ones.
+      this.busy++;
+      fr.close();
+      return;
+    }
+    this.writer.write(fr).catch(() => this.closeVideo()); // the track closes fr
+  }
+  openVideo() {
+    try {
+      const track = new MediaStreamTrackGenerator({ kind: "video" });
+      const v = el("video", { class: "hidden" });
+      v.muted = true;
+      v.autoplay = true;
+      v.playsInline = true;
+      v.disablePictureInPicture = true;
+      v.srcObject = new MediaStream([track]);
+      this.el.insertBefore(v, this.canvas);
+      if (v.requestVideoFrameCallback) {
+        // Shown once it has a picture: no black flash after a JPEG.
+        const counted = () => {
+          if (this.video !== v) return;
+          this.presented++;
+          this.showOn(v);
+          v.requestVideoFrameCallback(counted);
+        };
+        v.requestVideoFrameCallback(counted);
+      }
+      // A browser that will not play it gets the canvas instead.
+      v.play().catch(() => this.closeVideo());
+      this.video = v;
+      this.track = track;
+      this.writer = track.writable.getWriter();
+    } catch (e) {
+      this.noVideo = true;
+      this.lastError = "no video track for pictures, drawing on the canvas: " + String(e && e.message ? e.message : e);
+    }
+  }
+  // closeVideo stops the tile's track: from then on it draws on the
+  // canvas.
+  closeVideo() {
+    if (!this.video) return;
+    this.writer.releaseLock();
+    this.track.stop();
+    this.video.remove();
+    this.video = this.writer = this.track = null;
+    this.noVideo = true;
+    this.showOn(this.canvas);
+  }
+  // countPresented counts a picture drawn on the canvas once the page
+  // next paints: pictures drawn between two paints count once, as the
+  // screen shows only the last of them. (The video element counts its
+  // own, requestVideoFrameCallback.)
+  countPresented() {
+    if (this.rafPending) return;
+    this.rafPending = true;
+    requestAnimationFrame(() => {
+      this.rafPending = false;
+      this.presented++;
+    });
+  }
+  // showOn shows the picture element e, the canvas or the video, alone.
+  showOn(e) {
+    if (!e.classList.contains("hidden")) return;
+    e.classList.remove("hidden");
+    (e === this.canvas ? this.video : this.canvas)?.classList?.add("hidden");
+  }
   close() {
     if (this.h264) this.h264.close();
+    this.closeVideo();
   }
   tick(now, clock) {
     const fps = this.rate.perSecond(now);
@@ -282,7 +379,7 @@ class Tile {
 
 // RoomView renders room into grid; empty shows when nobody publishes.
 export class RoomView {
-  constructor({ room, grid, empty, host, status, meta, self = "", presence = true }) {
+  constructor({ room, grid, empty, host, status, meta, self = "", presence = true, render = "" }) {
     Object.assign(this, { room, grid, empty, host, status, meta, self });
     this.tiles = new Map();
     this.focused = null;
@@ -299,6 +396,9 @@ export class RoomView {
     this.decodes = new Map(); // codec -> true | false
     this.known = null; // publishers of the last room state, null before one
     this.webcodecs = typeof VideoDecoder !== "undefined" && typeof EncodedVideoChunk !== "undefined";
+    // videoSink: decoded pictures go to a <video> per tile (Tile.present)
+    // unless render is "canvas".
+    this.videoSink = render !== "canvas" && typeof MediaStreamTrackGenerator === "function";
     this.presence = presence;
     // Replay: the moment asked for (Unix ms; null: live), and the speed.
     this.replayFrom = null;
