@@ -19,12 +19,12 @@ const MAX_REPLAY_QUEUE = 90;
 
 // H264Decoder decodes one tile's H.264 access units with WebCodecs and
 // hands the pictures to the tile (Tile.present): latest decodable frame
-// wins. It never feeds the decoder a
-// delta across a gap (a missing seq, a layer change, a decoder error or
-// a decoder that fell behind): it drops up to the next keyframe and asks
-// for one. Apart from that gating it keeps its own account of the
-// reference chain of what it fed the decoder, so that a picture decoded
-// from a broken chain is counted (corruptShown), not hidden.
+// wins. It never feeds the decoder a delta across a gap (a missing seq,
+// a layer change, a decoder error or a decoder that fell behind): it
+// drops up to the next keyframe and asks for one. Apart from that
+// gating it keeps its own account of the reference chain of what it fed
+// the decoder, so that a picture decoded from a broken chain is counted
+// (corruptShown), not hidden.
 class H264Decoder {
   constructor(tile, askKey) {
     this.tile = tile;
@@ -152,7 +152,7 @@ class Tile {
     // H.264 pictures go to a <video> element through a track of their
     // own where the browser can (see present), made at the first one.
     this.video = null;
-    this.noVideo = false; // the video element failed: the canvas it is
+    this.noVideo = false; // true once the video failed: the canvas serves
     this.writer = null;
     this.presented = 0; // pictures put on screen (see countPresented)
     this.rafPending = false;

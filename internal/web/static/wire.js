@@ -126,7 +126,7 @@ export class Socket {
 export class FrameCanvas {
   constructor(canvas) {
     this.canvas = canvas;
-    this.ctx = canvas.getContext("2d", { alpha: false });
+    this.ctx = canvas.getContext("2d");
     this.busy = false;
     this.next = null;
     this.shown = 0;
